@@ -1,0 +1,1 @@
+"""Settings, logging and error reporting: read once at the edge, passed inward."""

@@ -1,0 +1,1 @@
+"""payouts: the domain and its services. Imports no Celery and no HTTP framework."""

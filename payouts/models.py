@@ -1,0 +1,333 @@
+"""Tables of the ledger and of the payout pipeline (SQLAlchemy 2 typed models, PostgreSQL).
+
+Amounts are ``numeric(78,0)`` (any uint256) and come back as ``int``. Rows that record money
+movements (journals, entries, transitions) are append-only; PostgreSQL enforces it with
+triggers installed by the migrations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class BaseUnitsType(TypeDecorator[int]):
+    """numeric(78,0) in the database, ``int`` in Python: never a Decimal or float in between."""
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Any) -> int | None:
+        if value is not None and not isinstance(value, int):
+            raise TypeError(f"amounts are int base units, got {type(value).__name__}")
+        return value
+
+    def process_result_value(self, value: Decimal | None, dialect: Any) -> int | None:
+        return None if value is None else int(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {int: BigInteger, datetime: DateTime(timezone=True)}
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("chain_id", "address", postgresql_nulls_not_distinct=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), unique=True)
+    chain_id: Mapped[int]
+    address: Mapped[str | None] = mapped_column(String(42))
+    decimals: Mapped[int] = mapped_column(Integer)
+
+
+class Marketplace(Base):
+    __tablename__ = "marketplaces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    api_key_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class Creator(Base):
+    __tablename__ = "creators"
+    __table_args__ = (UniqueConstraint("marketplace_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    marketplace_id: Mapped[int] = mapped_column(ForeignKey("marketplaces.id"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    payout_address: Mapped[str | None] = mapped_column(String(42))
+    hold_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+
+class Account(Base):
+    """A ledger account keyed by (kind, owner, asset); the owner is a creator or marketplace."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("kind", "owner_id", "asset_id", postgresql_nulls_not_distinct=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    owner_id: Mapped[int | None]
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+
+
+class Journal(Base):
+    """One business event in the ledger; its entries sum to zero per asset (checked at commit)."""
+
+    __tablename__ = "journals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    cause: Mapped[str] = mapped_column(Text)
+    created_txid: Mapped[int] = mapped_column(server_default=text("txid_current()"))
+    created_at: Mapped[datetime] = _now()
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="entry_amount_nonzero"),
+        Index("entries_account_idx", "account_id"),
+        Index("entries_journal_idx", "journal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    journal_id: Mapped[int] = mapped_column(ForeignKey("journals.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    # Positive is a debit, negative a credit; a journal's entries sum to zero per asset.
+    amount: Mapped[int] = mapped_column(BaseUnitsType)
+    credit_id: Mapped[int | None]
+    payout_id: Mapped[int | None]
+
+
+class Credit(Base):
+    """One earning a marketplace sent us for one creator."""
+
+    __tablename__ = "credits"
+    __table_args__ = (
+        UniqueConstraint("marketplace_id", "idempotency_key"),
+        CheckConstraint("amount > 0", name="credit_amount_positive"),
+        Index(
+            "credits_accrued_idx",
+            "creator_id",
+            "asset_id",
+            postgresql_where=text("state = 'accrued'"),
+        ),
+        Index("credits_payout_idx", "payout_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    marketplace_id: Mapped[int] = mapped_column(ForeignKey("marketplaces.id"))
+    creator_id: Mapped[int] = mapped_column(ForeignKey("creators.id"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    amount: Mapped[int] = mapped_column(BaseUnitsType)
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime] = _now()
+    state: Mapped[str] = mapped_column(String(16), server_default="accrued")
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    journal_id: Mapped[int] = mapped_column(ForeignKey("journals.id"))
+
+
+class RollupRun(Base):
+    """Marks a window as rolled up; its unique key is what makes the roll-up exactly-once."""
+
+    __tablename__ = "rollup_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(unique=True)
+    window_end: Mapped[datetime]
+    payout_count: Mapped[int] = mapped_column(server_default="0")
+    credit_count: Mapped[int] = mapped_column(server_default="0")
+    created_at: Mapped[datetime] = _now()
+
+
+class Payout(Base):
+    """What one creator is owed in one asset for one window."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        UniqueConstraint("creator_id", "asset_id", "window_start"),
+        CheckConstraint("amount > 0", name="payout_amount_positive"),
+        Index("payouts_state_idx", "state", "asset_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("creators.id"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    amount: Mapped[int] = mapped_column(BaseUnitsType)
+    recipient: Mapped[str] = mapped_column(String(42))
+    window_start: Mapped[datetime]
+    rollup_run_id: Mapped[int] = mapped_column(ForeignKey("rollup_runs.id"))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    # The one live batch this payout is in; NULL while pending.
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    created_at: Mapped[datetime] = _now()
+
+
+class Batch(Base):
+    """Payouts paid together in one on-chain transaction (one nonce, many fee attempts)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The id the contract sees; random so that ids never collide across databases.
+    public_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    chain_id: Mapped[int]
+    payer: Mapped[str] = mapped_column(String(42))
+    state: Mapped[str] = mapped_column(String(16), server_default="open")
+    item_count: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(BaseUnitsType)
+    gas_estimate: Mapped[int | None]
+    nonce: Mapped[int | None]
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None]
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    gas_used: Mapped[int | None]
+    effective_gas_price: Mapped[int | None] = mapped_column(BaseUnitsType)
+    created_at: Mapped[datetime] = _now()
+
+
+class BatchItem(Base):
+    """What a batch was sealed with, position by position; never changes after sealing."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "payout_id"),)
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"))
+    recipient: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(BaseUnitsType)
+
+
+class TxAttempt(Base):
+    """One signed transaction for a batch. Stored before it is broadcast, so it can be resent."""
+
+    __tablename__ = "tx_attempts"
+    __table_args__ = (Index("tx_attempts_batch_idx", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    chain_id: Mapped[int]
+    sender: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[int]
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    gas_limit: Mapped[int]
+    max_fee_per_gas: Mapped[int] = mapped_column(BaseUnitsType)
+    max_priority_fee_per_gas: Mapped[int] = mapped_column(BaseUnitsType)
+    state: Mapped[str] = mapped_column(String(16), server_default="signed")
+    created_at: Mapped[datetime] = _now()
+
+
+class NonceLane(Base):
+    """The next nonce of one hot wallet on one chain; its row lock serialises signers."""
+
+    __tablename__ = "nonce_lanes"
+
+    chain_id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next_nonce: Mapped[int]
+
+
+class ChainCheckpoint(Base):
+    """The last block whose logs the reconciler has read for one contract."""
+
+    __tablename__ = "chain_checkpoints"
+
+    chain_id: Mapped[int] = mapped_column(primary_key=True)
+    contract: Mapped[str] = mapped_column(String(42), primary_key=True)
+    block_number: Mapped[int]
+
+
+class OnchainTransfer(Base):
+    """A payout as the chain reported it, matched to its batch position."""
+
+    __tablename__ = "onchain_transfers"
+    __table_args__ = (
+        UniqueConstraint("tx_hash", "log_index"),
+        Index("onchain_transfers_batch_idx", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    recipient: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(BaseUnitsType)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int]
+    block_number: Mapped[int]
+    block_hash: Mapped[str] = mapped_column(String(66))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class ReconException(Base):
+    """Something the reconciler could not match, kept with its evidence for an operator."""
+
+    __tablename__ = "exceptions"
+    __table_args__ = (UniqueConstraint("kind", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(String(16), server_default="open")
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None]
+
+
+class Transition(Base):
+    """Audit trail: one row per state change, written in the same transaction as the change."""
+
+    __tablename__ = "transitions"
+    __table_args__ = (Index("transitions_entity_idx", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[int]
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = _now()
