@@ -1,0 +1,186 @@
+"""Reference rows: the configured assets, marketplaces and creators with payout addresses."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from eth_utils import is_address, is_checksum_address, to_checksum_address
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from payouts import models
+from payouts.errors import InvalidInput, NotFound
+from payouts.money import Asset
+
+NATIVE_SYMBOL = "ETH"
+
+
+def ensure_assets(session: Session, assets: Iterable[Asset]) -> dict[str, int]:
+    """Make the asset table match the configuration; refuse to redefine an existing symbol."""
+    ids: dict[str, int] = {}
+    for asset in assets:
+        session.execute(
+            insert(models.Asset)
+            .values(
+                symbol=asset.symbol,
+                decimals=asset.decimals,
+                chain_id=asset.chain_id,
+                address=asset.address,
+            )
+            .on_conflict_do_nothing()
+        )
+        row = session.execute(
+            select(models.Asset).where(models.Asset.symbol == asset.symbol)
+        ).scalar_one()
+        if (row.decimals, row.chain_id, row.address) != (
+            asset.decimals,
+            asset.chain_id,
+            asset.address,
+        ):
+            raise InvalidInput(
+                f"asset {asset.symbol} is already defined as chain {row.chain_id} "
+                f"address {row.address} with {row.decimals} decimals",
+                field="assets",
+                code="asset_redefined",
+            )
+        ids[asset.symbol] = row.id
+    return ids
+
+
+def asset_ids(session: Session) -> dict[str, int]:
+    return {s: i for s, i in session.execute(select(models.Asset.symbol, models.Asset.id)).all()}
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewMarketplace:
+    id: int
+    name: str
+    api_key: str  # shown once; only its hash is stored
+
+
+def create_marketplace(session: Session, name: str) -> NewMarketplace:
+    name = name.strip()
+    if not name:
+        raise InvalidInput("marketplace name must not be empty", field="name")
+    existing = session.execute(
+        select(models.Marketplace.id).where(models.Marketplace.name == name)
+    ).scalar()
+    if existing is not None:
+        raise InvalidInput(f"marketplace {name!r} exists", field="name", code="already_exists")
+    api_key = "pk_" + secrets.token_urlsafe(32)
+    row = models.Marketplace(name=name, api_key_hash=hash_api_key(api_key))
+    session.add(row)
+    session.flush()
+    return NewMarketplace(row.id, name, api_key)
+
+
+def ensure_marketplace(session: Session, name: str) -> int:
+    """The id of a marketplace by name, created without an API key if missing (demo, tests)."""
+    session.execute(insert(models.Marketplace).values(name=name).on_conflict_do_nothing())
+    return int(
+        session.execute(
+            select(models.Marketplace.id).where(models.Marketplace.name == name)
+        ).scalar_one()
+    )
+
+
+def checked_address(value: str, *, field: str = "payout_address") -> str:
+    """Accept only an EIP-55 checksummed address (or all-lowercase hex, which has no checksum)."""
+    if not isinstance(value, str) or not is_address(value):
+        raise InvalidInput("not an Ethereum address", field=field, code="invalid_address")
+    if value != value.lower() and not is_checksum_address(value):
+        raise InvalidInput(
+            "address checksum (EIP-55) does not match", field=field, code="invalid_checksum"
+        )
+    return to_checksum_address(value)
+
+
+def ensure_creators(
+    session: Session, marketplace_id: int, external_ids: Iterable[str]
+) -> dict[str, int]:
+    ids = sorted(set(external_ids))
+    session.execute(
+        text(
+            """
+            INSERT INTO creators (marketplace_id, external_id)
+            SELECT :m, unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING
+            """
+        ),
+        {"m": marketplace_id, "ids": ids},
+    )
+    rows = session.execute(
+        text(
+            "SELECT id, external_id FROM creators "
+            "WHERE marketplace_id = :m AND external_id = ANY(:ids)"
+        ),
+        {"m": marketplace_id, "ids": ids},
+    )
+    return {r.external_id: r.id for r in rows}
+
+
+def set_payout_address(
+    session: Session,
+    marketplace_id: int,
+    external_id: str,
+    address: str,
+    *,
+    cool_down: timedelta = timedelta(0),
+    actor: str = "marketplace",
+) -> models.Creator:
+    """Register or change where a creator is paid.
+
+    A change (not the first registration) puts the creator on hold for ``cool_down``, so a
+    hijacked account cannot redirect a payout at once; the change is in the audit trail.
+    """
+    checksummed = checked_address(address)
+    creator_id = ensure_creators(session, marketplace_id, [external_id])[external_id]
+    creator = session.get(models.Creator, creator_id, with_for_update=True)
+    if creator is None:  # pragma: no cover - ensured above
+        raise NotFound(external_id)
+    previous = creator.payout_address
+    if previous == checksummed:
+        return creator
+    creator.payout_address = checksummed
+    if previous is not None and cool_down > timedelta(0):
+        creator.hold_until = datetime.now(UTC) + cool_down
+    session.add(
+        models.Transition(
+            entity="creator",
+            entity_id=creator.id,
+            from_state="address:" + (previous or "none")[:7],
+            to_state="address:" + checksummed[:7],
+            cause=f"payout address {previous or 'none'} -> {checksummed}",
+            actor=actor,
+        )
+    )
+    session.flush()
+    return creator
+
+
+def set_payout_addresses(session: Session, marketplace_id: int, addresses: dict[str, str]) -> None:
+    """Register many first-time addresses at once (demo, bulk onboarding)."""
+    for address in addresses.values():
+        checked_address(address)
+    ids = ensure_creators(session, marketplace_id, addresses)
+    session.execute(
+        text(
+            """
+            UPDATE creators c SET payout_address = v.address
+              FROM unnest(CAST(:ids AS bigint[]), CAST(:addresses AS text[])) AS v(id, address)
+             WHERE c.id = v.id AND c.payout_address IS NULL
+            """
+        ),
+        {
+            "ids": [ids[k] for k in addresses],
+            "addresses": [to_checksum_address(a) for a in addresses.values()],
+        },
+    )

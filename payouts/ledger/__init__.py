@@ -1,0 +1,1 @@
+"""Double-entry ledger: accounts, journals, entries, balances and their invariants."""

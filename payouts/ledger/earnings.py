@@ -1,0 +1,218 @@
+"""Recording earnings: one or ten thousand credits in a few set-based statements.
+
+An earning is idempotent on (marketplace, idempotency key). The same key with the same body
+returns the first result; with a different body it is an ``IdempotencyConflict`` and nothing
+of the request is written. Each new credit posts Dr marketplace funding / Cr creator payable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from payouts.catalog import asset_ids, ensure_creators
+from payouts.errors import IdempotencyConflict, InvalidInput
+from payouts.ledger.accounts import AccountKind, ensure_accounts
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Earning:
+    idempotency_key: str
+    creator_id: str  # the marketplace's id for the creator
+    amount: int  # base units, already parsed by payouts.money.parse_amount
+    asset: str
+    occurred_at: datetime | None = None
+    reference: str | None = None
+    metadata: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    def request_hash(self) -> str:
+        body = {
+            "creator_id": self.creator_id,
+            "amount": str(self.amount),
+            "asset": self.asset,
+            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+            "reference": self.reference,
+            "metadata": self.metadata,
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    credit_id: int
+    idempotency_key: str
+    replayed: bool
+    state: str
+
+
+def _validate(earnings: Sequence[Earning], known_assets: Mapping[str, int]) -> None:
+    for index, e in enumerate(earnings):
+        where = f"earnings[{index}]" if len(earnings) > 1 else ""
+        if not e.idempotency_key or len(e.idempotency_key) > MAX_KEY_LENGTH:
+            raise InvalidInput(
+                f"idempotency key must be 1..{MAX_KEY_LENGTH} characters",
+                field=f"{where}.idempotency_key".lstrip("."),
+                code="invalid_idempotency_key",
+            )
+        if not e.creator_id or len(e.creator_id) > 255:
+            raise InvalidInput("creator_id must be 1..255 characters", field=f"{where}.creator_id")
+        if not isinstance(e.amount, int) or isinstance(e.amount, bool) or e.amount <= 0:
+            raise InvalidInput("amount must be a positive integer", field=f"{where}.amount")
+        if e.asset not in known_assets:
+            raise InvalidInput(
+                f"unknown asset {e.asset!r}",
+                field=f"{where}.asset".lstrip("."),
+                code="unknown_asset",
+            )
+
+
+def record_earnings(
+    session: Session, marketplace_id: int, earnings: Sequence[Earning]
+) -> list[Recorded]:
+    """Record earnings for one marketplace; the result is in the order of ``earnings``."""
+    if not earnings:
+        return []
+    known_assets = asset_ids(session)
+    _validate(earnings, known_assets)
+
+    hashes = [e.request_hash() for e in earnings]
+    first: dict[str, tuple[int, str]] = {}
+    for index, (e, digest) in enumerate(zip(earnings, hashes, strict=True)):
+        seen = first.setdefault(e.idempotency_key, (index, digest))
+        if seen[1] != digest:
+            raise IdempotencyConflict([e.idempotency_key])
+
+    keys = list(first)
+    existing = _existing(session, marketplace_id, keys)
+    _raise_on_conflicts(existing, first)
+    new_indexes = [i for k, (i, _) in first.items() if k not in existing]
+    if new_indexes:
+        _insert(
+            session,
+            marketplace_id,
+            [earnings[i] for i in new_indexes],
+            [hashes[i] for i in new_indexes],
+            known_assets,
+        )
+        # A concurrent request may have won a key between our read and our insert.
+        existing = _existing(session, marketplace_id, keys)
+        _raise_on_conflicts(existing, first)
+    new_keys = {earnings[i].idempotency_key for i in new_indexes}
+    results = []
+    for e in earnings:
+        credit_id, _, state, inserted_now = existing[e.idempotency_key]
+        replayed = not (e.idempotency_key in new_keys and inserted_now)
+        results.append(Recorded(credit_id, e.idempotency_key, replayed, state))
+    return results
+
+
+def _existing(
+    session: Session, marketplace_id: int, keys: list[str]
+) -> dict[str, tuple[int, str, str, bool]]:
+    rows = session.execute(
+        text(
+            """
+            SELECT c.id, c.idempotency_key, c.request_hash, c.state,
+                   j.created_txid = txid_current() AS inserted_now
+              FROM credits c JOIN journals j ON j.id = c.journal_id
+             WHERE c.marketplace_id = :m AND c.idempotency_key = ANY(:keys)
+            """
+        ),
+        {"m": marketplace_id, "keys": keys},
+    )
+    return {r.idempotency_key: (r.id, r.request_hash, r.state, r.inserted_now) for r in rows}
+
+
+def _raise_on_conflicts(
+    existing: Mapping[str, tuple[int, str, str, bool]], first: Mapping[str, tuple[int, str]]
+) -> None:
+    conflicts = [k for k, row in existing.items() if row[1] != first[k][1]]
+    if conflicts:
+        raise IdempotencyConflict(sorted(conflicts))
+
+
+def _insert(
+    session: Session,
+    marketplace_id: int,
+    earnings: Sequence[Earning],
+    hashes: Sequence[str],
+    known_assets: Mapping[str, int],
+) -> None:
+    creators = ensure_creators(session, marketplace_id, (e.creator_id for e in earnings))
+    used_assets = {known_assets[e.asset] for e in earnings}
+    ensure_accounts(
+        session,
+        [
+            (AccountKind.CREATOR_PAYABLE, creators[e.creator_id], known_assets[e.asset])
+            for e in earnings
+        ]
+        + [(AccountKind.MARKETPLACE_FUNDING, marketplace_id, a) for a in used_assets],
+    )
+    now = datetime.now(UTC)
+    params = {
+        "m": marketplace_id,
+        "cause": f"{len(earnings)} earnings from marketplace {marketplace_id}",
+        "creators": [creators[e.creator_id] for e in earnings],
+        "assets": [known_assets[e.asset] for e in earnings],
+        "amounts": [e.amount for e in earnings],
+        "keys": [e.idempotency_key for e in earnings],
+        "hashes": list(hashes),
+        "refs": [e.reference for e in earnings],
+        "metas": [json.dumps(e.metadata) if e.metadata is not None else None for e in earnings],
+        "occurred": [e.occurred_at or now for e in earnings],
+    }
+    # Savepoint: if every key was taken by a concurrent request, the journal would be empty
+    # and would fail at commit; rolling back to here leaves no trace of it.
+    with session.begin_nested() as savepoint:
+        inserted = session.execute(
+            text(
+                """
+                WITH journal AS (
+                    INSERT INTO journals (kind, cause) VALUES ('earnings', :cause) RETURNING id
+                ), new AS (
+                    INSERT INTO credits (marketplace_id, creator_id, asset_id, amount,
+                                         idempotency_key, request_hash, reference, metadata,
+                                         occurred_at, journal_id)
+                    SELECT :m, v.creator_id, v.asset_id, v.amount, v.key, v.hash, v.ref,
+                           CAST(v.meta AS jsonb), v.occurred, (SELECT id FROM journal)
+                      FROM unnest(CAST(:creators AS bigint[]), CAST(:assets AS bigint[]),
+                                  CAST(:amounts AS numeric[]), CAST(:keys AS text[]),
+                                  CAST(:hashes AS text[]), CAST(:refs AS text[]),
+                                  CAST(:metas AS text[]), CAST(:occurred AS timestamptz[]))
+                           AS v(creator_id, asset_id, amount, key, hash, ref, meta, occurred)
+                    ON CONFLICT (marketplace_id, idempotency_key) DO NOTHING
+                    RETURNING id, creator_id, asset_id, amount, journal_id
+                ), payable AS (
+                    INSERT INTO entries (journal_id, account_id, amount, credit_id)
+                    SELECT new.journal_id, a.id, -new.amount, new.id
+                      FROM new JOIN accounts a ON a.kind = 'creator_payable'
+                       AND a.owner_id = new.creator_id AND a.asset_id = new.asset_id
+                    RETURNING 1
+                ), funding AS (
+                    INSERT INTO entries (journal_id, account_id, amount)
+                    SELECT new.journal_id, a.id, sum(new.amount)
+                      FROM new JOIN accounts a ON a.kind = 'marketplace_funding'
+                       AND a.owner_id = :m AND a.asset_id = new.asset_id
+                     GROUP BY new.journal_id, a.id
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM new) AS credits,
+                       (SELECT count(*) FROM payable) AS legs
+                """
+            ),
+            params,
+        ).one()
+        if inserted.credits == 0:
+            savepoint.rollback()
+        elif inserted.legs != inserted.credits:  # pragma: no cover - accounts ensured above
+            raise RuntimeError("a credit found no payable account")

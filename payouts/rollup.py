@@ -1,0 +1,228 @@
+"""The hourly roll-up: accrued credits become one payout per creator and asset.
+
+Exactly once per window: the window's row in ``rollup_runs`` is inserted first, and its
+unique key makes a second run (a retried task, a second beat) a no-op that waits for the
+first to commit. The whole window is one REPEATABLE READ transaction, so the credits summed
+are exactly the credits linked.
+
+Amounts are rounded down to the asset's ``rounding_unit``; the remainder stays in the
+creator's dust account and is added to the next payout, never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from payouts.ledger.accounts import AccountKind, ensure_accounts
+from payouts.ledger.journals import open_journal
+
+
+@dataclass(frozen=True)
+class PayoutRule:
+    """When a balance is worth paying, and in what steps."""
+
+    min_payout: int
+    rounding_unit: int = 1
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    window_start: datetime
+    window_end: datetime
+    created: bool  # False: this window was rolled up before
+    payouts: int
+    credits: int
+    total: int
+
+
+def window_for(now: datetime, window_seconds: int) -> tuple[datetime, datetime]:
+    """The last window that has fully closed at ``now``."""
+    epoch = int(now.timestamp())
+    end = epoch - epoch % window_seconds
+    start = end - window_seconds
+    return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+
+
+def roll_up(
+    session: Session,
+    window_start: datetime,
+    window_end: datetime,
+    rules: Mapping[int, PayoutRule],
+    *,
+    actor: str = "beat",
+) -> RollupResult:
+    """Roll up one window. The caller commits; ``session`` must be fresh (no statement yet)."""
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    run_id = session.execute(
+        text(
+            """
+            INSERT INTO rollup_runs (window_start, window_end) VALUES (:start, :end)
+            ON CONFLICT (window_start) DO NOTHING RETURNING id
+            """
+        ),
+        {"start": window_start, "end": window_end},
+    ).scalar()
+    if run_id is None:
+        done = session.execute(
+            text(
+                "SELECT r.payout_count, r.credit_count, coalesce(sum(p.amount), 0) AS total"
+                " FROM rollup_runs r LEFT JOIN payouts p ON p.rollup_run_id = r.id"
+                " WHERE r.window_start = :start GROUP BY r.id"
+            ),
+            {"start": window_start},
+        ).one()
+        return RollupResult(
+            window_start, window_end, False, done.payout_count, done.credit_count, int(done.total)
+        )
+
+    asset_list = sorted(rules)
+    session.execute(
+        text(
+            """
+            CREATE TEMP TABLE rollup_candidates ON COMMIT DROP AS
+            WITH sums AS (
+                SELECT creator_id, asset_id, sum(amount) AS credited, count(*) AS credits
+                  FROM credits
+                 WHERE state = 'accrued' AND created_at < :end AND asset_id = ANY(:assets)
+                 GROUP BY creator_id, asset_id
+            ), carried AS (
+                SELECT a.owner_id AS creator_id, a.asset_id, -sum(e.amount) AS carried
+                  FROM accounts a JOIN entries e ON e.account_id = a.id
+                 WHERE a.kind = 'creator_dust'
+                 GROUP BY a.owner_id, a.asset_id
+            ), rules AS (
+                SELECT * FROM unnest(CAST(:assets AS bigint[]), CAST(:mins AS numeric[]),
+                                     CAST(:units AS numeric[])) AS r(asset_id, min_payout, unit)
+            ), owed AS (
+                SELECT s.creator_id, s.asset_id, s.credited, s.credits,
+                       coalesce(d.carried, 0) AS carried, c.payout_address,
+                       div(s.credited + coalesce(d.carried, 0), r.unit) * r.unit AS amount,
+                       r.min_payout
+                  FROM sums s
+                  JOIN creators c ON c.id = s.creator_id
+                  JOIN rules r ON r.asset_id = s.asset_id
+                  LEFT JOIN carried d ON d.creator_id = s.creator_id AND d.asset_id = s.asset_id
+                 WHERE c.payout_address IS NOT NULL
+                   AND (c.hold_until IS NULL OR c.hold_until <= now())
+            )
+            SELECT creator_id, asset_id, credited, credits, carried, payout_address, amount,
+                   credited + carried - amount AS dust
+              FROM owed WHERE amount >= min_payout AND amount > 0
+            """
+        ),
+        {
+            "end": window_end,
+            "assets": asset_list,
+            "mins": [rules[a].min_payout for a in asset_list],
+            "units": [rules[a].rounding_unit for a in asset_list],
+        },
+    )
+    counts = session.execute(
+        text(
+            "SELECT count(*) AS payouts, coalesce(sum(credits), 0) AS credits,"
+            " coalesce(sum(amount), 0) AS total FROM rollup_candidates"
+        )
+    ).one()
+    if counts.payouts == 0:
+        return RollupResult(window_start, window_end, True, 0, 0, 0)
+
+    _ensure_rollup_accounts(session, asset_list)
+    session.execute(
+        text(
+            """
+            INSERT INTO payouts (creator_id, asset_id, amount, recipient, window_start,
+                                 rollup_run_id)
+            SELECT creator_id, asset_id, amount, payout_address, :start, :run
+              FROM rollup_candidates ORDER BY asset_id, creator_id
+            """
+        ),
+        {"start": window_start, "run": run_id},
+    )
+    _link_credits(session, run_id, window_end, actor)
+    _post_rollup_journal(session, run_id, window_start)
+    session.execute(
+        text("UPDATE rollup_runs SET payout_count = :p, credit_count = :c WHERE id = :run"),
+        {"p": counts.payouts, "c": counts.credits, "run": run_id},
+    )
+    return RollupResult(
+        window_start, window_end, True, counts.payouts, int(counts.credits), int(counts.total)
+    )
+
+
+def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
+    rows = session.execute(
+        text("SELECT creator_id, asset_id FROM rollup_candidates WHERE carried <> 0 OR dust <> 0")
+    ).all()
+    ensure_accounts(
+        session,
+        [(AccountKind.PAYOUTS_IN_FLIGHT, None, a) for a in asset_list]
+        + [(AccountKind.CREATOR_DUST, r.creator_id, r.asset_id) for r in rows],
+    )
+
+
+def _link_credits(session: Session, run_id: int, window_end: datetime, actor: str) -> None:
+    session.execute(
+        text(
+            """
+            WITH moved AS (
+                UPDATE credits c SET state = 'rolled_up', payout_id = p.id
+                  FROM payouts p
+                 WHERE p.rollup_run_id = :run AND c.creator_id = p.creator_id
+                   AND c.asset_id = p.asset_id AND c.state = 'accrued' AND c.created_at < :end
+                RETURNING c.id, p.id AS payout_id
+            )
+            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
+            SELECT 'credit', id, 'accrued', 'rolled_up', 'rolled into payout ' || payout_id, :actor
+              FROM moved
+            """
+        ),
+        {"run": run_id, "end": window_end, "actor": actor},
+    )
+
+
+def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:
+    journal_id = open_journal(session, "rollup", f"roll-up of window {window_start.isoformat()}")
+    # Per payout: Dr payable (credited) + Dr dust (carried in) = Cr in flight (amount)
+    # + Cr dust (new remainder).
+    session.execute(
+        text(
+            """
+            WITH legs AS (
+                SELECT p.id AS payout_id, 'creator_payable' AS kind, p.creator_id AS owner,
+                       p.asset_id, rc.credited AS amount
+                  FROM payouts p JOIN rollup_candidates rc USING (creator_id, asset_id)
+                 WHERE p.rollup_run_id = :run
+                UNION ALL
+                SELECT p.id, 'creator_dust', p.creator_id, p.asset_id, rc.carried - rc.dust
+                  FROM payouts p JOIN rollup_candidates rc USING (creator_id, asset_id)
+                 WHERE p.rollup_run_id = :run AND rc.carried - rc.dust <> 0
+                UNION ALL
+                SELECT p.id, 'payouts_in_flight', NULL, p.asset_id, -p.amount
+                  FROM payouts p WHERE p.rollup_run_id = :run
+            )
+            INSERT INTO entries (journal_id, account_id, amount, payout_id)
+            SELECT :journal, a.id, legs.amount, legs.payout_id
+              FROM legs JOIN accounts a ON a.kind = legs.kind
+               AND a.owner_id IS NOT DISTINCT FROM legs.owner AND a.asset_id = legs.asset_id
+            """
+        ),
+        {"run": run_id, "journal": journal_id},
+    )
+
+
+def due_windows(last_end: datetime | None, now: datetime, window_seconds: int) -> list[datetime]:
+    """Window starts from ``last_end`` up to the last closed window, to catch up after downtime."""
+    _, end = window_for(now, window_seconds)
+    if last_end is None:
+        return [end - timedelta(seconds=window_seconds)]
+    starts = []
+    cursor = last_end
+    while cursor + timedelta(seconds=window_seconds) <= end:
+        starts.append(cursor)
+        cursor += timedelta(seconds=window_seconds)
+    return starts
