@@ -1,0 +1,147 @@
+"""A thin JSON-RPC client over web3's HTTP provider, with our errors and short retries.
+
+Upstream errors are mapped here and nowhere else:
+- connection refused, timeouts, 5xx, node busy  -> ``TransientChainError`` (retried a few times
+  with tenacity, then raised for the task layer's staggered retries);
+- an RPC error answer (revert, nonce too low, underpriced) -> ``PermanentChainError`` with the
+  node's message and code, so callers can classify it as a race or a bug.
+Nothing from ``requests`` or ``web3`` leaks past this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import requests
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from payouts.errors import PermanentChainError, TransientChainError
+
+
+class RpcError(PermanentChainError):
+    """The node answered with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int | None, message: str, data: Any = None) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method = method
+        self.rpc_code = code
+        self.rpc_message = message
+        self.data = data
+
+
+@dataclass(frozen=True)
+class Block:
+    number: int
+    hash: str
+    base_fee_per_gas: int
+    gas_limit: int
+    timestamp: int
+
+
+def _hex_int(value: str | int) -> int:
+    return value if isinstance(value, int) else int(value, 16)
+
+
+class ChainClient:
+    def __init__(self, rpc_url: str, *, timeout: float = 10.0) -> None:
+        self.rpc_url = rpc_url
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+
+    def __repr__(self) -> str:
+        return f"ChainClient({self.rpc_url!r})"
+
+    @retry(
+        retry=retry_if_exception_type(TransientChainError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        reraise=True,
+    )
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            answer = self.w3.provider.make_request(cast(Any, method), params)
+        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+            raise TransientChainError(f"{method}: node unreachable ({type(exc).__name__})") from exc
+        except requests.HTTPError as exc:
+            raise TransientChainError(f"{method}: HTTP error from node") from exc
+        except Web3Exception as exc:
+            raise TransientChainError(f"{method}: {type(exc).__name__}") from exc
+        error = answer.get("error")
+        if error:
+            if isinstance(error, dict):
+                raise RpcError(
+                    method, error.get("code"), str(error.get("message")), error.get("data")
+                )
+            raise RpcError(method, None, str(error))
+        return answer.get("result")
+
+    # Reads -------------------------------------------------------------------------------
+    def chain_id(self) -> int:
+        return _hex_int(self.rpc("eth_chainId", []))
+
+    def block_number(self) -> int:
+        return _hex_int(self.rpc("eth_blockNumber", []))
+
+    def block(self, number: int | str = "latest") -> Block | None:
+        tag = hex(number) if isinstance(number, int) else number
+        raw = self.rpc("eth_getBlockByNumber", [tag, False])
+        if raw is None:
+            return None
+        return Block(
+            number=_hex_int(raw["number"]),
+            hash=raw["hash"],
+            base_fee_per_gas=_hex_int(raw.get("baseFeePerGas", "0x0")),
+            gas_limit=_hex_int(raw["gasLimit"]),
+            timestamp=_hex_int(raw["timestamp"]),
+        )
+
+    def nonce(self, address: str, tag: str = "pending") -> int:
+        return _hex_int(self.rpc("eth_getTransactionCount", [address, tag]))
+
+    def balance(self, address: str) -> int:
+        return _hex_int(self.rpc("eth_getBalance", [address, "latest"]))
+
+    def call(self, to: str, data: str, sender: str | None = None) -> str:
+        tx: dict[str, Any] = {"to": to, "data": data}
+        if sender:
+            tx["from"] = sender
+        return cast(str, self.rpc("eth_call", [tx, "latest"]))
+
+    def estimate_gas(self, sender: str, to: str, data: str, value: int = 0) -> int:
+        tx = {"from": sender, "to": to, "data": data, "value": hex(value)}
+        return _hex_int(self.rpc("eth_estimateGas", [tx]))
+
+    def max_priority_fee(self) -> int:
+        return _hex_int(self.rpc("eth_maxPriorityFeePerGas", []))
+
+    def logs(
+        self, address: str | list[str], topics: list[Any], from_block: int, to_block: int
+    ) -> list[dict[str, Any]]:
+        """Raw logs (hex strings, undecoded): decoding with eth_abi is much faster than web3's."""
+        params = {
+            "address": address,
+            "topics": topics,
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
+        return cast(list[dict[str, Any]], self.rpc("eth_getLogs", [params]))
+
+    def block_receipts(self, number: int) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self.rpc("eth_getBlockReceipts", [hex(number)]) or [])
+
+    def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        return cast(dict[str, Any] | None, self.rpc("eth_getTransactionByHash", [tx_hash]))
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        return cast(dict[str, Any] | None, self.rpc("eth_getTransactionReceipt", [tx_hash]))
+
+    # Writes ------------------------------------------------------------------------------
+    def send_raw(self, raw: bytes) -> str:
+        return cast(str, self.rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))

@@ -1,0 +1,172 @@
+"""Signing and broadcasting a sealed batch, safe against a worker that dies at any line.
+
+1. Under the nonce lane's row lock, the batch's transaction is built, signed and stored with
+   its nonce, and the lane advances. That commits before anything is sent.
+2. The stored raw bytes are broadcast. A worker that died before, during or after this step
+   is followed by one that finds the stored attempt and sends the very same bytes again: the
+   chain accepts one transaction per nonce, and the batcher refuses a batch id twice.
+3. The batch and its payouts move to broadcast / submitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from payouts import lifecycle, models
+from payouts.batching import BatchPolicy
+from payouts.chain import batcher as codec
+from payouts.chain.client import ChainClient, RpcError
+from payouts.chain.fees import fees_for
+from payouts.chain.signer import Signer
+
+# Answers of a node that already has our transaction (or has mined it).
+_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
+_NONCE_USED = ("nonce too low", "nonce has already been used", "noncetoolow")
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    batch_id: int
+    tx_hash: str | None
+    nonce: int | None
+    outcome: str  # broadcast | rebroadcast | skipped:<state> | nonce-consumed
+
+
+def _lock_lane(session: Session, chain: ChainClient, chain_id: int, address: str) -> int:
+    session.execute(
+        text(
+            "INSERT INTO nonce_lanes (chain_id, address, next_nonce) VALUES (:c, :a, 0)"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {"c": chain_id, "a": address},
+    )
+    lane = session.execute(
+        text("SELECT next_nonce FROM nonce_lanes WHERE chain_id = :c AND address = :a FOR UPDATE"),
+        {"c": chain_id, "a": address},
+    ).scalar_one()
+    # The chain may know of nonces we never used (another tool spent them): never reuse one.
+    return max(int(lane), chain.nonce(address, "pending"))
+
+
+def sign_and_store(
+    session: Session,
+    chain: ChainClient,
+    signer: Signer,
+    *,
+    batch_id: int,
+    batcher_address: str,
+    token_address: str,
+    policy: BatchPolicy,
+    max_fee_cap: int,
+    priority_fee: int,
+) -> models.TxAttempt | None:
+    """Return the batch's live attempt, signing and storing one if it has none. Caller commits."""
+    batch = session.get(models.Batch, batch_id, with_for_update=True)
+    if batch is None or batch.state not in ("sealed", "broadcast"):
+        return None
+    live = session.execute(
+        text(
+            "SELECT id FROM tx_attempts WHERE batch_id = :b AND state IN ('signed', 'broadcast')"
+            " ORDER BY id DESC LIMIT 1"
+        ),
+        {"b": batch_id},
+    ).scalar()
+    if live is not None:
+        return session.get(models.TxAttempt, live)
+    if batch.payer != signer.address:
+        raise RuntimeError(f"batch {batch_id} is for wallet {batch.payer}, not {signer.address}")
+
+    items = session.execute(
+        text("SELECT recipient, amount FROM batch_items WHERE batch_id = :b ORDER BY position"),
+        {"b": batch_id},
+    ).all()
+    data = codec.pay_erc20_calldata(
+        batch.public_id.int, token_address, [(r.recipient, int(r.amount)) for r in items]
+    )
+    nonce = _lock_lane(session, chain, batch.chain_id, signer.address)
+    head = chain.block("latest")
+    assert head is not None
+    fees = fees_for(head.base_fee_per_gas, priority_fee, max_fee_cap)
+    gas_limit = min(policy.gas_limit(batch.gas_estimate or 0), policy.gas_cap)
+    signed = signer.sign(
+        {
+            "type": 2,
+            "chainId": batch.chain_id,
+            "nonce": nonce,
+            "to": batcher_address,
+            "value": 0,
+            "data": data,
+            "gas": gas_limit,
+            "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+        }
+    )
+    attempt = models.TxAttempt(
+        batch_id=batch_id,
+        chain_id=batch.chain_id,
+        sender=signer.address,
+        nonce=nonce,
+        tx_hash=signed.tx_hash,
+        raw=signed.raw,
+        gas_limit=gas_limit,
+        max_fee_per_gas=fees.max_fee_per_gas,
+        max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+    )
+    session.add(attempt)
+    batch.nonce = nonce
+    session.execute(
+        text("UPDATE nonce_lanes SET next_nonce = :n WHERE chain_id = :c AND address = :a"),
+        {"n": nonce + 1, "c": batch.chain_id, "a": signer.address},
+    )
+    session.flush()
+    return attempt
+
+
+def broadcast(chain: ChainClient, attempt: models.TxAttempt) -> str:
+    """Send the stored bytes; returns 'sent', 'known' or 'nonce-used'. Transient errors raise."""
+    try:
+        chain.send_raw(attempt.raw)
+    except RpcError as exc:
+        message = exc.rpc_message.lower()
+        if any(m in message for m in _ALREADY_KNOWN):
+            return "known"
+        if any(m in message for m in _NONCE_USED):
+            # Ours, mined already? Then the reconciler will find it in the logs.
+            return "known" if chain.transaction(attempt.tx_hash) is not None else "nonce-used"
+        raise
+    return "sent"
+
+
+def mark_broadcast(session: Session, batch_id: int, attempt_id: int, *, actor: str) -> None:
+    """Record that the attempt is out; late or repeated calls are no-ops."""
+    lifecycle.move(
+        session,
+        lifecycle.TX_ATTEMPT,
+        [attempt_id],
+        "broadcast",
+        cause="sent to node",
+        actor=actor,
+        from_states=["signed"],
+    )
+    if lifecycle.move(
+        session,
+        lifecycle.BATCH,
+        [batch_id],
+        "broadcast",
+        cause="transaction sent",
+        actor=actor,
+        from_states=["sealed"],
+    ):
+        lifecycle.move_where(
+            session,
+            lifecycle.PAYOUT,
+            "submitted",
+            where="t.batch_id = :b",
+            params={"b": batch_id},
+            cause=f"batch {batch_id} sent",
+            actor=actor,
+            from_states=["batched"],
+        )

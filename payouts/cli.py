@@ -1,0 +1,202 @@
+"""The ``payouts`` command: operators' entry point over the same services as the workers.
+
+Exit codes: 0 success, 1 a check or comparison failed, 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from config.settings import get_settings
+from payouts import reports, services
+from payouts.db import unit_of_work
+from payouts.errors import NotFound, PayoutsError
+from payouts.money import format_units
+from payouts.runtime import Runtime
+
+app = typer.Typer(
+    help="Creator payouts: ledger, roll-ups, batches, chain, reconciliation.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+marketplaces_app = typer.Typer(help="Marketplaces and their API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(marketplaces_app, name="marketplaces")
+
+
+def _runtime() -> Runtime:
+    return Runtime(get_settings())
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest revision."""
+    from payouts.migrate import upgrade
+
+    upgrade(_runtime().database_url)
+    typer.echo("database is at the latest revision")
+
+
+@marketplaces_app.command("create")
+def marketplaces_create(name: str) -> None:
+    """Create a marketplace and print its API key (shown once, stored only as a hash)."""
+    from payouts.catalog import create_marketplace
+
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        try:
+            created = create_marketplace(session, name)
+        except PayoutsError as exc:
+            _fail(str(exc))
+            raise
+        session.commit()
+    typer.echo(f"marketplace {created.id} {created.name}")
+    typer.echo(f"api key (store it now, it is not shown again): {created.api_key}")
+
+
+@app.command()
+def rollup() -> None:
+    """Roll up the last closed window (a no-op if it was rolled up before)."""
+    result = services.rollup(_runtime(), actor="operator")
+    verb = "rolled up" if result.created else "already rolled up"
+    typer.echo(
+        f"window {result.window_start.isoformat()}: {verb}, {result.payouts} payouts "
+        f"from {result.credits} credits, total {result.total}"
+    )
+
+
+@app.command()
+def settle(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be batched.")] = False,
+    submit: Annotated[bool, typer.Option(help="Sign and broadcast the sealed batches.")] = True,
+) -> None:
+    """Seal pending payouts into batches and submit them (an ops-triggered settlement run)."""
+    rt = _runtime()
+    try:
+        plans = services.settle(rt, dry_run=dry_run, actor="operator")
+    except PayoutsError as exc:
+        _fail(str(exc))
+        raise
+    for symbol, plan in plans.items():
+        prefix = "would seal" if dry_run else "sealed"
+        typer.echo(
+            f"{symbol}: {prefix} {len(plan.sealed)} batches; {plan.pending_left} payouts "
+            f"left pending ({plan.reason}); wallet can still pay {plan.wallet_available}"
+        )
+        for b in plan.sealed:
+            typer.echo(
+                f"  batch {b.batch_id}: {b.size} payouts, total {b.total}, "
+                f"gas estimate {b.gas_estimate}"
+            )
+        if not dry_run and submit:
+            for b in plan.sealed:
+                result = services.submit(rt, b.batch_id, actor="operator")
+                typer.echo(
+                    f"  batch {b.batch_id}: {result.outcome} nonce {result.nonce} "
+                    f"tx {result.tx_hash}"
+                )
+
+
+@app.command()
+def reconcile() -> None:
+    """Read the chain's logs since the checkpoint, match them, confirm and finalize."""
+    outcome = services.reconcile(_runtime(), actor="operator")
+    s, a = outcome.scan, outcome.advance
+    typer.echo(
+        f"blocks {s.from_block}..{s.to_block}: {s.included} batches included, "
+        f"{a.confirmed} confirmed, {a.finalized} finalized, "
+        f"{s.exceptions + a.reorged} exceptions"
+    )
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Counts by state, totals by asset, ledger paid out vs seen on chain."""
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        data = reports.status(session)
+    if as_json:
+        _echo_json(data)
+        return
+    for table, counts in data["counts"].items():
+        typer.echo(f"{table:12} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for symbol, a in data["assets"].items():
+        d = a["decimals"]
+        typer.echo(
+            f"{symbol:12} earned {format_units(int(a['earned']), d)}, in flight "
+            f"{format_units(int(a['in_flight']), d)}, ledger paid "
+            f"{format_units(int(a['ledger_paid']), d)}, on chain "
+            f"{format_units(int(a['onchain_paid']), d)}"
+        )
+    typer.echo(f"open exceptions: {data['open_exceptions']}")
+
+
+@app.command()
+def check() -> None:
+    """Recompute every balance from the entries and prove the ledger's invariants."""
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        report = reports.check(session)
+    for r in report.results:
+        typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name}" + ("" if r.ok else f": {r.detail}"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def trace(
+    item_id: int,
+    payout: Annotated[
+        bool, typer.Option("--payout", help="ID is a payout, not an earning.")
+    ] = False,
+) -> None:
+    """Every transition of an earning (or payout) up to the block that carried it."""
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        try:
+            data = reports.trace(session, "payout" if payout else "earning", item_id)
+        except NotFound as exc:
+            _fail(f"not found: {exc}", 1)
+            raise
+    _echo_json(data)
+
+
+@app.command()
+def demo(
+    creators: Annotated[int, typer.Option(help="How many creators earn.")] = 300,
+    credits_per_creator: Annotated[int, typer.Option(help="Earnings per creator.")] = 5,
+    window: Annotated[int, typer.Option(help="Roll-up window in seconds.")] = 5,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 240.0,
+) -> None:
+    """Run the whole pipeline on embedded defaults and print what happened."""
+    from payouts.demo import run_demo
+
+    ok = run_demo(
+        creators=creators,
+        credits_per_creator=credits_per_creator,
+        window_seconds=window,
+        timeout=timeout,
+        echo=typer.echo,
+    )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    try:
+        app()
+    except PayoutsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,58 @@
+"""Starting real Celery worker and beat processes for the demo and the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from config.settings import REPO_ROOT
+
+QUEUES = "rollup,settle,submit,reconcile"
+
+
+def celery_argv(kind: str, state_dir: Path, concurrency: int = 2) -> list[str]:
+    base = [sys.executable, "-m", "celery", "-A", "workers.app"]
+    if kind == "worker":
+        return [
+            *base, "worker", "-Q", QUEUES, "--concurrency", str(concurrency),
+            "--pool", "prefork", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+    if kind == "beat":
+        schedule = str(state_dir / "celerybeat-schedule")
+        return [*base, "beat", "--loglevel", "INFO", "--schedule", schedule]
+    raise ValueError(kind)
+
+
+def start_celery(
+    kind: str, env: Mapping[str, str], state_dir: Path, concurrency: int = 2
+) -> subprocess.Popen[bytes]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = (state_dir / f"{kind}.log").open("ab")
+    return subprocess.Popen(
+        celery_argv(kind, state_dir, concurrency),
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # so stop() can end the whole process group
+    )
+
+
+def stop(process: subprocess.Popen[bytes], *, kill: bool = False, timeout: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    sig = signal.SIGKILL if kill else signal.SIGTERM
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)

@@ -1,0 +1,214 @@
+"""Read-only views for operators: status, the invariant check and the trace of one item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from payouts.errors import NotFound
+
+
+def status(session: Session) -> dict[str, Any]:
+    """Counts by state and totals by asset; ledger paid out next to what the chain showed."""
+    counts: dict[str, dict[str, int]] = {}
+    for table in ("credits", "payouts", "batches", "tx_attempts"):
+        rows = session.execute(text(f"SELECT state, count(*) FROM {table} GROUP BY state"))
+        counts[table] = {state: int(n) for state, n in rows}
+    assets = {}
+    for row in session.execute(
+        text(
+            """
+            SELECT a.symbol, a.decimals,
+              (SELECT coalesce(sum(amount), 0) FROM credits c WHERE c.asset_id = a.id) AS earned,
+              (SELECT coalesce(sum(amount), 0) FROM payouts p
+                WHERE p.asset_id = a.id AND p.state = 'finalized') AS ledger_paid,
+              (SELECT coalesce(sum(o.amount), 0) FROM onchain_transfers o
+                 JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
+                WHERE b.asset_id = a.id AND o.succeeded) AS onchain_paid,
+              (SELECT coalesce(sum(amount), 0) FROM payouts p
+                WHERE p.asset_id = a.id AND p.state IN ('pending', 'batched', 'submitted',
+                                                        'confirmed')) AS in_flight
+              FROM assets a ORDER BY a.symbol
+            """
+        )
+    ):
+        assets[row.symbol] = {
+            "decimals": row.decimals,
+            "earned": str(int(row.earned)),
+            "in_flight": str(int(row.in_flight)),
+            "ledger_paid": str(int(row.ledger_paid)),
+            "onchain_paid": str(int(row.onchain_paid)),
+        }
+    exceptions = session.execute(
+        text("SELECT count(*) FROM exceptions WHERE state = 'open'")
+    ).scalar_one()
+    return {"counts": counts, "assets": assets, "open_exceptions": int(exceptions)}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+# Each check is a query that returns offending rows; none means the invariant holds.
+CHECKS: list[tuple[str, str]] = [
+    (
+        "every journal sums to zero per asset",
+        """SELECT e.journal_id, a.asset_id, sum(e.amount) FROM entries e
+             JOIN accounts a ON a.id = e.account_id GROUP BY 1, 2 HAVING sum(e.amount) <> 0""",
+    ),
+    (
+        "all balances sum to zero per asset",
+        """SELECT a.asset_id, sum(e.amount) FROM entries e JOIN accounts a ON a.id = e.account_id
+            GROUP BY 1 HAVING sum(e.amount) <> 0""",
+    ),
+    (
+        "creator payable balance equals the creator's unrolled credits",
+        """WITH ledger AS (
+               SELECT a.owner_id AS creator_id, a.asset_id, -sum(e.amount) AS owed
+                 FROM accounts a JOIN entries e ON e.account_id = a.id
+                WHERE a.kind = 'creator_payable' GROUP BY 1, 2),
+             credits AS (
+               SELECT creator_id, asset_id, sum(amount) AS owed FROM credits
+                WHERE state IN ('accrued', 'held') GROUP BY 1, 2)
+           SELECT * FROM ledger l FULL JOIN credits c USING (creator_id, asset_id)
+            WHERE coalesce(l.owed, 0) <> coalesce(c.owed, 0)""",
+    ),
+    (
+        "payouts in flight equal the payouts not yet final",
+        """WITH ledger AS (
+               SELECT a.asset_id, -sum(e.amount) AS owed FROM accounts a
+                 JOIN entries e ON e.account_id = a.id
+                WHERE a.kind = 'payouts_in_flight' GROUP BY 1),
+             open AS (
+               SELECT asset_id, sum(amount) AS owed FROM payouts
+                WHERE state IN ('pending', 'batched', 'submitted', 'confirmed') GROUP BY 1)
+           SELECT * FROM ledger l FULL JOIN open o USING (asset_id)
+            WHERE coalesce(l.owed, 0) <> coalesce(o.owed, 0)""",
+    ),
+    (
+        "every finalized payout was paid on chain exactly once",
+        """SELECT p.id, count(o.id) FROM payouts p
+             LEFT JOIN onchain_transfers o ON o.payout_id = p.id AND o.succeeded
+             LEFT JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
+            WHERE p.state = 'finalized' GROUP BY p.id HAVING count(b.id) <> 1""",
+    ),
+    (
+        "no payout was paid by two transactions",
+        """SELECT payout_id, count(DISTINCT tx_hash) FROM onchain_transfers WHERE succeeded
+            GROUP BY payout_id HAVING count(DISTINCT tx_hash) > 1""",
+    ),
+    (
+        "a paid credit belongs to a finalized payout",
+        """SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
+            WHERE c.state = 'paid' AND p.state IS DISTINCT FROM 'finalized'""",
+    ),
+    (
+        "a rolled-up credit belongs to a live payout",
+        """SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
+            WHERE c.state = 'rolled_up'
+              AND p.state NOT IN ('pending', 'batched', 'submitted', 'confirmed')""",
+    ),
+    (
+        "a batch's items add up to its total",
+        """SELECT b.id FROM batches b JOIN batch_items i ON i.batch_id = b.id
+            GROUP BY b.id, b.total, b.item_count
+           HAVING sum(i.amount) <> b.total OR count(*) <> b.item_count""",
+    ),
+    (
+        "every state change has its audit row",
+        """SELECT 'payout', p.id FROM payouts p WHERE p.state <> 'pending' AND NOT EXISTS (
+               SELECT 1 FROM transitions t WHERE t.entity = 'payout' AND t.entity_id = p.id
+                  AND t.to_state = p.state)
+           UNION ALL
+           SELECT 'batch', b.id FROM batches b WHERE b.state <> 'open' AND NOT EXISTS (
+               SELECT 1 FROM transitions t WHERE t.entity = 'batch' AND t.entity_id = b.id
+                  AND t.to_state = b.state)""",
+    ),
+]
+
+
+def check(session: Session) -> CheckReport:
+    report = CheckReport()
+    for name, sql in CHECKS:
+        rows = session.execute(text(sql + " LIMIT 5")).all()
+        detail = "; ".join(str(tuple(r)) for r in rows)
+        report.results.append(CheckResult(name, not rows, detail))
+    return report
+
+
+def trace(session: Session, kind: str, item_id: int) -> dict[str, Any]:
+    """Everything that happened to an earning or a payout, up to the block that carried it."""
+    if kind == "earning":
+        credit = session.execute(
+            text(
+                "SELECT c.id, c.amount, c.state, c.idempotency_key, c.created_at, c.payout_id,"
+                " m.name AS marketplace, cr.external_id AS creator, a.symbol"
+                " FROM credits c JOIN marketplaces m ON m.id = c.marketplace_id"
+                " JOIN creators cr ON cr.id = c.creator_id JOIN assets a ON a.id = c.asset_id"
+                " WHERE c.id = :id"
+            ),
+            {"id": item_id},
+        ).one_or_none()
+        if credit is None:
+            raise NotFound(f"earning {item_id}")
+        out: dict[str, Any] = {
+            "earning": {**credit._asdict(), "amount": str(int(credit.amount))},
+            "earning_transitions": _transitions(session, "credit", item_id),
+        }
+        if credit.payout_id is not None:
+            out.update(trace(session, "payout", credit.payout_id))
+        return out
+    if kind != "payout":
+        raise NotFound(kind)
+    payout = session.execute(
+        text(
+            "SELECT id, amount, recipient, state, batch_id, window_start FROM payouts"
+            " WHERE id = :id"
+        ),
+        {"id": item_id},
+    ).one_or_none()
+    if payout is None:
+        raise NotFound(f"payout {item_id}")
+    batches = session.execute(
+        text(
+            """
+            SELECT b.id, b.state, b.nonce, b.tx_hash, b.block_number, b.block_hash, b.gas_used,
+                   i.position FROM batch_items i JOIN batches b ON b.id = i.batch_id
+             WHERE i.payout_id = :id ORDER BY b.id
+            """
+        ),
+        {"id": item_id},
+    ).all()
+    return {
+        "payout": {**payout._asdict(), "amount": str(int(payout.amount))},
+        "payout_transitions": _transitions(session, "payout", item_id),
+        "batches": [
+            {**b._asdict(), "transitions": _transitions(session, "batch", b.id)} for b in batches
+        ],
+    }
+
+
+def _transitions(session: Session, entity: str, entity_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        text(
+            "SELECT from_state, to_state, cause, actor, at FROM transitions"
+            " WHERE entity = :e AND entity_id = :id ORDER BY id"
+        ),
+        {"e": entity, "id": entity_id},
+    )
+    return [dict(r._mapping) for r in rows]

@@ -1,0 +1,79 @@
+"""What a service needs from the outside world, built once from settings at an entry point.
+
+The CLI, the Celery worker and the tests each build one ``Runtime`` and pass it inward, so
+no service reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from eth_utils import to_checksum_address
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from payouts.batching import BatchPolicy
+from payouts.catalog import NATIVE_SYMBOL, ensure_assets
+from payouts.chain.client import ChainClient
+from payouts.chain.signer import LocalKeySigner, signer_from_settings
+from payouts.errors import InvalidInput
+from payouts.money import Asset
+from payouts.rollup import PayoutRule
+
+
+class Runtime:
+    def __init__(self, settings: Settings, database_url: str | None = None) -> None:
+        self.settings = settings
+        self._database_url = database_url
+
+    @cached_property
+    def database_url(self) -> str:
+        if self._database_url:
+            return self._database_url
+        from payouts import devstack  # only when no server is configured
+
+        return devstack.postgres_url(self.settings)
+
+    @cached_property
+    def chain(self) -> ChainClient:
+        return ChainClient(self.settings.rpc_url)
+
+    @cached_property
+    def signer(self) -> LocalKeySigner:
+        return signer_from_settings(self.settings.signer_key)
+
+    @cached_property
+    def batcher(self) -> str:
+        if not self.settings.batcher_address:
+            raise InvalidInput("PAYOUTS_BATCHER_ADDRESS is not set", field="batcher_address")
+        return to_checksum_address(self.settings.batcher_address)
+
+    def assets(self) -> list[Asset]:
+        configured = [
+            Asset(
+                a.symbol,
+                a.decimals,
+                self.settings.chain_id,
+                to_checksum_address(a.address) if a.address else None,
+            )
+            for a in self.settings.assets
+        ]
+        if not any(a.is_native for a in configured):
+            configured.append(Asset(NATIVE_SYMBOL, 18, self.settings.chain_id, None))
+        return configured
+
+    def sync_assets(self, session: Session) -> dict[str, int]:
+        return ensure_assets(session, self.assets())
+
+    def payout_rules(self, session: Session) -> dict[int, PayoutRule]:
+        ids = self.sync_assets(session)
+        return {
+            ids[a.symbol]: PayoutRule(a.min_payout, a.rounding_unit) for a in self.settings.assets
+        }
+
+    def batch_policy(self) -> BatchPolicy:
+        return BatchPolicy(
+            gas_cap=self.settings.max_gas_per_tx,
+            max_size=self.settings.max_batch_size,
+            headroom_percent=self.settings.gas_limit_headroom_percent,
+        )

@@ -1,0 +1,1 @@
+"""Celery: the app, its queues and beat schedule, and thin tasks over payouts.services."""
