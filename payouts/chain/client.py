@@ -61,7 +61,7 @@ class ChainClient:
     @retry(
         retry=retry_if_exception_type(TransientChainError),
         stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
         reraise=True,
     )
     def rpc(self, method: str, params: list[Any]) -> Any:

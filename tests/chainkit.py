@@ -1,0 +1,70 @@
+"""Small helpers the chain tests share: seeding earnings, mining, reading balances."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from eth_account import Account
+from sqlalchemy import text
+
+from payouts import services
+from payouts.catalog import ensure_marketplace, set_payout_addresses
+from payouts.chain import batcher as codec
+from payouts.db import unit_of_work
+from payouts.ledger.earnings import Earning
+from payouts.runtime import Runtime
+
+MARKETPLACE = "test-marketplace"
+
+
+def seed(rt: Runtime, creators: int, per_creator: int = 2, seed: int = 1) -> dict[str, str]:
+    """Record earnings for ``creators`` fresh addresses; returns creator id -> address."""
+    rng = random.Random(seed)
+    recipients = {f"c{seed}-{i}": Account.create().address for i in range(creators)}
+    with unit_of_work(rt.database_url) as session:
+        rt.sync_assets(session)
+        set_payout_addresses(session, ensure_marketplace(session, MARKETPLACE), recipients)
+        session.commit()
+    services.record(
+        rt,
+        MARKETPLACE,
+        [
+            Earning(f"{c}-{n}", c, rng.randint(10_000, 90_000), "USDC")
+            for c in recipients
+            for n in range(per_creator)
+        ],
+    )
+    return recipients
+
+
+def roll_up_now(rt: Runtime) -> int:
+    """Roll up a window that closes after every credit recorded so far."""
+    start = datetime.now(UTC) + timedelta(seconds=1) - timedelta(
+        seconds=rt.settings.rollup_window_seconds
+    )
+    return services.rollup(rt, window_start=start, actor="test").payouts
+
+
+def mine(rt: Runtime, blocks: int) -> None:
+    rt.chain.rpc("anvil_mine", [hex(blocks)])
+
+
+def token_balance(rt: Runtime, token: str, holder: str) -> int:
+    return int(rt.chain.call(token, codec.balance_of_calldata(holder)), 16)
+
+
+def ledger_paid_by_address(rt: Runtime) -> dict[str, int]:
+    with unit_of_work(rt.database_url) as session:
+        rows = session.execute(
+            text(
+                "SELECT recipient, sum(amount) AS paid FROM payouts WHERE state = 'finalized'"
+                " GROUP BY recipient"
+            )
+        ).all()
+    return {r.recipient: int(r.paid) for r in rows}
+
+
+def scalar(rt: Runtime, sql: str) -> int:
+    with unit_of_work(rt.database_url) as session:
+        return int(session.execute(text(sql)).scalar_one())

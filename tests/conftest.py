@@ -1,0 +1,175 @@
+"""Fixtures over real services: PostgreSQL, Redis and anvil.
+
+Each test gets its own database, cloned from a template migrated once per session (the ledger
+refuses TRUNCATE and DELETE, so tests cannot clean up by deleting rows). Where the loopback
+servers of this project's machines are not there, the embedded ones are started instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from config.settings import Settings
+from payouts import devstack
+from payouts.db import engine_for
+from payouts.demo import fresh_database
+from payouts.migrate import upgrade
+from payouts.runtime import Runtime
+
+_counter = itertools.count()
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(state_dir: Path) -> str:
+    configured = os.environ.get("PAYOUTS_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    if _answers("127.0.0.1", 5432):
+        return "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    return devstack.postgres_url(Settings(state_dir=state_dir))
+
+
+def _admin(url: str) -> psycopg.Connection[Any]:
+    admin = make_url(url).set(database="postgres", drivername="postgresql")
+    return psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> Iterator[str]:
+    name = f"payouts_tpl_{os.getpid()}"
+    url = fresh_database(pg_server_url, name)
+    upgrade(url)
+    engine_for(url).dispose()
+    yield name
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    name = f"payouts_t_{os.getpid()}_{next(_counter)}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    engine_for(url).dispose()
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(state_dir: Path) -> str:
+    configured = os.environ.get("PAYOUTS_TEST_REDIS_URL")
+    if configured:
+        return configured
+    if _answers("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/9"
+    return devstack.redis_url(Settings(state_dir=state_dir))
+
+
+@pytest.fixture(scope="session")
+def anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
+    with devstack.Anvil(state_dir=state_dir) as node:
+        yield node
+
+
+@pytest.fixture
+def deployment(anvil: devstack.Anvil) -> devstack.DevDeployment:
+    """A fresh token and batcher per test, so no test sees another's logs."""
+    return devstack.deploy_dev_contracts(
+        anvil.url, devstack.DEV_KEYS[0], devstack.DEV_KEYS[1], mint=10**15
+    )
+
+
+def chain_settings(
+    db_url: str, rpc_url: str, deployment: devstack.DevDeployment, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "rpc_url": rpc_url,
+        "signer_key": devstack.DEV_KEYS[1],
+        "batcher_address": deployment.batcher_address,
+        "assets": [
+            {
+                "symbol": "USDC",
+                "decimals": 6,
+                "address": deployment.token_address,
+                "min_payout": 10_000,
+                "rounding_unit": 100,
+            }
+        ],
+        "confirmation_depth": 1,
+        "finality_depth": 2,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read ``settings``."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name == "signer_key":
+            assert settings.signer_key is not None
+            value = settings.signer_key.get_secret_value()
+        env[f"PAYOUTS_{name.upper()}"] = (
+            json.dumps(value) if isinstance(value, list | dict) else str(value)
+        )
+    return env
+
+
+@pytest.fixture
+def make_runtime(
+    db_url: str, anvil: devstack.Anvil, deployment: devstack.DevDeployment
+) -> Callable[..., Runtime]:
+    def make(**overrides: Any) -> Runtime:
+        return Runtime(chain_settings(db_url, anvil.url, deployment, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def ledger_runtime(db_url: str, state_dir: Path) -> Runtime:
+    """A runtime with one configured token and no chain, for ledger-only tests."""
+    return Runtime(
+        Settings.model_validate(
+            {
+                "database_url": db_url,
+                "state_dir": str(state_dir),
+                "assets": [
+                    {
+                        "symbol": "USDC",
+                        "decimals": 6,
+                        "address": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                        "min_payout": 10_000,
+                        "rounding_unit": 100,
+                    }
+                ],
+            }
+        )
+    )

@@ -1,0 +1,133 @@
+"""Settlement against a real anvil chain, in-process: seal, sign, broadcast, reconcile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import text
+
+from payouts import reports, services
+from payouts.db import unit_of_work
+from payouts.runtime import Runtime
+from tests.chainkit import ledger_paid_by_address, mine, roll_up_now, scalar, seed, token_balance
+
+
+def settle_and_submit(rt: Runtime) -> list[int]:
+    plan = services.settle(rt, actor="test")["USDC"]
+    for batch in plan.sealed:
+        services.submit(rt, batch.batch_id, actor="test")
+    return [b.batch_id for b in plan.sealed]
+
+
+def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime()
+    recipients = seed(rt, creators=25)
+    assert roll_up_now(rt) == 25
+    batches = settle_and_submit(rt)
+    assert len(batches) == 1
+
+    services.reconcile(rt)
+    mine(rt, 3)
+    outcome = services.reconcile(rt)
+
+    assert outcome.advance.finalized == 1
+    token = rt.settings.assets[0].address
+    assert token is not None
+    paid = ledger_paid_by_address(rt)
+    assert set(paid) == set(recipients.values())
+    for address, amount in paid.items():
+        assert token_balance(rt, token, address) == amount
+    assert scalar(rt, "SELECT count(*) FROM credits WHERE state <> 'paid'") == 0
+    with unit_of_work(rt.database_url) as session:
+        assert reports.check(session).ok
+
+
+def test_reconciling_twice_changes_nothing(make_runtime: Callable[..., Runtime]) -> None:
+    rt = make_runtime()
+    seed(rt, creators=5)
+    roll_up_now(rt)
+    settle_and_submit(rt)
+    mine(rt, 3)
+    services.reconcile(rt)
+    before = {
+        table: scalar(rt, f"SELECT count(*) FROM {table}")
+        for table in ("transitions", "entries", "journals", "onchain_transfers", "exceptions")
+    }
+    again = services.reconcile(rt)
+    after = {table: scalar(rt, f"SELECT count(*) FROM {table}") for table in before}
+    assert after == before
+    assert (again.scan.included, again.advance.finalized) == (0, 0)
+
+
+def test_submitting_a_batch_twice_sends_one_transaction(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime()
+    seed(rt, creators=4)
+    roll_up_now(rt)
+    batch_id = services.settle(rt, actor="test")["USDC"].sealed[0].batch_id
+    first = services.submit(rt, batch_id)
+    second = services.submit(rt, batch_id)
+    assert first.outcome == "broadcast"
+    assert second.tx_hash in (None, first.tx_hash)
+    assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
+    mine(rt, 3)
+    services.reconcile(rt)
+    services.reconcile(rt)
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 4
+
+
+def test_dry_run_shows_batches_but_keeps_nothing(make_runtime: Callable[..., Runtime]) -> None:
+    rt = make_runtime()
+    seed(rt, creators=6)
+    roll_up_now(rt)
+    plan = services.settle(rt, dry_run=True)["USDC"]
+    assert [b.size for b in plan.sealed] == [6]
+    assert scalar(rt, "SELECT count(*) FROM batches") == 0
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'pending'") == 6
+
+
+def test_batches_are_split_to_fit_the_gas_cap(make_runtime: Callable[..., Runtime]) -> None:
+    cap = 400_000  # room for about a dozen fresh recipients with headroom
+    rt = make_runtime(max_gas_per_tx=cap)
+    seed(rt, creators=40)
+    roll_up_now(rt)
+    batches = settle_and_submit(rt)
+    assert len(batches) > 2
+    with unit_of_work(rt.database_url) as session:
+        rows = session.execute(
+            text("SELECT gas_estimate, item_count FROM batches ORDER BY id")
+        ).all()
+    assert sum(r.item_count for r in rows) == 40
+    policy = rt.batch_policy()
+    assert all(policy.gas_limit(r.gas_estimate) <= cap for r in rows)
+    mine(rt, 3)
+    services.reconcile(rt)
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 40
+
+
+def test_the_wallet_never_seals_more_than_it_can_pay(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime()
+    seed(rt, creators=5)
+    roll_up_now(rt)
+    token = rt.settings.assets[0].address
+    assert token is not None
+    wallet = rt.signer.address
+    balance = token_balance(rt, token, wallet)
+    # Move nearly everything out of the hot wallet, leaving less than one payout.
+    from payouts.chain import batcher as codec
+
+    burn = "0x000000000000000000000000000000000000dEaD"
+    rt.chain.rpc("anvil_impersonateAccount", [wallet])
+    data = "0x" + codec.ERC20_TRANSFER.hex() + burn[2:].lower().rjust(64, "0") + hex(
+        balance - 5_000
+    )[2:].rjust(64, "0")
+    rt.chain.rpc("eth_sendTransaction", [{"from": wallet, "to": token, "data": data}])
+    plan = services.settle(rt)["USDC"]
+    assert plan.sealed == []
+    assert "cannot pay" in plan.reason
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'pending'") == 5
