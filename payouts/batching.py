@@ -36,7 +36,7 @@ class BatchPolicy:
         """A smaller size for a candidate whose estimate did not fit; always makes progress."""
         if size <= 1:
             return 0
-        per_payout = max(1, (estimate - self.base_gas) // size)
+        per_payout = max(1, -(-(estimate - self.base_gas) // size))  # rounded up
         proposed = (self.budget() - self.base_gas) // per_payout
         return max(0, min(size - 1, proposed))
 

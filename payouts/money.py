@@ -39,6 +39,8 @@ def parse_amount(text: object, *, field: str = "amount") -> int:
     """
     if isinstance(text, bool) or not isinstance(text, str | int):
         raise InvalidAmount("amount must be a string of integer base units", field=field)
+    if isinstance(text, int) and not 0 <= text <= UINT256_MAX:
+        raise InvalidAmount("amount must be a positive integer below 2**256", field=field)
     raw = str(text)
     if not _DIGITS.fullmatch(raw):
         raise InvalidAmount(

@@ -1,9 +1,10 @@
 """The hourly roll-up: accrued credits become one payout per creator and asset.
 
 Exactly once per window: the window's row in ``rollup_runs`` is inserted first, and its
-unique key makes a second run (a retried task, a second beat) a no-op that waits for the
-first to commit. The whole window is one REPEATABLE READ transaction, so the credits summed
-are exactly the credits linked.
+unique key makes a second run (a retried task, a second beat) wait for the first to commit
+and then do nothing. The credits of the window are copied once into a temporary table and
+every later step (sums, links, ledger) reads that copy, so the credits summed are exactly
+the credits linked; a credit that changed state meanwhile aborts the run instead.
 
 Amounts are rounded down to the asset's ``rounding_unit``; the remainder stays in the
 creator's dust account and is added to the next payout, never lost.
@@ -56,8 +57,7 @@ def roll_up(
     *,
     actor: str = "beat",
 ) -> RollupResult:
-    """Roll up one window. The caller commits; ``session`` must be fresh (no statement yet)."""
-    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    """Roll up one window. The caller commits."""
     run_id = session.execute(
         text(
             """
@@ -84,12 +84,20 @@ def roll_up(
     session.execute(
         text(
             """
+            CREATE TEMP TABLE rollup_credits ON COMMIT DROP AS
+            SELECT id, creator_id, asset_id, amount FROM credits
+             WHERE state = 'accrued' AND created_at < :end AND asset_id = ANY(:assets)
+            """
+        ),
+        {"end": window_end, "assets": asset_list},
+    )
+    session.execute(
+        text(
+            """
             CREATE TEMP TABLE rollup_candidates ON COMMIT DROP AS
             WITH sums AS (
                 SELECT creator_id, asset_id, sum(amount) AS credited, count(*) AS credits
-                  FROM credits
-                 WHERE state = 'accrued' AND created_at < :end AND asset_id = ANY(:assets)
-                 GROUP BY creator_id, asset_id
+                  FROM rollup_credits GROUP BY creator_id, asset_id
             ), carried AS (
                 SELECT a.owner_id AS creator_id, a.asset_id, -sum(e.amount) AS carried
                   FROM accounts a JOIN entries e ON e.account_id = a.id
@@ -143,7 +151,12 @@ def roll_up(
         ),
         {"start": window_start, "run": run_id},
     )
-    _link_credits(session, run_id, window_end, actor)
+    linked = _link_credits(session, run_id, actor)
+    if linked != counts.credits:
+        raise RuntimeError(
+            f"window {window_start.isoformat()}: {counts.credits} credits summed but {linked} "
+            "linked (a credit changed state meanwhile); nothing is kept, run it again"
+        )
     _post_rollup_journal(session, run_id, window_start)
     session.execute(
         text("UPDATE rollup_runs SET payout_count = :p, credit_count = :c WHERE id = :run"),
@@ -165,24 +178,26 @@ def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
     )
 
 
-def _link_credits(session: Session, run_id: int, window_end: datetime, actor: str) -> None:
-    session.execute(
+def _link_credits(session: Session, run_id: int, actor: str) -> int:
+    return session.execute(
         text(
             """
             WITH moved AS (
                 UPDATE credits c SET state = 'rolled_up', payout_id = p.id
-                  FROM payouts p
-                 WHERE p.rollup_run_id = :run AND c.creator_id = p.creator_id
-                   AND c.asset_id = p.asset_id AND c.state = 'accrued' AND c.created_at < :end
+                  FROM rollup_credits rc JOIN payouts p
+                    ON p.creator_id = rc.creator_id AND p.asset_id = rc.asset_id
+                 WHERE p.rollup_run_id = :run AND c.id = rc.id AND c.state = 'accrued'
                 RETURNING c.id, p.id AS payout_id
+            ), audited AS (
+                INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
+                SELECT 'credit', id, 'accrued', 'rolled_up', 'rolled into payout ' || payout_id,
+                       :actor FROM moved RETURNING 1
             )
-            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
-            SELECT 'credit', id, 'accrued', 'rolled_up', 'rolled into payout ' || payout_id, :actor
-              FROM moved
+            SELECT count(*) FROM audited
             """
         ),
-        {"run": run_id, "end": window_end, "actor": actor},
-    )
+        {"run": run_id, "actor": actor},
+    ).scalar_one()
 
 
 def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:

@@ -55,24 +55,33 @@ class Recorded:
     state: str
 
 
+def _field(count: int, index: int, name: str) -> str:
+    """``amount`` for a single earning, ``earnings[3].amount`` inside a batch."""
+    return f"earnings[{index}].{name}" if count > 1 else name
+
+
 def _validate(earnings: Sequence[Earning], known_assets: Mapping[str, int]) -> None:
+    n = len(earnings)
     for index, e in enumerate(earnings):
-        where = f"earnings[{index}]" if len(earnings) > 1 else ""
         if not e.idempotency_key or len(e.idempotency_key) > MAX_KEY_LENGTH:
             raise InvalidInput(
                 f"idempotency key must be 1..{MAX_KEY_LENGTH} characters",
-                field=f"{where}.idempotency_key".lstrip("."),
+                field=_field(n, index, "idempotency_key"),
                 code="invalid_idempotency_key",
             )
         if not e.creator_id or len(e.creator_id) > 255:
-            raise InvalidInput("creator_id must be 1..255 characters", field=f"{where}.creator_id")
+            raise InvalidInput(
+                "creator_id must be 1..255 characters", field=_field(n, index, "creator_id")
+            )
         if not isinstance(e.amount, int) or isinstance(e.amount, bool) or e.amount <= 0:
-            raise InvalidInput("amount must be a positive integer", field=f"{where}.amount")
+            raise InvalidInput(
+                "amount must be a positive integer",
+                field=_field(n, index, "amount"),
+                code="invalid_amount",
+            )
         if e.asset not in known_assets:
             raise InvalidInput(
-                f"unknown asset {e.asset!r}",
-                field=f"{where}.asset".lstrip("."),
-                code="unknown_asset",
+                f"unknown asset {e.asset!r}", field=_field(n, index, "asset"), code="unknown_asset"
             )
 
 
@@ -95,7 +104,8 @@ def record_earnings(
     keys = list(first)
     existing = _existing(session, marketplace_id, keys)
     _raise_on_conflicts(existing, first)
-    new_indexes = [i for k, (i, _) in first.items() if k not in existing]
+    # Key order: two requests sharing keys then lock them in the same order (no deadlock).
+    new_indexes = [i for k, (i, _) in sorted(first.items()) if k not in existing]
     if new_indexes:
         _insert(
             session,

@@ -1,0 +1,200 @@
+"""The state machines: one-way moves, final states with no way out, the table of legal moves."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from payouts.errors import IllegalTransition
+from payouts.lifecycle import BATCH, CREDIT, LIFECYCLES, PAYOUT, TX_ATTEMPT, Lifecycle
+
+ALL = [CREDIT, PAYOUT, BATCH, TX_ATTEMPT]
+INITIAL = {"credit": "accrued", "payout": "pending", "batch": "open", "tx_attempt": "signed"}
+EXPECTED_FINAL = {
+    "credit": {"paid", "voided"},
+    "payout": {"finalized", "cancelled"},
+    "batch": {"finalized", "failed"},
+    "tx_attempt": {"replaced", "failed"},
+}
+
+
+def _states(lc: Lifecycle) -> set[str]:
+    states = set(lc.moves) | set(lc.final)
+    for targets in lc.moves.values():
+        states |= targets
+    return states
+
+
+def _reachable(lc: Lifecycle, start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in lc.moves.get(todo.pop(), frozenset()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+@pytest.mark.parametrize("lc", ALL, ids=lambda lc: lc.entity)
+def test_final_states_are_the_designed_ones(lc: Lifecycle) -> None:
+    assert set(lc.final) == EXPECTED_FINAL[lc.entity]
+
+
+@pytest.mark.parametrize("lc", ALL, ids=lambda lc: lc.entity)
+def test_a_final_state_has_no_way_out(lc: Lifecycle) -> None:
+    for final in lc.final:
+        assert not lc.moves.get(final)
+        for target in _states(lc):
+            assert not lc.allows(final, target)
+            with pytest.raises(IllegalTransition):
+                lc.check(final, target)
+
+
+@pytest.mark.parametrize("lc", ALL, ids=lambda lc: lc.entity)
+def test_every_state_is_reachable_from_the_initial_state(lc: Lifecycle) -> None:
+    assert _reachable(lc, INITIAL[lc.entity]) == _states(lc)
+
+
+@pytest.mark.parametrize("lc", ALL, ids=lambda lc: lc.entity)
+def test_every_state_can_still_reach_a_final_state(lc: Lifecycle) -> None:
+    for state in _states(lc):
+        assert _reachable(lc, state) & lc.final, f"{lc.entity}: {state} can never end"
+
+
+@pytest.mark.parametrize("lc", ALL, ids=lambda lc: lc.entity)
+def test_no_state_moves_to_itself(lc: Lifecycle) -> None:
+    for state in _states(lc):
+        assert not lc.allows(state, state)
+
+
+def test_lifecycles_are_registered_by_entity_and_table() -> None:
+    assert LIFECYCLES == {
+        "credit": CREDIT,
+        "payout": PAYOUT,
+        "batch": BATCH,
+        "tx_attempt": TX_ATTEMPT,
+    }
+    assert {lc.entity: lc.table for lc in ALL} == {
+        "credit": "credits",
+        "payout": "payouts",
+        "batch": "batches",
+        "tx_attempt": "tx_attempts",
+    }
+
+
+MOVES = [
+    # credit
+    (CREDIT, "accrued", "rolled_up", True),
+    (CREDIT, "rolled_up", "paid", True),
+    (CREDIT, "accrued", "held", True),
+    (CREDIT, "held", "accrued", True),
+    (CREDIT, "held", "voided", True),
+    (CREDIT, "rolled_up", "accrued", True),  # its payout was cancelled
+    (CREDIT, "paid", "accrued", False),
+    (CREDIT, "paid", "rolled_up", False),
+    (CREDIT, "voided", "accrued", False),
+    (CREDIT, "accrued", "paid", False),  # never paid without a payout
+    (CREDIT, "accrued", "voided", False),  # only a held credit is voided
+    (CREDIT, "rolled_up", "held", False),
+    # payout
+    (PAYOUT, "pending", "batched", True),
+    (PAYOUT, "batched", "submitted", True),
+    (PAYOUT, "submitted", "confirmed", True),
+    (PAYOUT, "confirmed", "finalized", True),
+    (PAYOUT, "batched", "pending", True),  # its batch failed
+    (PAYOUT, "submitted", "pending", True),  # its batch failed
+    (PAYOUT, "pending", "cancelled", True),
+    (PAYOUT, "confirmed", "submitted", True),  # reorg
+    (PAYOUT, "finalized", "pending", False),
+    (PAYOUT, "finalized", "confirmed", False),
+    (PAYOUT, "cancelled", "pending", False),
+    (PAYOUT, "pending", "finalized", False),
+    (PAYOUT, "pending", "submitted", False),
+    (PAYOUT, "batched", "cancelled", False),  # only a pending payout is cancelled
+    (PAYOUT, "submitted", "cancelled", False),
+    (PAYOUT, "confirmed", "pending", False),
+    # batch
+    (BATCH, "open", "sealed", True),
+    (BATCH, "sealed", "broadcast", True),
+    (BATCH, "broadcast", "included", True),
+    (BATCH, "included", "confirmed", True),
+    (BATCH, "confirmed", "finalized", True),
+    (BATCH, "included", "broadcast", True),  # reorg
+    (BATCH, "confirmed", "broadcast", True),  # reorg
+    (BATCH, "broadcast", "failed", True),
+    (BATCH, "finalized", "broadcast", False),
+    (BATCH, "failed", "broadcast", False),
+    (BATCH, "failed", "sealed", False),
+    (BATCH, "open", "broadcast", False),
+    (BATCH, "sealed", "included", False),
+    (BATCH, "included", "failed", False),
+    # tx attempt
+    (TX_ATTEMPT, "signed", "broadcast", True),
+    (TX_ATTEMPT, "broadcast", "mined", True),
+    (TX_ATTEMPT, "broadcast", "replaced", True),  # a fee bump took its nonce
+    (TX_ATTEMPT, "mined", "broadcast", True),  # reorged out
+    (TX_ATTEMPT, "replaced", "broadcast", False),
+    (TX_ATTEMPT, "failed", "signed", False),
+    (TX_ATTEMPT, "mined", "replaced", False),
+    (TX_ATTEMPT, "signed", "mined", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("lc", "from_state", "to_state", "legal"),
+    MOVES,
+    ids=[f"{m[0].entity}:{m[1]}->{m[2]}:{'legal' if m[3] else 'illegal'}" for m in MOVES],
+)
+def test_the_table_of_legal_and_illegal_moves(
+    lc: Lifecycle, from_state: str, to_state: str, legal: bool
+) -> None:
+    assert lc.allows(from_state, to_state) is legal
+    if legal:
+        lc.check(from_state, to_state)
+    else:
+        with pytest.raises(IllegalTransition, match=f"{from_state} -> {to_state}"):
+            lc.check(from_state, to_state)
+
+
+def test_unknown_states_allow_nothing() -> None:
+    assert not PAYOUT.allows("nonsense", "pending")
+    assert not PAYOUT.allows("pending", "nonsense")
+    with pytest.raises(IllegalTransition):
+        PAYOUT.check("nonsense", "pending")
+
+
+def test_sources_lists_every_state_that_may_move_to_a_target() -> None:
+    assert PAYOUT.sources("pending") == ["batched", "submitted"]
+    assert BATCH.sources("broadcast") == ["confirmed", "included", "sealed"]
+    assert CREDIT.sources("accrued") == ["held", "rolled_up"]
+    assert PAYOUT.sources("batched") == ["pending"]
+    for lc in ALL:
+        assert lc.sources(INITIAL[lc.entity]) == sorted(
+            s for s in lc.moves if INITIAL[lc.entity] in lc.moves[s]
+        )
+
+
+def test_a_final_state_is_never_a_source() -> None:
+    for lc in ALL:
+        for state in _states(lc):
+            assert not set(lc.sources(state)) & lc.final
+
+
+def _guards_migration() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0002_ledger_guards.py"
+    spec = importlib.util.spec_from_file_location("ledger_guards_0002", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_database_final_state_triggers_match_the_lifecycles() -> None:
+    final_states = _guards_migration().FINAL_STATES
+    assert {table: set(states) for table, states in final_states.items()} == {
+        lc.table: set(lc.final) for lc in ALL
+    }
