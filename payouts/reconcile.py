@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from payouts import lifecycle
 from payouts.chain import batcher as codec
+from payouts.chain import submitter
 from payouts.chain.client import ChainClient
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import Leg, post
@@ -273,22 +274,21 @@ def _match_batch(
             tx_hash=ref.tx_hash,
         ):
             report.exceptions += 1
-    _mark_included(session, batch.id, batch.state, ref, actor, report)
+    _mark_included(session, batch.id, ref, actor, report)
 
 
 def _mark_included(
     session: Session,
     batch_id: int,
-    state: str,
     ref: codec.LogRef,
     actor: str,
     report: ReconcileReport,
 ) -> None:
-    attempt = session.execute(
-        text("SELECT id, state FROM tx_attempts WHERE batch_id = :b AND tx_hash = :h"),
+    attempt_id = session.execute(
+        text("SELECT id FROM tx_attempts WHERE batch_id = :b AND tx_hash = :h"),
         {"b": batch_id, "h": ref.tx_hash},
-    ).one_or_none()
-    if attempt is None:
+    ).scalar()
+    if attempt_id is None:
         record_exception(
             session,
             "foreign_transaction",
@@ -298,20 +298,13 @@ def _mark_included(
             tx_hash=ref.tx_hash,
         )
         report.exceptions += 1
-    else:
+    # A worker that died between broadcast and recording it left the batch sealed.
+    submitter.mark_broadcast(session, batch_id, attempt_id, actor=actor, cause="seen on chain")
+    if attempt_id is not None:
         lifecycle.move(
             session,
             lifecycle.TX_ATTEMPT,
-            [attempt.id],
-            "broadcast",
-            cause="seen on chain",
-            actor=actor,
-            from_states=["signed"],
-        )
-        lifecycle.move(
-            session,
-            lifecycle.TX_ATTEMPT,
-            [attempt.id],
+            [attempt_id],
             "mined",
             cause=f"block {ref.block_number}",
             actor=actor,
@@ -321,23 +314,9 @@ def _mark_included(
             lifecycle.TX_ATTEMPT,
             "replaced",
             where="t.batch_id = :b AND t.id <> :a",
-            params={"b": batch_id, "a": attempt.id},
+            params={"b": batch_id, "a": attempt_id},
             cause=f"{ref.tx_hash} mined instead",
             actor=actor,
-        )
-    if state == "sealed":  # the worker died between broadcast and recording it
-        lifecycle.move(
-            session, lifecycle.BATCH, [batch_id], "broadcast", cause="seen on chain", actor=actor
-        )
-        lifecycle.move_where(
-            session,
-            lifecycle.PAYOUT,
-            "submitted",
-            where="t.batch_id = :b",
-            params={"b": batch_id},
-            cause="seen on chain",
-            actor=actor,
-            from_states=["batched"],
         )
     session.execute(
         text("UPDATE batches SET tx_hash = :h, block_number = :n, block_hash = :bh WHERE id = :b"),

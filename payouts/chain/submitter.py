@@ -140,23 +140,31 @@ def broadcast(chain: ChainClient, attempt: models.TxAttempt) -> str:
     return "sent"
 
 
-def mark_broadcast(session: Session, batch_id: int, attempt_id: int, *, actor: str) -> None:
-    """Record that the attempt is out; late or repeated calls are no-ops."""
-    lifecycle.move(
-        session,
-        lifecycle.TX_ATTEMPT,
-        [attempt_id],
-        "broadcast",
-        cause="sent to node",
-        actor=actor,
-        from_states=["signed"],
-    )
+def mark_broadcast(
+    session: Session,
+    batch_id: int,
+    attempt_id: int | None,
+    *,
+    actor: str,
+    cause: str = "sent to node",
+) -> None:
+    """Record that the batch is out (the node took it, or the chain shows it); repeats no-op."""
+    if attempt_id is not None:
+        lifecycle.move(
+            session,
+            lifecycle.TX_ATTEMPT,
+            [attempt_id],
+            "broadcast",
+            cause=cause,
+            actor=actor,
+            from_states=["signed"],
+        )
     if lifecycle.move(
         session,
         lifecycle.BATCH,
         [batch_id],
         "broadcast",
-        cause="transaction sent",
+        cause=cause,
         actor=actor,
         from_states=["sealed"],
     ):
@@ -166,7 +174,7 @@ def mark_broadcast(session: Session, batch_id: int, attempt_id: int, *, actor: s
             "submitted",
             where="t.batch_id = :b",
             params={"b": batch_id},
-            cause=f"batch {batch_id} sent",
+            cause=f"batch {batch_id}: {cause}",
             actor=actor,
             from_states=["batched"],
         )
