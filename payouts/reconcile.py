@@ -351,6 +351,7 @@ def advance(
         )
     ).all()
     canonical: dict[int, str | None] = {}
+    receipts: dict[int, list[dict[str, Any]]] = {}  # per block, shared by its batches
     for b in batches:
         if b.block_number not in canonical:
             block = chain.block(int(b.block_number))
@@ -392,12 +393,16 @@ def advance(
             report.confirmed += 1
             state = "confirmed"
         if state == "confirmed" and depth >= finality_depth:
-            _finalize(session, chain, b, depth, actor)
+            if b.block_number not in receipts:
+                receipts[b.block_number] = chain.block_receipts(int(b.block_number))
+            _finalize(session, b, depth, receipts[b.block_number], actor)
             report.finalized += 1
     return report
 
 
-def _finalize(session: Session, chain: ChainClient, b: Any, depth: int, actor: str) -> None:
+def _finalize(
+    session: Session, b: Any, depth: int, block_receipts: list[dict[str, Any]], actor: str
+) -> None:
     paid = session.execute(
         text(
             """
@@ -425,7 +430,7 @@ def _finalize(session: Session, chain: ChainClient, b: Any, depth: int, actor: s
             [Leg(in_flight, int(p.amount), payout_id=p.payout_id) for p in paid]
             + [Leg(wallet, -total)],
         )
-    _record_gas(session, chain, b, actor)
+    _record_gas(session, b, block_receipts)
     paid_ids = [p.payout_id for p in paid]
     lifecycle.move(
         session,
@@ -461,12 +466,9 @@ def _finalize(session: Session, chain: ChainClient, b: Any, depth: int, actor: s
     )
 
 
-def _record_gas(session: Session, chain: ChainClient, b: Any, actor: str) -> None:
+def _record_gas(session: Session, b: Any, block_receipts: list[dict[str, Any]]) -> None:
     """Gas is read from the block's receipts (one call per block, not per payout)."""
-    receipt = next(
-        (r for r in chain.block_receipts(int(b.block_number)) if r["transactionHash"] == b.tx_hash),
-        None,
-    )
+    receipt = next((r for r in block_receipts if r["transactionHash"] == b.tx_hash), None)
     if receipt is None:
         return
     gas_used = int(receipt["gasUsed"], 16)

@@ -16,6 +16,7 @@ from payouts.batching import BatchPolicy
 from payouts.catalog import NATIVE_SYMBOL, ensure_assets
 from payouts.chain.client import ChainClient
 from payouts.chain.signer import LocalKeySigner, signer_from_settings
+from payouts.db import unit_of_work
 from payouts.errors import InvalidInput
 from payouts.money import Asset
 from payouts.rollup import PayoutRule
@@ -25,6 +26,7 @@ class Runtime:
     def __init__(self, settings: Settings, database_url: str | None = None) -> None:
         self.settings = settings
         self._database_url = database_url
+        self._asset_ids: dict[str, int] | None = None
 
     @cached_property
     def database_url(self) -> str:
@@ -65,8 +67,18 @@ class Runtime:
     def sync_assets(self, session: Session) -> dict[str, int]:
         return ensure_assets(session, self.assets())
 
-    def payout_rules(self, session: Session) -> dict[int, PayoutRule]:
-        ids = self.sync_assets(session)
+    def asset_ids(self) -> dict[str, int]:
+        """Asset ids by symbol, synced once per runtime in a unit of work of its own (so a
+        caller's rollback can never leave the cache pointing at rows that did not land)."""
+        if self._asset_ids is None:
+            with unit_of_work(self.database_url) as session:
+                ids = self.sync_assets(session)
+                session.commit()
+            self._asset_ids = ids
+        return self._asset_ids
+
+    def payout_rules(self) -> dict[int, PayoutRule]:
+        ids = self.asset_ids()
         return {
             ids[a.symbol]: PayoutRule(a.min_payout, a.rounding_unit) for a in self.settings.assets
         }

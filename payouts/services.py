@@ -24,8 +24,8 @@ from payouts.settlement import SettlementPlan, seal_batches
 
 
 def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[Recorded]:
+    rt.asset_ids()
     with unit_of_work(rt.database_url) as session:
-        rt.sync_assets(session)
         marketplace_id = ensure_marketplace(session, marketplace)
         results = record_earnings(session, marketplace_id, earnings)
         session.commit()
@@ -44,9 +44,7 @@ def rollup(
         window_start, window_end = window_for(now or datetime.now(UTC), seconds)
     else:
         window_end = window_start + timedelta(seconds=seconds)
-    with unit_of_work(rt.database_url) as session:
-        rules = rt.payout_rules(session)
-        session.commit()
+    rules = rt.payout_rules()
     with unit_of_work(rt.database_url) as session:
         result = roll_up(session, window_start, window_end, rules, actor=actor)
         session.commit()
@@ -62,7 +60,7 @@ def settle(rt: Runtime, *, dry_run: bool = False, actor: str = "beat") -> dict[s
     plans = {}
     for asset in _token_assets(rt):
         with unit_of_work(rt.database_url) as session:
-            asset_id = rt.sync_assets(session)[asset.symbol]
+            asset_id = rt.asset_ids()[asset.symbol]
             plans[asset.symbol] = seal_batches(
                 session,
                 rt.chain,
@@ -145,8 +143,8 @@ class ReconcileOutcome:
 
 def reconcile(rt: Runtime, *, actor: str = "reconciler") -> ReconcileOutcome:
     head = rt.chain.block_number()
+    rt.asset_ids()
     with unit_of_work(rt.database_url) as session:
-        rt.sync_assets(session)
         scanned = recon.scan(
             session,
             rt.chain,
