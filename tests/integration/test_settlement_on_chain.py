@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from sqlalchemy import text
@@ -126,7 +127,13 @@ def test_the_wallet_never_seals_more_than_it_can_pay(
     data = "0x" + codec.ERC20_TRANSFER.hex() + burn[2:].lower().rjust(64, "0") + hex(
         balance - 5_000
     )[2:].rjust(64, "0")
-    rt.chain.rpc("eth_sendTransaction", [{"from": wallet, "to": token, "data": data}])
+    tx_hash = rt.chain.rpc("eth_sendTransaction", [{"from": wallet, "to": token, "data": data}])
+    # anvil may answer before it mines: wait for the receipt before reading the balance.
+    deadline = time.monotonic() + 30
+    while rt.chain.receipt(tx_hash) is None:
+        assert time.monotonic() < deadline, "the transfer out of the hot wallet was not mined"
+        time.sleep(0.05)
+    assert token_balance(rt, token, wallet) == 5_000
     plan = services.settle(rt)["USDC"]
     assert plan.sealed == []
     assert "cannot pay" in plan.reason
