@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     batcher_address: str | None = None
     assets: list[AssetConfig] = Field(default_factory=list)
 
+    # Ops endpoints of the HTTP API accept only this key; unset, they are closed.
+    admin_api_key: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    # A changed payout address holds the creator's next payout this long (account takeover).
+    payout_address_cool_down_seconds: int = Field(default=86_400, ge=0)
+
     sentry_dsn: SecretStr | None = None
     log_level: str = "INFO"
 

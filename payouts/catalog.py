@@ -83,6 +83,14 @@ def create_marketplace(session: Session, name: str) -> NewMarketplace:
     return NewMarketplace(row.id, name, api_key)
 
 
+def marketplace_for_key(session: Session, api_key: str) -> int | None:
+    return session.execute(
+        select(models.Marketplace.id).where(
+            models.Marketplace.api_key_hash == hash_api_key(api_key)
+        )
+    ).scalar()
+
+
 def ensure_marketplace(session: Session, name: str) -> int:
     """The id of a marketplace by name, created without an API key if missing (demo, tests)."""
     session.execute(insert(models.Marketplace).values(name=name).on_conflict_do_nothing())

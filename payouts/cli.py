@@ -83,13 +83,14 @@ def settle(
     submit: Annotated[bool, typer.Option(help="Sign and broadcast the sealed batches.")] = True,
 ) -> None:
     """Seal pending payouts into batches and submit them (an ops-triggered settlement run)."""
-    rt = _runtime()
     try:
-        plans = services.settle(rt, dry_run=dry_run, actor="operator")
+        run = services.settlement_run(
+            _runtime(), dry_run=dry_run, submit_now=submit, actor="operator"
+        )
     except PayoutsError as exc:
         _fail(str(exc))
         raise
-    for symbol, plan in plans.items():
+    for symbol, plan in run.plans.items():
         prefix = "would seal" if dry_run else "sealed"
         typer.echo(
             f"{symbol}: {prefix} {len(plan.sealed)} batches; {plan.pending_left} payouts "
@@ -100,13 +101,10 @@ def settle(
                 f"  batch {b.batch_id}: {b.size} payouts, total {b.total}, "
                 f"gas estimate {b.gas_estimate}"
             )
-        if not dry_run and submit:
-            for b in plan.sealed:
-                result = services.submit(rt, b.batch_id, actor="operator")
-                typer.echo(
-                    f"  batch {b.batch_id}: {result.outcome} nonce {result.nonce} "
-                    f"tx {result.tx_hash}"
-                )
+    for result in run.submissions:
+        typer.echo(
+            f"  batch {result.batch_id}: {result.outcome} nonce {result.nonce} tx {result.tx_hash}"
+        )
 
 
 @app.command()
@@ -171,6 +169,27 @@ def trace(
             _fail(f"not found: {exc}", 1)
             raise
     _echo_json(data)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address [PAYOUTS_API_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [PAYOUTS_API_PORT].")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (uvicorn); OpenAPI at /openapi.json, docs at /docs."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "payouts.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
 
 
 @app.command()

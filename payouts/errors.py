@@ -4,6 +4,7 @@ PayoutsError
 ├── InvalidInput            bad data from a caller; ``code`` and ``field`` say which
 │   └── InvalidAmount
 ├── IdempotencyConflict     a key reused with a different body
+├── IdempotencyInFlight     a key whose first request has not finished yet
 ├── NotFound
 ├── IllegalTransition       a state change the lifecycle does not allow
 ├── InvariantViolation      the ledger disagrees with itself
@@ -40,6 +41,14 @@ class IdempotencyConflict(PayoutsError):
         shown = ", ".join(keys[:5]) + (" ..." if len(keys) > 5 else "")
         super().__init__(f"idempotency key reused with a different body: {shown}")
         self.keys = keys
+
+
+class IdempotencyInFlight(PayoutsError):
+    code = "idempotency_key_in_flight"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a request with idempotency key {key!r} is still being processed")
+        self.key = key
 
 
 class NotFound(PayoutsError):

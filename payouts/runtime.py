@@ -37,6 +37,14 @@ class Runtime:
         return devstack.postgres_url(self.settings)
 
     @cached_property
+    def broker_url(self) -> str:
+        if self.settings.redis_url:
+            return self.settings.redis_url
+        from payouts import devstack  # only when no server is configured
+
+        return devstack.redis_url(self.settings)
+
+    @cached_property
     def chain(self) -> ChainClient:
         return ChainClient(self.settings.rpc_url)
 

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from payouts import catalog, views
 from payouts import reconcile as recon
 from payouts.catalog import ensure_marketplace
 from payouts.chain import submitter
 from payouts.db import unit_of_work
+from payouts.errors import IdempotencyInFlight, NotFound
 from payouts.ledger.earnings import Earning, Recorded, record_earnings
 from payouts.money import Asset
 from payouts.rollup import RollupResult, roll_up, window_for
@@ -30,6 +33,87 @@ def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[R
         results = record_earnings(session, marketplace_id, earnings)
         session.commit()
     return results
+
+
+def record_for(
+    rt: Runtime,
+    marketplace_id: int,
+    earnings: Sequence[Earning],
+    *,
+    refuse_in_flight: bool = False,
+) -> list[Recorded]:
+    """Record a marketplace's earnings in one transaction.
+
+    With ``refuse_in_flight`` each key is claimed first with a transaction-scoped advisory
+    lock: a second request with a key whose first request has not committed yet is refused
+    (``IdempotencyInFlight``) instead of waiting behind it. The lock goes with the
+    transaction, so a crashed request never leaves a key stuck.
+    """
+    rt.asset_ids()
+    with unit_of_work(rt.database_url) as session:
+        if refuse_in_flight:
+            _claim_keys(session, marketplace_id, earnings)
+        results = record_earnings(session, marketplace_id, earnings)
+        session.commit()
+    return results
+
+
+def record_one(
+    rt: Runtime, marketplace_id: int, earning: Earning
+) -> tuple[dict[str, object], bool]:
+    """One earning from the API: the response body it gets (the first one, on a replay) and
+    whether this was a replay. A key still in flight is refused, not waited for."""
+    rt.asset_ids()
+    with unit_of_work(rt.database_url) as session:
+        _claim_keys(session, marketplace_id, [earning])
+        (result,) = record_earnings(session, marketplace_id, [earning])
+        body = views.earnings_created(session, marketplace_id, [result.credit_id])
+        session.commit()
+    return body[result.credit_id], result.replayed
+
+
+def _claim_keys(session: Session, marketplace_id: int, earnings: Sequence[Earning]) -> None:
+    for key in sorted({e.idempotency_key for e in earnings}):
+        claimed = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, :m))"),
+            {"k": key, "m": marketplace_id},
+        ).scalar_one()
+        if not claimed:
+            raise IdempotencyInFlight(key)
+
+
+def authenticate(rt: Runtime, api_key: str) -> int | None:
+    """The marketplace an API key belongs to, or None."""
+    with unit_of_work(rt.database_url) as session:
+        return catalog.marketplace_for_key(session, api_key)
+
+
+@dataclass(frozen=True)
+class AddressChange:
+    creator: dict[str, object]
+    created: bool  # the creator was unknown before this request
+    changed: bool  # the address differs from the one on file
+
+
+def set_payout_address(
+    rt: Runtime, marketplace_id: int, external_id: str, address: str, *, actor: str
+) -> AddressChange:
+    cool_down = timedelta(seconds=rt.settings.payout_address_cool_down_seconds)
+    with unit_of_work(rt.database_url) as session:
+        try:
+            before = views.creator(session, marketplace_id, external_id)
+        except NotFound:
+            before = None
+        catalog.set_payout_address(
+            session, marketplace_id, external_id, address, cool_down=cool_down, actor=actor
+        )
+        after = views.creator(session, marketplace_id, external_id)
+        session.commit()
+    return AddressChange(
+        after,
+        created=before is None,
+        changed=before is None or before["payout_address"] != after["payout_address"],
+    )
 
 
 def rollup(
@@ -74,6 +158,28 @@ def settle(rt: Runtime, *, dry_run: bool = False, actor: str = "beat") -> dict[s
             if not dry_run:
                 session.commit()
     return plans
+
+
+@dataclass(frozen=True)
+class SettlementRun:
+    plans: dict[str, SettlementPlan]
+    submissions: list[submitter.SubmitResult]
+
+
+def settlement_run(
+    rt: Runtime, *, dry_run: bool = False, submit_now: bool = True, actor: str = "operator"
+) -> SettlementRun:
+    """An operator's run: seal what is pending and, unless told otherwise, send it at once.
+
+    The CLI and the ops endpoint both call this; beat's run is ``settle`` with the sending
+    left to the submit queue.
+    """
+    plans = settle(rt, dry_run=dry_run, actor=actor)
+    sent = []
+    if not dry_run and submit_now:
+        for plan in plans.values():
+            sent.extend(submit(rt, b.batch_id, actor=actor) for b in plan.sealed)
+    return SettlementRun(plans, sent)
 
 
 def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter.SubmitResult:

@@ -15,15 +15,8 @@ from payouts.runtime import Runtime
 settings = get_settings()
 
 
-def _broker_url() -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    from payouts import devstack
-
-    return devstack.redis_url(settings)
-
-
-app = Celery("payouts", broker=_broker_url(), include=["workers.tasks"])
+runtime = Runtime(settings)
+app = Celery("payouts", broker=runtime.broker_url, include=["workers.tasks"])
 
 QUEUES = ("rollup", "settle", "submit", "reconcile")
 
@@ -75,4 +68,3 @@ app.conf.beat_schedule = {
 
 configure_logging(settings)
 init_sentry(settings)
-runtime = Runtime(settings)

@@ -1,0 +1,4 @@
+"""The HTTP API: a thin adapter over ``payouts.services``; its OpenAPI document is the contract.
+
+Nothing in the domain imports this package.
+"""

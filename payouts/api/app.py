@@ -1,0 +1,46 @@
+"""The FastAPI application, built from a ``Runtime`` (``create_app``) or from the environment
+(``payouts api``, uvicorn's factory)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from config.observability import configure_logging, init_sentry
+from config.settings import get_settings
+from payouts.api import errors, openapi
+from payouts.api.auth import KeyCache
+from payouts.api.routes import creators, earnings, health, ops
+from payouts.api.routes import payouts as payout_routes
+from payouts.runtime import Runtime
+
+DESCRIPTION = """\
+Marketplaces send creator earnings here; payouts reports where each one went.
+
+Amounts are strings of integer base units. Every earning carries an idempotency key: retry
+with the same key as often as you like, it is recorded once. Errors have one shape:
+`{"error": {"code", "message", "field"}}`.
+"""
+
+
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    if runtime is None:
+        settings = get_settings()
+        configure_logging(settings)
+        init_sentry(settings)
+        runtime = Runtime(settings)
+    app = FastAPI(
+        title="payouts",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.key_cache = KeyCache()
+    app.state.asset_symbols = frozenset(a.symbol for a in runtime.assets())
+    errors.install(app)
+    for module in (health, earnings, creators, payout_routes, ops):
+        app.include_router(module.router)
+    openapi.install(app)
+    return app

@@ -1,0 +1,163 @@
+"""One error envelope for every failure: ``{"error": {"code", "message", "field"}}``.
+
+Codes are stable and machine-readable; messages are for people. A 422 may carry ``errors``,
+one entry per bad field (``earnings[3].amount``), so a client can fix a whole batch at once.
+Domain errors are mapped to a status here, at the boundary, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from payouts.errors import (
+    ChainError,
+    IdempotencyConflict,
+    IdempotencyInFlight,
+    IllegalTransition,
+    InvalidInput,
+    InvariantViolation,
+    NotFound,
+    PayoutsError,
+    TransientChainError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal (auth, headers, body framing) raised before the domain is asked."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.errors = errors
+        self.headers = headers
+
+
+# Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[PayoutsError], int]] = [
+    (IdempotencyConflict, 409),
+    (IdempotencyInFlight, 409),
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (IllegalTransition, 409),
+    (TransientChainError, 503),
+    (ChainError, 502),
+    (InvariantViolation, 500),
+]
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def envelope(
+    code: str,
+    message: str,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if errors is not None:
+        body["errors"] = errors
+    return {"error": body}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(envelope(code, message, field, errors), status_code=status, headers=headers)
+
+
+def status_for(exc: PayoutsError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(
+        exc.status,
+        exc.code,
+        exc.message,
+        field=exc.field,
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PayoutsError)
+    status = status_for(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc, exc_info=exc)
+    field = getattr(exc, "field", None)
+    if isinstance(exc, IdempotencyConflict | IdempotencyInFlight):
+        field = "idempotency_key"
+    headers = {"Retry-After": "1"} if isinstance(exc, IdempotencyInFlight) else None
+    return error_response(status, exc.code, str(exc), field=field, headers=headers)
+
+
+async def _parameter_error(_: Request, exc: Exception) -> JSONResponse:
+    """Path and query parameters FastAPI checked (bodies are parsed by ``api.body``)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ())]
+    if loc and loc[0] == "path":
+        # A path that cannot name anything names nothing: no such resource.
+        return error_response(404, "not_found", "no such resource")
+    name = loc[-1] if loc else None
+    return error_response(
+        422, f"invalid_{name}" if name else "invalid_parameter", str(first["msg"]), field=name
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(
+        exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(PayoutsError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _parameter_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

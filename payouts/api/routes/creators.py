@@ -1,0 +1,74 @@
+"""Creators: where they are paid, and what they have earned, are owed and were paid."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from payouts import services, views
+from payouts.api.auth import marketplace_id
+from payouts.api.body import SINGLE_BODY_LIMIT, parse, read_body
+from payouts.api.openapi import json_body
+from payouts.api.routes.common import ERRORS, SECURED, runtime
+from payouts.api.schemas import PAYOUT_ADDRESS, BalanceOut, CreatorOut, PayoutAddressIn, clean_text
+from payouts.db import unit_of_work
+from payouts.errors import InvalidInput, NotFound
+
+router = APIRouter(tags=["creators"])
+
+Marketplace = Annotated[int, Depends(marketplace_id)]
+CreatorId = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+def _creator_id(value: str, *, missing_is_404: bool) -> str:
+    try:
+        return clean_text(value)
+    except ValueError:
+        if missing_is_404:
+            raise NotFound(f"creator {value!r}") from None
+        raise InvalidInput(
+            "creator id must be text without NUL", field="creator_id", code="invalid_creator_id"
+        ) from None
+
+
+@router.put(
+    "/v1/creators/{creator_id}",
+    responses={200: {"model": CreatorOut}, 201: {"model": CreatorOut}, **ERRORS},
+    openapi_extra={**json_body(PayoutAddressIn), **SECURED},
+    summary="Register or change a creator's payout address",
+)
+async def put_creator(
+    request: Request, marketplace: Marketplace, creator_id: CreatorId
+) -> JSONResponse:
+    """A change of an existing address holds the creator's next payout for the configured
+    cool-down (a defence against account takeover), recorded in the audit trail. 201 when the
+    creator is new, 200 otherwise."""
+    external_id = _creator_id(creator_id, missing_is_404=False)
+    body = await read_body(request, SINGLE_BODY_LIMIT)
+    data = parse(PAYOUT_ADDRESS, body)
+    change = await run_in_threadpool(
+        services.set_payout_address,
+        runtime(request),
+        marketplace,
+        external_id,
+        data.payout_address,
+        actor=f"marketplace:{marketplace}",
+    )
+    return JSONResponse(
+        {**change.creator, "changed": change.changed}, status_code=201 if change.created else 200
+    )
+
+
+@router.get(
+    "/v1/creators/{creator_id}/balance",
+    responses={200: {"model": BalanceOut}, **ERRORS},
+    openapi_extra=SECURED,
+    summary="Accrued, in payout and paid, per asset",
+)
+def get_balance(request: Request, marketplace: Marketplace, creator_id: CreatorId) -> JSONResponse:
+    external_id = _creator_id(creator_id, missing_is_404=True)
+    with unit_of_work(runtime(request).database_url) as session:
+        return JSONResponse(views.balance(session, marketplace, external_id))

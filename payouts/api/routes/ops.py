@@ -1,0 +1,135 @@
+"""Operators' endpoints (admin key only): a manual settlement run and the exception queue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from payouts import exception_queue, services
+from payouts.api.auth import admin
+from payouts.api.body import SINGLE_BODY_LIMIT, parse, read_body
+from payouts.api.openapi import json_body
+from payouts.api.routes.common import (
+    ERRORS,
+    MAX_ID,
+    MAX_PAGE,
+    SECURED,
+    decode_cursor,
+    page_response,
+    runtime,
+)
+from payouts.api.schemas import (
+    RESOLVE,
+    SETTLEMENT_RUN,
+    ExceptionOut,
+    ExceptionPage,
+    ResolveIn,
+    SettlementRunIn,
+)
+from payouts.db import unit_of_work
+
+router = APIRouter(prefix="/v1/ops", tags=["ops"], dependencies=[Depends(admin)])
+
+ExceptionId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _run_summary(run: services.SettlementRun, dry_run: bool) -> dict[str, Any]:
+    return {
+        "dry_run": dry_run,
+        "assets": {
+            symbol: {
+                "sealed": [
+                    {
+                        "batch_id": str(b.public_id),
+                        "payouts": b.size,
+                        "total": str(b.total),
+                        "gas_estimate": b.gas_estimate,
+                    }
+                    for b in plan.sealed
+                ],
+                "pending_left": plan.pending_left,
+                "wallet_available": str(plan.wallet_available),
+                "stopped_because": plan.reason,
+            }
+            for symbol, plan in run.plans.items()
+        },
+        "submissions": [
+            {"outcome": s.outcome, "nonce": s.nonce, "tx_hash": s.tx_hash} for s in run.submissions
+        ],
+    }
+
+
+@router.post(
+    "/settlement-runs",
+    responses=ERRORS,
+    openapi_extra={**json_body(SettlementRunIn, required=False), **SECURED},
+    summary="Seal pending payouts into batches now (dry_run: only show the plan)",
+)
+async def settlement_run(request: Request) -> JSONResponse:
+    body = await read_body(request, SINGLE_BODY_LIMIT)
+    data = parse(SETTLEMENT_RUN, body)
+    run = await run_in_threadpool(
+        services.settlement_run,
+        runtime(request),
+        dry_run=data.dry_run,
+        submit_now=data.submit,
+        actor="ops-api",
+    )
+    return JSONResponse(_run_summary(run, data.dry_run), status_code=200 if data.dry_run else 201)
+
+
+@router.get(
+    "/exceptions",
+    responses={200: {"model": ExceptionPage}, **ERRORS},
+    openapi_extra=SECURED,
+    summary="What the system could not settle by itself, newest first",
+)
+def list_exceptions(
+    request: Request,
+    status: Literal["open", "resolved", "all"] = "open",
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> JSONResponse:
+    with unit_of_work(runtime(request).database_url) as session:
+        page, last = exception_queue.list_exceptions(
+            session,
+            state=None if status == "all" else status,
+            before_id=decode_cursor(cursor),
+            limit=limit,
+        )
+    return page_response(page, last)
+
+
+@router.get(
+    "/exceptions/{exception_id}",
+    responses={200: {"model": ExceptionOut}, **ERRORS},
+    openapi_extra=SECURED,
+    summary="One exception with its evidence",
+)
+def get_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
+    with unit_of_work(runtime(request).database_url) as session:
+        return JSONResponse(exception_queue.get_exception(session, exception_id))
+
+
+@router.post(
+    "/exceptions/{exception_id}/resolve",
+    responses={200: {"model": ExceptionOut}, **ERRORS},
+    openapi_extra={**json_body(ResolveIn), **SECURED},
+    summary="Close an exception with what was done about it (once)",
+)
+async def resolve_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
+    body = await read_body(request, SINGLE_BODY_LIMIT)
+    data = parse(RESOLVE, body)
+
+    def resolve() -> dict[str, Any]:
+        with unit_of_work(runtime(request).database_url) as session:
+            resolved = exception_queue.resolve_exception(
+                session, exception_id, data.resolution, actor="ops-api"
+            )
+            session.commit()
+            return resolved
+
+    return JSONResponse(await run_in_threadpool(resolve))

@@ -1,0 +1,73 @@
+"""Payouts: state, amount, batch, transaction, block, confirmations and every transition."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from payouts import views
+from payouts.api.auth import marketplace_id
+from payouts.api.routes.common import (
+    ERRORS,
+    MAX_ID,
+    MAX_PAGE,
+    SECURED,
+    decode_cursor,
+    page_response,
+    runtime,
+)
+from payouts.api.schemas import PayoutOut, PayoutPage, clean_text
+from payouts.db import unit_of_work
+from payouts.errors import InvalidInput
+
+router = APIRouter(tags=["payouts"])
+
+Marketplace = Annotated[int, Depends(marketplace_id)]
+
+
+@router.get(
+    "/v1/payouts/{payout_id}",
+    responses={200: {"model": PayoutOut}, **ERRORS},
+    openapi_extra=SECURED,
+    summary="One payout with its transitions",
+)
+def get_payout(
+    request: Request, marketplace: Marketplace, payout_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> JSONResponse:
+    with unit_of_work(runtime(request).database_url) as session:
+        return JSONResponse(views.payout(session, marketplace, payout_id))
+
+
+@router.get(
+    "/v1/payouts",
+    responses={200: {"model": PayoutPage}, **ERRORS},
+    openapi_extra=SECURED,
+    summary="Payouts, newest first, optionally of one creator",
+)
+def list_payouts(
+    request: Request,
+    marketplace: Marketplace,
+    creator_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> JSONResponse:
+    if creator_id is not None:
+        try:
+            creator_id = clean_text(creator_id)
+        except ValueError:
+            raise InvalidInput(
+                "creator id must be text without NUL", field="creator_id", code="invalid_creator_id"
+            ) from None
+    with unit_of_work(runtime(request).database_url) as session:
+        page, last = views.payouts(
+            session,
+            marketplace,
+            creator_external_id=creator_id,
+            before_id=decode_cursor(cursor),
+            limit=limit,
+        )
+    return page_response(page, last)

@@ -1,0 +1,315 @@
+"""A small Python client for the payouts HTTP API.
+
+    from payouts.client import PayoutsClient
+
+    with PayoutsClient("https://payouts.example", api_key) as client:
+        receipt = client.record_earning("creator-42", 1_250_000, "USDC")
+
+Every earning carries an idempotency key (generated when you do not give one) and a retry
+resends the same key, so a timeout, a dropped connection or a 5xx can be retried without ever
+crediting twice. Errors are raised as ``PayoutsApiError`` subclasses chosen by the API's
+stable error code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+MAX_BATCH = 10_000
+
+
+class PayoutsApiError(Exception):
+    """The API refused a request; ``code`` is the machine-readable reason."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" ({field})" if field else ""))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.errors = errors or []
+
+
+class AuthenticationError(PayoutsApiError):
+    """The API key is missing, unknown, or not allowed here."""
+
+
+class InvalidRequest(PayoutsApiError):
+    """Bad input; ``errors`` lists every bad field (``earnings[3].amount``)."""
+
+
+class NotFoundError(PayoutsApiError):
+    pass
+
+
+class IdempotencyKeyReused(PayoutsApiError):
+    """The key was used before with a different body; nothing was recorded."""
+
+
+class RequestInFlight(PayoutsApiError):
+    """The first request with this key has not finished; retried automatically."""
+
+
+class ServerError(PayoutsApiError):
+    """The API failed or is unavailable; retried automatically."""
+
+
+class ApiUnreachable(PayoutsApiError):
+    """No answer after every retry (connection refused, reset or timed out)."""
+
+
+def error_for(status: int, body: Any) -> PayoutsApiError:
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code = str(error.get("code") or f"http_{status}")
+    message = str(error.get("message") or "no message")
+    cls: type[PayoutsApiError]
+    if code == "idempotency_key_reused":
+        cls = IdempotencyKeyReused
+    elif code == "idempotency_key_in_flight":
+        cls = RequestInFlight
+    elif status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = NotFoundError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = InvalidRequest
+    return cls(status, code, message, error.get("field"), error.get("errors"))
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, ServerError | RequestInFlight) or (
+        isinstance(exc, PayoutsApiError) and exc.status == 429
+    )
+
+
+@dataclass(frozen=True)
+class EarningReceipt:
+    id: int
+    idempotency_key: str
+    creator_id: str
+    amount: int
+    asset: str
+    status: str
+    replayed: bool
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class BatchReceipt:
+    created: int
+    replayed: int
+    ids: list[int]  # in the order the earnings were given
+    keys: list[str]
+
+
+def _amount(value: int | str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError("amount must be an int (or str) of base units, never a float")
+    return str(value)
+
+
+def _earning_body(
+    creator_id: str,
+    amount: int | str,
+    asset: str,
+    occurred_at: datetime | None,
+    reference: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"creator_id": creator_id, "amount": _amount(amount), "asset": asset}
+    if occurred_at is not None:
+        body["occurred_at"] = occurred_at.isoformat()
+    if reference is not None:
+        body["reference"] = reference
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+class PayoutsClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        max_wait: float = 8.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "payouts-client/1"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._max_attempts = max_attempts
+        self._max_wait = max_wait
+        self.attempts = 0  # requests sent, retries included (for the curious and for tests)
+
+    def __enter__(self) -> PayoutsClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- earnings ---
+
+    def record_earning(
+        self,
+        creator_id: str,
+        amount: int | str,
+        asset: str,
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+        reference: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> EarningReceipt:
+        key = idempotency_key or str(uuid.uuid4())
+        response = self._request(
+            "POST",
+            "/v1/earnings",
+            json=_earning_body(creator_id, amount, asset, occurred_at, reference, metadata),
+            headers={"Idempotency-Key": key},
+        )
+        body = response.json()
+        return EarningReceipt(
+            id=body["id"],
+            idempotency_key=body["idempotency_key"],
+            creator_id=body["creator_id"],
+            amount=int(body["amount"]),
+            asset=body["asset"],
+            status=body["status"],
+            replayed=response.headers.get("Idempotent-Replayed") == "true",
+            raw=body,
+        )
+
+    def record_earnings(self, earnings: Iterable[Mapping[str, Any]]) -> BatchReceipt:
+        """Record many earnings, 10,000 per request; each mapping has ``creator_id``,
+        ``amount``, ``asset`` and optionally ``idempotency_key`` (generated if absent),
+        ``occurred_at``, ``reference``, ``metadata``."""
+        items = []
+        for e in earnings:
+            body = _earning_body(
+                e["creator_id"],
+                e["amount"],
+                e["asset"],
+                e.get("occurred_at"),
+                e.get("reference"),
+                e.get("metadata"),
+            )
+            body["idempotency_key"] = e.get("idempotency_key") or str(uuid.uuid4())
+            items.append(body)
+        created = replayed = 0
+        ids: list[int] = []
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start : start + MAX_BATCH]
+            result = self._request("POST", "/v1/earnings/batch", json={"earnings": chunk}).json()
+            created += result["created"]
+            replayed += result["replayed"]
+            ids.extend(r["id"] for r in result["results"])
+        return BatchReceipt(created, replayed, ids, [i["idempotency_key"] for i in items])
+
+    def earning(self, earning_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/v1/earnings/{earning_id}")
+
+    # --- creators ---
+
+    def set_payout_address(self, creator_id: str, payout_address: str) -> dict[str, Any]:
+        return self._json(
+            "PUT", f"/v1/creators/{_segment(creator_id)}", json={"payout_address": payout_address}
+        )
+
+    def balance(self, creator_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/creators/{_segment(creator_id)}/balance")
+
+    # --- payouts ---
+
+    def payout(self, payout_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/v1/payouts/{payout_id}")
+
+    def payouts(
+        self, creator_id: str | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every payout, newest first, following the cursor page by page."""
+        params: dict[str, Any] = {"limit": page_size}
+        if creator_id is not None:
+            params["creator_id"] = creator_id
+        while True:
+            page = self._json("GET", "/v1/payouts", params=params)
+            yield from page["data"]
+            if not page["has_more"]:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    # --- plumbing ---
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        body: dict[str, Any] = self._request(method, path, **kwargs).json()
+        return body
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send, retrying transient failures with the very same request (same key)."""
+
+        def give_up(state: RetryCallState) -> httpx.Response:
+            assert state.outcome is not None
+            exc = state.outcome.exception()
+            if isinstance(exc, httpx.TransportError):
+                raise ApiUnreachable(0, "unreachable", str(exc) or type(exc).__name__) from exc
+            assert exc is not None
+            raise exc
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential_jitter(initial=0.1, max=self._max_wait),
+            retry=retry_if_exception(_transient),
+            retry_error_callback=give_up,
+            reraise=True,
+        )
+        response: httpx.Response = retrying(self._send, method, path, **kwargs)
+        return response
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        self.attempts += 1
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise error_for(response.status_code, body)
+        return response
+
+
+def _segment(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
