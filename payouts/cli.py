@@ -219,3 +219,7 @@ def main() -> None:  # pragma: no cover - console entry
     except PayoutsError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m payouts.cli
+    main()

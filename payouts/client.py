@@ -289,7 +289,9 @@ class PayoutsClient:
 
         retrying = Retrying(
             stop=stop_after_attempt(self._max_attempts),
-            wait=wait_exponential_jitter(initial=0.1, max=self._max_wait),
+            wait=wait_exponential_jitter(
+                multiplier=0.1, max=self._max_wait, jitter=min(1.0, self._max_wait)
+            ),
             retry=retry_if_exception(_transient),
             retry_error_callback=give_up,
             reraise=True,

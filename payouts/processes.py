@@ -1,4 +1,4 @@
-"""Starting real Celery worker and beat processes for the demo and the end-to-end tests."""
+"""Starting real Celery worker, beat and API processes for the demo and the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -31,10 +31,22 @@ def celery_argv(kind: str, state_dir: Path, concurrency: int = 2) -> list[str]:
 def start_celery(
     kind: str, env: Mapping[str, str], state_dir: Path, concurrency: int = 2
 ) -> subprocess.Popen[bytes]:
+    return _start(kind, celery_argv(kind, state_dir, concurrency), env, state_dir)
+
+
+def start_api(env: Mapping[str, str], state_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``payouts api`` on 127.0.0.1:``port``, as an operator would run it."""
+    argv = [sys.executable, "-m", "payouts.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+    return _start("api", argv, env, state_dir)
+
+
+def _start(
+    name: str, argv: list[str], env: Mapping[str, str], state_dir: Path
+) -> subprocess.Popen[bytes]:
     state_dir.mkdir(parents=True, exist_ok=True)
-    log = (state_dir / f"{kind}.log").open("ab")
+    log = (state_dir / f"{name}.log").open("ab")
     return subprocess.Popen(
-        celery_argv(kind, state_dir, concurrency),
+        argv,
         cwd=REPO_ROOT,
         env={**os.environ, **env},
         stdout=log,

@@ -40,8 +40,10 @@ def seed(rt: Runtime, creators: int, per_creator: int = 2, seed: int = 1) -> dic
 
 def roll_up_now(rt: Runtime) -> int:
     """Roll up a window that closes after every credit recorded so far."""
-    start = datetime.now(UTC) + timedelta(seconds=1) - timedelta(
-        seconds=rt.settings.rollup_window_seconds
+    start = (
+        datetime.now(UTC)
+        + timedelta(seconds=1)
+        - timedelta(seconds=rt.settings.rollup_window_seconds)
     )
     return services.rollup(rt, window_start=start, actor="test").payouts
 

@@ -124,9 +124,12 @@ def test_the_wallet_never_seals_more_than_it_can_pay(
 
     burn = "0x000000000000000000000000000000000000dEaD"
     rt.chain.rpc("anvil_impersonateAccount", [wallet])
-    data = "0x" + codec.ERC20_TRANSFER.hex() + burn[2:].lower().rjust(64, "0") + hex(
-        balance - 5_000
-    )[2:].rjust(64, "0")
+    data = (
+        "0x"
+        + codec.ERC20_TRANSFER.hex()
+        + burn[2:].lower().rjust(64, "0")
+        + hex(balance - 5_000)[2:].rjust(64, "0")
+    )
     tx_hash = rt.chain.rpc("eth_sendTransaction", [{"from": wallet, "to": token, "data": data}])
     # anvil may answer before it mines: wait for the receipt before reading the balance.
     deadline = time.monotonic() + 30

@@ -64,7 +64,7 @@ def _run_summary(run: services.SettlementRun, dry_run: bool) -> dict[str, Any]:
 
 @router.post(
     "/settlement-runs",
-    responses=ERRORS,
+    responses={200: {"description": "dry run: the plan"}, 201: {"description": "ran"}, **ERRORS},
     openapi_extra={**json_body(SettlementRunIn, required=False), **SECURED},
     summary="Seal pending payouts into batches now (dry_run: only show the plan)",
 )
