@@ -1,4 +1,4 @@
-# The app image for worker, beat and migrate (see docker-compose.yml): the Python package and the
+# The app image for api, worker, beat and migrate (see docker-compose.yml): the Python package and the
 # compiled contract artifacts. No node/npm: contracts/artifacts/*.json are committed, compiled.
 FROM python:3.11-slim
 

@@ -19,7 +19,7 @@ from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA_SERVICES = {"postgres", "redis", "anvil"}
-APP_SERVICES = {"migrate", "worker", "beat"}
+APP_SERVICES = {"migrate", "api", "worker", "beat"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
@@ -74,6 +74,11 @@ def test_payouts_commands_name_the_console_script(services: dict[str, dict[str, 
         module = target.split(":")[0]
         assert _module_exists(module), f"{name}: script target {target!r} is not in the repo"
     assert _command(services["migrate"])[:3] == ["payouts", "db", "upgrade"]
+    api = _command(services["api"])
+    assert api[:2] == ["payouts", "api"]
+    assert api[api.index("--host") + 1] == "0.0.0.0"  # reachable from outside the container  # noqa: S104 - inside a container
+    port = api[api.index("--port") + 1]
+    assert any(str(p).endswith(f":{port}") for p in services["api"]["ports"])
 
 
 def test_environment_names_are_settings_fields(services: dict[str, dict[str, Any]]) -> None:

@@ -90,7 +90,7 @@ def admin(request: Request) -> None:
     """FastAPI dependency: only the configured admin key passes."""
     key = bearer_key(request)
     configured = _runtime(request).settings.admin_api_key
-    if configured is None:
+    if configured is None or not configured.get_secret_value():
         raise ApiError(
             403, "admin_disabled", "ops endpoints are closed: PAYOUTS_ADMIN_API_KEY is not set"
         )

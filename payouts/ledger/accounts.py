@@ -46,13 +46,20 @@ def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[Accoun
         ),
         params,
     )
+    # Equality on owner_id, not IS NOT DISTINCT FROM: only equality lets the planner use the
+    # unique index (the other form compared every account with every key, O(n*m)).
     rows = session.execute(
         text(
             """
+            WITH k AS (
+                SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:owners AS bigint[]),
+                                     CAST(:assets AS bigint[])) AS k(kind, owner_id, asset_id)
+            )
             SELECT a.id, a.kind, a.owner_id, a.asset_id FROM accounts a
-              JOIN unnest(CAST(:kinds AS text[]), CAST(:owners AS bigint[]),
-                          CAST(:assets AS bigint[])) AS k(kind, owner_id, asset_id)
-                ON a.kind = k.kind AND a.owner_id IS NOT DISTINCT FROM k.owner_id
+              JOIN k ON a.kind = k.kind AND a.owner_id = k.owner_id AND a.asset_id = k.asset_id
+            UNION ALL
+            SELECT a.id, a.kind, a.owner_id, a.asset_id FROM accounts a
+              JOIN k ON a.kind = k.kind AND a.owner_id IS NULL AND k.owner_id IS NULL
                AND a.asset_id = k.asset_id
             """
         ),
