@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from payouts import catalog, views
 from payouts import reconcile as recon
 from payouts.catalog import ensure_marketplace
 from payouts.chain import submitter
 from payouts.db import unit_of_work
-from payouts.errors import IdempotencyInFlight, NotFound
+from payouts.errors import IdempotencyConflict, IdempotencyInFlight, NotFound
 from payouts.ledger.earnings import Earning, Recorded, record_earnings
 from payouts.money import Asset
 from payouts.rollup import RollupResult, roll_up, window_for
@@ -35,51 +34,92 @@ def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[R
     return results
 
 
-def record_for(
-    rt: Runtime,
-    marketplace_id: int,
-    earnings: Sequence[Earning],
-    *,
-    refuse_in_flight: bool = False,
-) -> list[Recorded]:
-    """Record a marketplace's earnings in one transaction.
-
-    With ``refuse_in_flight`` each key is claimed first with a transaction-scoped advisory
-    lock: a second request with a key whose first request has not committed yet is refused
-    (``IdempotencyInFlight``) instead of waiting behind it. The lock goes with the
-    transaction, so a crashed request never leaves a key stuck.
-    """
+def record_for(rt: Runtime, marketplace_id: int, earnings: Sequence[Earning]) -> list[Recorded]:
+    """Record a marketplace's earnings in one transaction: all of them or, on any error, none."""
     rt.asset_ids()
     with unit_of_work(rt.database_url) as session:
-        if refuse_in_flight:
-            _claim_keys(session, marketplace_id, earnings)
         results = record_earnings(session, marketplace_id, earnings)
         session.commit()
     return results
 
 
-def record_one(
-    rt: Runtime, marketplace_id: int, earning: Earning
-) -> tuple[dict[str, object], bool]:
-    """One earning from the API: the response body it gets (the first one, on a replay) and
-    whether this was a replay. A key still in flight is refused, not waited for."""
+# What one request of ``record_each`` gets: the body of its first response and whether this
+# was a replay, or the error that is its alone.
+Outcome = tuple[dict[str, object], bool] | Exception
+
+
+def record_each(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> list[Outcome]:
+    """Record independent single-earning requests (any marketplaces) in one transaction.
+
+    This is group commit: the API gathers the single earnings that arrive while the previous
+    transaction is committing and records them together, so each costs a share of one commit
+    instead of a commit of its own. The requests stay independent: a key still in flight or
+    reused with another body refuses that request only. Should the transaction fail as a
+    whole, each request is retried in a transaction of its own, so one bad request cannot
+    fail the others.
+    """
     rt.asset_ids()
+    try:
+        return _record_together(rt, requests)
+    except Exception:
+        if len(requests) == 1:
+            raise
+        outcomes: list[Outcome] = []
+        for request in requests:
+            try:
+                outcomes.extend(_record_together(rt, [request]))
+            except Exception as exc:  # noqa: BLE001 - it is that request's answer
+                outcomes.append(exc)
+        return outcomes
+
+
+def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [None] * len(requests)
     with unit_of_work(rt.database_url) as session:
-        _claim_keys(session, marketplace_id, [earning])
-        (result,) = record_earnings(session, marketplace_id, [earning])
-        body = views.earnings_created(session, marketplace_id, [result.credit_id])
+        # A transaction-scoped advisory lock per key marks it in flight until this commits;
+        # a second request with the same key meanwhile is refused rather than queued. The lock
+        # dies with the transaction, so a crashed request never leaves a key stuck.
+        refused = session.execute(
+            text(
+                """
+                SELECT i FROM unnest(CAST(:keys AS text[]), CAST(:ms AS bigint[]))
+                              WITH ORDINALITY AS t(k, m, i)
+                 WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, m))
+                """
+            ),
+            {
+                "keys": [e.idempotency_key for _, e in requests],
+                "ms": [m for m, _ in requests],
+            },
+        ).scalars()
+        for i in refused:
+            outcomes[i - 1] = IdempotencyInFlight(requests[i - 1][1].idempotency_key)
+        by_marketplace: dict[int, list[int]] = {}
+        for index, (m, _) in enumerate(requests):
+            if outcomes[index] is None:
+                by_marketplace.setdefault(m, []).append(index)
+        for m, indexes in by_marketplace.items():
+            recorded: list[Recorded] = []
+            while indexes:
+                try:
+                    with session.begin_nested():
+                        recorded = record_earnings(session, m, [requests[i][1] for i in indexes])
+                    break
+                except IdempotencyConflict as exc:
+                    reused = set(exc.keys)
+                    for i in indexes:
+                        key = requests[i][1].idempotency_key
+                        if key in reused:
+                            outcomes[i] = IdempotencyConflict([key])
+                    indexes = [i for i in indexes if requests[i][1].idempotency_key not in reused]
+            bodies = views.earnings_created(session, m, [r.credit_id for r in recorded])
+            for i, r in zip(indexes, recorded, strict=True):
+                outcomes[i] = (bodies[r.credit_id], r.replayed)
         session.commit()
-    return body[result.credit_id], result.replayed
-
-
-def _claim_keys(session: Session, marketplace_id: int, earnings: Sequence[Earning]) -> None:
-    for key in sorted({e.idempotency_key for e in earnings}):
-        claimed = session.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, :m))"),
-            {"k": key, "m": marketplace_id},
-        ).scalar_one()
-        if not claimed:
-            raise IdempotencyInFlight(key)
+    answered = [o for o in outcomes if o is not None]
+    if len(answered) != len(requests):  # pragma: no cover - every branch above answers
+        raise RuntimeError("a request of the group got no outcome")
+    return answered
 
 
 def authenticate(rt: Runtime, api_key: str) -> int | None:

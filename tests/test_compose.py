@@ -76,7 +76,7 @@ def test_payouts_commands_name_the_console_script(services: dict[str, dict[str, 
     assert _command(services["migrate"])[:3] == ["payouts", "db", "upgrade"]
     api = _command(services["api"])
     assert api[:2] == ["payouts", "api"]
-    assert api[api.index("--host") + 1] == "0.0.0.0"  # reachable from outside the container  # noqa: S104 - inside a container
+    assert api[api.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - reachable from outside the container
     port = api[api.index("--port") + 1]
     assert any(str(p).endswith(f":{port}") for p in services["api"]["ports"])
 

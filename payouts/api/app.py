@@ -9,6 +9,7 @@ from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
 from payouts.api import errors, openapi
 from payouts.api.auth import KeyCache
+from payouts.api.group_commit import EarningWriter
 from payouts.api.routes import creators, earnings, health, ops
 from payouts.api.routes import payouts as payout_routes
 from payouts.runtime import Runtime
@@ -38,6 +39,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.key_cache = KeyCache()
+    app.state.earning_writer = EarningWriter(runtime)
     app.state.asset_symbols = frozenset(a.symbol for a in runtime.assets())
     errors.install(app)
     for module in (health, earnings, creators, payout_routes, ops):

@@ -12,6 +12,7 @@ from payouts import services, views
 from payouts.api.auth import marketplace_id
 from payouts.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, parse, read_body
 from payouts.api.errors import ApiError
+from payouts.api.group_commit import EarningWriter
 from payouts.api.openapi import json_body
 from payouts.api.routes.common import ERRORS, MAX_ID, SECURED, asset_symbols, runtime
 from payouts.api.schemas import (
@@ -71,9 +72,8 @@ async def create_earning(
     key = _idempotency_key(idempotency_key)
     body = await read_body(request, SINGLE_BODY_LIMIT)
     data = parse(EARNING, body, {"assets": asset_symbols(request)})
-    created, replayed = await run_in_threadpool(
-        services.record_one, runtime(request), marketplace, data.to_earning(key)
-    )
+    writer: EarningWriter = request.app.state.earning_writer
+    created, replayed = await writer.record(marketplace, data.to_earning(key))
     return JSONResponse(
         created,
         status_code=201,
