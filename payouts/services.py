@@ -215,7 +215,7 @@ def settlement_run(
     left to the submit queue.
     """
     plans = settle(rt, dry_run=dry_run, actor=actor)
-    sent = []
+    sent: list[submitter.SubmitResult] = []
     if not dry_run and submit_now:
         for plan in plans.values():
             sent.extend(submit(rt, b.batch_id, actor=actor) for b in plan.sealed)
