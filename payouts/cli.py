@@ -24,7 +24,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 marketplaces_app = typer.Typer(help="Marketplaces and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+exceptions_app = typer.Typer(
+    help="What the system could not settle by itself: see it, close it.", no_args_is_help=True
+)
 app.add_typer(marketplaces_app, name="marketplaces")
+app.add_typer(exceptions_app, name="exceptions")
 
 
 def _runtime() -> Runtime:
@@ -64,6 +68,72 @@ def marketplaces_create(name: str) -> None:
         session.commit()
     typer.echo(f"marketplace {created.id} {created.name}")
     typer.echo(f"api key (store it now, it is not shown again): {created.api_key}")
+
+
+@exceptions_app.command("list")
+def exceptions_list(
+    state: Annotated[str, typer.Option(help="open, resolved or all.")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Exceptions, newest first."""
+    from payouts import exception_queue
+
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        try:
+            rows, _ = exception_queue.list_exceptions(
+                session, state=None if state == "all" else state, limit=limit
+            )
+        except PayoutsError as exc:
+            _fail(str(exc))
+            raise
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        where = f"batch {r['batch_id']}" if r["batch_id"] else f"payout {r['payout_id']}"
+        typer.echo(f"{r['id']:>6} {r['status']:8} {r['kind']:20} {where} {r['created_at']}")
+    if not rows:
+        typer.echo(f"no {state} exceptions")
+
+
+@exceptions_app.command("show")
+def exceptions_show(exception_id: int) -> None:
+    """One exception with its evidence."""
+    from payouts import exception_queue
+
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        try:
+            _echo_json(exception_queue.get_exception(session, exception_id))
+        except NotFound as exc:
+            _fail(f"not found: {exc}", 1)
+            raise
+
+
+@exceptions_app.command("resolve")
+def exceptions_resolve(
+    exception_id: int,
+    resolution: Annotated[str, typer.Option("--resolution", "-m", help="What was done.")],
+) -> None:
+    """Close an exception once, saying how it was resolved (kept in the audit trail)."""
+    from payouts import exception_queue
+
+    rt = _runtime()
+    with unit_of_work(rt.database_url) as session:
+        try:
+            closed = exception_queue.resolve_exception(
+                session, exception_id, resolution, actor="operator"
+            )
+        except NotFound as exc:
+            _fail(f"not found: {exc}", 1)
+            raise
+        except PayoutsError as exc:
+            _fail(str(exc))
+            raise
+        session.commit()
+    typer.echo(f"exception {closed['id']} resolved: {closed['resolution']}")
 
 
 @app.command()

@@ -248,3 +248,28 @@ def test_a_marketplace_name_of_blanks_exits_2(cli: CliRunner) -> None:
     result = _run(cli, "marketplaces", "create", "   ")
     assert result.exit_code == 2
     assert "must not be empty" in result.stderr
+
+
+def test_an_operator_lists_shows_and_resolves_an_exception_once(
+    cli: CliRunner, db_url: str
+) -> None:
+    from payouts.reconcile import record_exception
+
+    with unit_of_work(db_url) as session:
+        record_exception(session, "transfer_failed", "t-1", {"recipient": BOB, "reason": "blocked"})
+        session.commit()
+
+    listed = _run(cli, "exceptions", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    (item,) = json.loads(listed.output)
+    shown = _run(cli, "exceptions", "show", str(item["id"]))
+    assert json.loads(shown.output)["detail"] == {"recipient": BOB, "reason": "blocked"}
+
+    closed = _run(cli, "exceptions", "resolve", str(item["id"]), "-m", "paid by hand")
+    assert closed.exit_code == 0, closed.output
+    again = _run(cli, "exceptions", "resolve", str(item["id"]), "-m", "again")
+    assert again.exit_code == 2
+    assert "already resolved" in again.output
+    assert _run(cli, "exceptions", "show", "999").exit_code == 1
+    assert "no open exceptions" in _run(cli, "exceptions", "list").output
+    assert "paid by hand" in _run(cli, "exceptions", "list", "--state", "all", "--json").output
