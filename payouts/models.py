@@ -277,11 +277,14 @@ class ChainCheckpoint(Base):
 
 
 class OnchainTransfer(Base):
-    """A payout as the chain reported it, matched to its batch position."""
+    """A payout as the chain reported it in one block, matched to its batch position.
+
+    A reorg can put the same transaction in another block; each inclusion keeps its rows and
+    readers take those of the batch's current block."""
 
     __tablename__ = "onchain_transfers"
     __table_args__ = (
-        UniqueConstraint("tx_hash", "log_index"),
+        UniqueConstraint("block_hash", "tx_hash", "log_index"),
         Index("onchain_transfers_batch_idx", "batch_id"),
     )
 

@@ -247,7 +247,7 @@ def _match_batch(
             SELECT v.*, :tx, :bn, :bh FROM unnest(CAST(:b AS bigint[]), CAST(:pos AS int[]),
                 CAST(:pid AS bigint[]), CAST(:r AS text[]), CAST(:amt AS numeric[]),
                 CAST(:li AS bigint[]), CAST(:ok AS boolean[])) AS v
-            ON CONFLICT (tx_hash, log_index) DO NOTHING
+            ON CONFLICT (block_hash, tx_hash, log_index) DO NOTHING
             """
         ),
         {
@@ -357,16 +357,9 @@ def advance(
             block = chain.block(int(b.block_number))
             canonical[b.block_number] = block.hash if block else None
         if canonical[b.block_number] != b.block_hash:
+            _unwind(session, b, actor)
             report.reorged += 1
             report.notes.append(f"batch {b.id}: block {b.block_number} no longer canonical")
-            record_exception(
-                session,
-                "reorg",
-                f"{b.id}:{b.block_hash}",
-                {"block": b.block_number, "stored_hash": b.block_hash},
-                batch_id=b.id,
-                tx_hash=b.tx_hash,
-            )
             continue
         depth = head - int(b.block_number) + 1
         state = b.state
@@ -400,6 +393,49 @@ def advance(
     return report
 
 
+def _unwind(session: Session, b: Any, actor: str) -> None:
+    """The block that carried a batch was reorganised away: the batch is out again.
+
+    Batch back to broadcast, its confirmed payouts back to submitted, its mined attempt back
+    to broadcast (so the submit queue resends the very same bytes if the chain lost them), and
+    the log checkpoint back before that block, so wherever the transaction lands next is read
+    again. Nothing was final yet, so the ledger has nothing to undo.
+    """
+    cause = f"block {b.block_number} ({b.block_hash}) reorganised away"
+    lifecycle.move(session, lifecycle.BATCH, [b.id], "broadcast", cause=cause, actor=actor)
+    lifecycle.move_where(
+        session,
+        lifecycle.PAYOUT,
+        "submitted",
+        where="t.batch_id = :b",
+        params={"b": b.id},
+        cause=f"batch {b.id}: {cause}",
+        actor=actor,
+        from_states=["confirmed"],
+    )
+    lifecycle.move_where(
+        session,
+        lifecycle.TX_ATTEMPT,
+        "broadcast",
+        where="t.batch_id = :b AND t.tx_hash = :tx",
+        params={"b": b.id, "tx": b.tx_hash},
+        cause=cause,
+        actor=actor,
+        from_states=["mined"],
+    )
+    session.execute(
+        text("UPDATE batches SET block_number = NULL, block_hash = NULL WHERE id = :b"),
+        {"b": b.id},
+    )
+    session.execute(
+        text(
+            "UPDATE chain_checkpoints SET block_number = LEAST(block_number, :n - 1)"
+            " WHERE chain_id = (SELECT chain_id FROM batches WHERE id = :b)"
+        ),
+        {"n": b.block_number, "b": b.id},
+    )
+
+
 def _finalize(
     session: Session, b: Any, depth: int, block_receipts: list[dict[str, Any]], actor: str
 ) -> None:
@@ -407,10 +443,11 @@ def _finalize(
         text(
             """
             SELECT o.payout_id, o.amount FROM onchain_transfers o
-             WHERE o.batch_id = :b AND o.tx_hash = :tx AND o.succeeded ORDER BY o.position
+             WHERE o.batch_id = :b AND o.tx_hash = :tx AND o.block_hash = :bh AND o.succeeded
+             ORDER BY o.position
             """
         ),
-        {"b": b.id, "tx": b.tx_hash},
+        {"b": b.id, "tx": b.tx_hash, "bh": b.block_hash},
     ).all()
     accounts = ensure_accounts(
         session,

@@ -27,6 +27,7 @@ def status(session: Session) -> dict[str, Any]:
                 WHERE p.asset_id = a.id AND p.state = 'finalized') AS ledger_paid,
               (SELECT coalesce(sum(o.amount), 0) FROM onchain_transfers o
                  JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
+                  AND b.block_hash = o.block_hash
                 WHERE b.asset_id = a.id AND o.succeeded) AS onchain_paid,
               (SELECT coalesce(sum(amount), 0) FROM payouts p
                 WHERE p.asset_id = a.id AND p.state IN ('pending', 'batched', 'submitted',
@@ -105,6 +106,7 @@ CHECKS: list[tuple[str, str]] = [
         """SELECT p.id, count(o.id) FROM payouts p
              LEFT JOIN onchain_transfers o ON o.payout_id = p.id AND o.succeeded
              LEFT JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
+                  AND b.block_hash = o.block_hash
             WHERE p.state = 'finalized' GROUP BY p.id HAVING count(b.id) <> 1""",
     ),
     (

@@ -1,0 +1,85 @@
+"""Reorgs on a real anvil chain: the block that carried a batch is replaced.
+
+Whether the new chain carries the same transaction again (it was in the mempool of the
+winning fork) or lost it, every payout ends up paid exactly once, from the one signed
+transaction, and the ledger agrees with the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import text
+
+from payouts import reports, services
+from payouts.db import unit_of_work
+from payouts.runtime import Runtime
+from tests.chainkit import ledger_paid_by_address, mine, roll_up_now, scalar, seed, token_balance
+
+
+def state_of(rt: Runtime, sql: str) -> set[str]:
+    with unit_of_work(rt.database_url) as session:
+        return set(session.execute(text(sql)).scalars())
+
+
+@pytest.mark.parametrize(
+    ("depth", "carried_again"),
+    [(1, True), (3, False), (20, False)],
+    ids=["depth-1-same-tx-in-new-block", "depth-3-tx-lost", "depth-20-tx-lost"],
+)
+def test_a_reorged_batch_is_paid_exactly_once(
+    make_runtime: Callable[..., Runtime], depth: int, carried_again: bool
+) -> None:
+    rt = make_runtime(confirmation_depth=2, finality_depth=depth + 10)
+    recipients = seed(rt, creators=6)
+    roll_up_now(rt)
+    mine(rt, depth + 5)  # the reorg must not reach back to the contracts' deployment
+    plan = services.settle(rt, actor="test")["USDC"]
+    (batch,) = plan.sealed
+    sent = services.submit(rt, batch.batch_id, actor="test")
+    mine(rt, depth - 1)  # the carrying block is now exactly `depth` deep
+    services.reconcile(rt)
+    assert state_of(rt, f"SELECT state FROM batches WHERE id = {batch.batch_id}") <= {
+        "included",
+        "confirmed",
+    }
+    old_block = scalar(rt, f"SELECT block_number FROM batches WHERE id = {batch.batch_id}")
+    raw = "0x" + signed_bytes(rt, batch.batch_id).hex()
+
+    rt.chain.rpc("anvil_reorg", [depth, [[raw, 0]] if carried_again else []])
+    outcome = services.reconcile(rt)
+
+    assert outcome.advance.reorged == 1
+    assert state_of(rt, f"SELECT state FROM batches WHERE id = {batch.batch_id}") == {"broadcast"}
+    assert state_of(rt, "SELECT state FROM payouts") == {"submitted"}
+    # What the submit queue does for a batch that is out but unmined: resend the same bytes.
+    again = services.submit(rt, batch.batch_id, actor="test")
+    assert again.tx_hash == sent.tx_hash
+    mine(rt, depth + 12)
+    services.reconcile(rt)
+    services.reconcile(rt)
+
+    assert state_of(rt, "SELECT state FROM payouts") == {"finalized"}
+    assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
+    new_block = scalar(rt, f"SELECT block_number FROM batches WHERE id = {batch.batch_id}")
+    assert carried_again or new_block != old_block
+    token = rt.settings.assets[0].address
+    assert token is not None
+    paid = ledger_paid_by_address(rt)
+    assert set(paid) == set(recipients.values())
+    for address, amount in paid.items():
+        assert token_balance(rt, token, address) == amount  # paid once, not twice
+    with unit_of_work(rt.database_url) as session:
+        check = reports.check(session)
+        assert check.ok, [r for r in check.results if not r.ok]
+        assert reports.status(session)["open_exceptions"] == 0
+
+
+def signed_bytes(rt: Runtime, batch_id: int) -> bytes:
+    with unit_of_work(rt.database_url) as session:
+        return bytes(
+            session.execute(
+                text("SELECT raw FROM tx_attempts WHERE batch_id = :b"), {"b": batch_id}
+            ).scalar_one()
+        )
