@@ -252,12 +252,21 @@ def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter
         session.commit()
     sent = submitter.broadcast(rt.chain, attempt)
     if sent == "nonce-used":
+        # Another transaction from our wallet took this nonce: ours can never be mined. Fail
+        # the batch, release its payouts for the next one, and tell an operator (a foreign
+        # transaction from the hot wallet is worth a look).
         with unit_of_work(rt.database_url) as session:
+            released = submitter.fail_batch(
+                session,
+                batch_id,
+                cause=f"nonce {attempt.nonce} was used by a transaction that is not ours",
+                actor=actor,
+            )
             recon.record_exception(
                 session,
                 "nonce_consumed",
                 attempt.tx_hash,
-                {"nonce": attempt.nonce, "sender": attempt.sender},
+                {"nonce": attempt.nonce, "sender": attempt.sender, "payouts_released": released},
                 batch_id=batch_id,
                 tx_hash=attempt.tx_hash,
             )

@@ -178,3 +178,42 @@ def mark_broadcast(
             actor=actor,
             from_states=["batched"],
         )
+
+
+def fail_batch(session: Session, batch_id: int, *, cause: str, actor: str) -> list[int]:
+    """The batch can never be mined (its nonce went to another transaction): fail it and put
+    its payouts back to pending, free for the next batch. Returns the payouts released.
+
+    Only for a batch none of whose attempts is on chain; the batch is failed before its
+    payouts are released, so a payout is never in two live batches.
+    """
+    moved = lifecycle.move(
+        session, lifecycle.BATCH, [batch_id], "failed", cause=cause, actor=actor, strict=True
+    )
+    if not moved:  # pragma: no cover - strict raises first
+        return []
+    lifecycle.move_where(
+        session,
+        lifecycle.TX_ATTEMPT,
+        "failed",
+        where="t.batch_id = :b",
+        params={"b": batch_id},
+        cause=cause,
+        actor=actor,
+        from_states=["signed", "broadcast"],
+    )
+    released = lifecycle.move_where(
+        session,
+        lifecycle.PAYOUT,
+        "pending",
+        where="t.batch_id = :b",
+        params={"b": batch_id},
+        cause=f"batch {batch_id} failed: {cause}",
+        actor=actor,
+        from_states=["batched", "submitted"],
+    )
+    session.execute(
+        text("UPDATE payouts SET batch_id = NULL WHERE batch_id = :b AND state = 'pending'"),
+        {"b": batch_id},
+    )
+    return released

@@ -1,0 +1,99 @@
+"""A transaction that is not ours takes the nonce a signed batch was waiting to use.
+
+The batch can never be mined: it fails cleanly, its payouts go back to pending and are paid
+by the next batch under a fresh nonce; nothing is paid twice and an operator is told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import text
+
+from payouts import reports, services
+from payouts.chain import submitter
+from payouts.db import unit_of_work
+from payouts.runtime import Runtime
+from tests.chainkit import ledger_paid_by_address, mine, roll_up_now, scalar, seed, token_balance
+
+
+def sign_without_sending(rt: Runtime, batch_id: int) -> int:
+    """What a worker that died right after signing leaves behind; returns the nonce."""
+    token = rt.settings.assets[0].address
+    assert token is not None
+    with unit_of_work(rt.database_url) as session:
+        attempt = submitter.sign_and_store(
+            session,
+            rt.chain,
+            rt.signer,
+            batch_id=batch_id,
+            batcher_address=rt.batcher,
+            token_address=token,
+            policy=rt.batch_policy(),
+            max_fee_cap=rt.settings.max_fee_per_gas,
+            priority_fee=rt.settings.priority_fee_per_gas,
+        )
+        assert attempt is not None
+        session.commit()
+        return attempt.nonce
+
+
+def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_the_next(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime()
+    recipients = seed(rt, creators=5)
+    roll_up_now(rt)
+    (first,) = services.settle(rt, actor="test")["USDC"].sealed
+    nonce = sign_without_sending(rt, first.batch_id)
+    # Someone else with the hot wallet's key spends that nonce (anvil has the account unlocked).
+    rt.chain.rpc(
+        "eth_sendTransaction",
+        [{"from": rt.signer.address, "to": rt.signer.address, "value": "0x1", "nonce": hex(nonce)}],
+    )
+
+    result = services.submit(rt, first.batch_id, actor="test")
+
+    assert result.outcome == "nonce-consumed"
+    assert (
+        scalar(rt, f"SELECT count(*) FROM batches WHERE id = {first.batch_id} AND state = 'failed'")
+        == 1
+    )
+    assert (
+        scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'pending' AND batch_id IS NULL") == 5
+    )
+    assert scalar(rt, "SELECT count(*) FROM exceptions WHERE kind = 'nonce_consumed'") == 1
+    # A second delivery of the same submit task changes nothing.
+    assert services.submit(rt, first.batch_id).outcome == "skipped:failed"
+
+    (second,) = services.settle(rt, actor="test")["USDC"].sealed
+    sent = services.submit(rt, second.batch_id, actor="test")
+    assert sent.outcome == "broadcast"
+    assert sent.nonce == nonce + 1
+    mine(rt, 3)
+    services.reconcile(rt)
+    services.reconcile(rt)
+
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 5
+    token = rt.settings.assets[0].address
+    assert token is not None
+    paid = ledger_paid_by_address(rt)
+    assert set(paid) == set(recipients.values())
+    for address, amount in paid.items():
+        assert token_balance(rt, token, address) == amount
+    with unit_of_work(rt.database_url) as session:
+        assert reports.check(session).ok
+        history = session.execute(
+            text(
+                "SELECT to_state FROM transitions WHERE entity = 'payout'"
+                " AND entity_id = (SELECT min(id) FROM payouts) ORDER BY id"
+            )
+        ).scalars()
+        assert list(history) == [
+            "batched",
+            "pending",
+            "batched",
+            "submitted",
+            "confirmed",
+            "finalized",
+        ]
