@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from payouts import catalog, views
+from payouts import catalog, models, views
 from payouts import reconcile as recon
 from payouts.catalog import ensure_marketplace
 from payouts.chain import submitter
@@ -222,8 +222,9 @@ def settlement_run(
     return SettlementRun(plans, sent)
 
 
-def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter.SubmitResult:
-    """Sign-and-store, broadcast, record: each step safe to repeat after a crash."""
+def sign(rt: Runtime, batch_id: int) -> submitter.SubmitResult | models.TxAttempt:
+    """Step one of ``submit``: the batch's stored signed transaction (signed now if it has
+    none), or why there is nothing to send."""
     with unit_of_work(rt.database_url) as session:
         token = session.execute(
             text(
@@ -250,6 +251,14 @@ def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter
             ).scalar()
             return submitter.SubmitResult(batch_id, None, None, f"skipped:{state}")
         session.commit()
+    return attempt
+
+
+def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter.SubmitResult:
+    """Sign-and-store, broadcast, record: each step safe to repeat after a crash."""
+    attempt = sign(rt, batch_id)
+    if isinstance(attempt, submitter.SubmitResult):
+        return attempt
     sent = submitter.broadcast(rt.chain, attempt)
     if sent == "nonce-used":
         # Another transaction from our wallet took this nonce: ours can never be mined. Fail

@@ -70,3 +70,13 @@ def ledger_paid_by_address(rt: Runtime) -> dict[str, int]:
 def scalar(rt: Runtime, sql: str) -> int:
     with unit_of_work(rt.database_url) as session:
         return int(session.execute(text(sql)).scalar_one())
+
+
+def assert_chain_pays_what_the_ledger_says(rt: Runtime, recipients: dict[str, str]) -> None:
+    """Every recipient holds exactly what the ledger says it was paid: not less, not twice."""
+    token = rt.settings.assets[0].address
+    assert token is not None
+    paid = ledger_paid_by_address(rt)
+    assert set(paid) == set(recipients.values())
+    for address, amount in paid.items():
+        assert token_balance(rt, token, address) == amount

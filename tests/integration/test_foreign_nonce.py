@@ -14,28 +14,14 @@ from payouts import reports, services
 from payouts.chain import submitter
 from payouts.db import unit_of_work
 from payouts.runtime import Runtime
-from tests.chainkit import ledger_paid_by_address, mine, roll_up_now, scalar, seed, token_balance
+from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
 
 
 def sign_without_sending(rt: Runtime, batch_id: int) -> int:
     """What a worker that died right after signing leaves behind; returns the nonce."""
-    token = rt.settings.assets[0].address
-    assert token is not None
-    with unit_of_work(rt.database_url) as session:
-        attempt = submitter.sign_and_store(
-            session,
-            rt.chain,
-            rt.signer,
-            batch_id=batch_id,
-            batcher_address=rt.batcher,
-            token_address=token,
-            policy=rt.batch_policy(),
-            max_fee_cap=rt.settings.max_fee_per_gas,
-            priority_fee=rt.settings.priority_fee_per_gas,
-        )
-        assert attempt is not None
-        session.commit()
-        return attempt.nonce
+    attempt = services.sign(rt, batch_id)
+    assert not isinstance(attempt, submitter.SubmitResult)
+    return attempt.nonce
 
 
 def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_the_next(
@@ -75,12 +61,7 @@ def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_th
     services.reconcile(rt)
 
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 5
-    token = rt.settings.assets[0].address
-    assert token is not None
-    paid = ledger_paid_by_address(rt)
-    assert set(paid) == set(recipients.values())
-    for address, amount in paid.items():
-        assert token_balance(rt, token, address) == amount
+    assert_chain_pays_what_the_ledger_says(rt, recipients)
     with unit_of_work(rt.database_url) as session:
         assert reports.check(session).ok
         history = session.execute(

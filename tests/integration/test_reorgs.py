@@ -15,7 +15,7 @@ from sqlalchemy import text
 from payouts import reports, services
 from payouts.db import unit_of_work
 from payouts.runtime import Runtime
-from tests.chainkit import ledger_paid_by_address, mine, roll_up_now, scalar, seed, token_balance
+from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
 
 
 def state_of(rt: Runtime, sql: str) -> set[str]:
@@ -64,12 +64,7 @@ def test_a_reorged_batch_is_paid_exactly_once(
     assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
     new_block = scalar(rt, f"SELECT block_number FROM batches WHERE id = {batch.batch_id}")
     assert carried_again or new_block != old_block
-    token = rt.settings.assets[0].address
-    assert token is not None
-    paid = ledger_paid_by_address(rt)
-    assert set(paid) == set(recipients.values())
-    for address, amount in paid.items():
-        assert token_balance(rt, token, address) == amount  # paid once, not twice
+    assert_chain_pays_what_the_ledger_says(rt, recipients)
     with unit_of_work(rt.database_url) as session:
         check = reports.check(session)
         assert check.ok, [r for r in check.results if not r.ok]

@@ -10,7 +10,14 @@ from sqlalchemy import text
 from payouts import reports, services
 from payouts.db import unit_of_work
 from payouts.runtime import Runtime
-from tests.chainkit import ledger_paid_by_address, mine, roll_up_now, scalar, seed, token_balance
+from tests.chainkit import (
+    assert_chain_pays_what_the_ledger_says,
+    mine,
+    roll_up_now,
+    scalar,
+    seed,
+    token_balance,
+)
 
 
 def settle_and_submit(rt: Runtime) -> list[int]:
@@ -34,12 +41,7 @@ def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
     outcome = services.reconcile(rt)
 
     assert outcome.advance.finalized == 1
-    token = rt.settings.assets[0].address
-    assert token is not None
-    paid = ledger_paid_by_address(rt)
-    assert set(paid) == set(recipients.values())
-    for address, amount in paid.items():
-        assert token_balance(rt, token, address) == amount
+    assert_chain_pays_what_the_ledger_says(rt, recipients)
     assert scalar(rt, "SELECT count(*) FROM credits WHERE state <> 'paid'") == 0
     with unit_of_work(rt.database_url) as session:
         assert reports.check(session).ok
