@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from tenacity import (
@@ -312,6 +313,4 @@ class PayoutsClient:
 
 
 def _segment(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")

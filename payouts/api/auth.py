@@ -15,8 +15,8 @@ from fastapi import Request
 
 from payouts import services
 from payouts.api.errors import ApiError
+from payouts.api.routes.common import runtime
 from payouts.catalog import hash_api_key
-from payouts.runtime import Runtime
 
 KEY_CACHE_SECONDS = 60.0
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -65,11 +65,6 @@ def bearer_key(request: Request) -> str:
     return key
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
 def marketplace_id(request: Request) -> int:
     """FastAPI dependency: the calling marketplace's id, or 401."""
     key = bearer_key(request)
@@ -77,7 +72,7 @@ def marketplace_id(request: Request) -> int:
     cache: KeyCache = request.app.state.key_cache
     found = cache.get(digest)
     if found is None:
-        found = services.authenticate(_runtime(request), key)
+        found = services.authenticate(runtime(request), key)
         if found is None:
             raise ApiError(
                 401, "invalid_api_key", "unknown API key", field="Authorization", headers=_CHALLENGE
@@ -89,7 +84,7 @@ def marketplace_id(request: Request) -> int:
 def admin(request: Request) -> None:
     """FastAPI dependency: only the configured admin key passes."""
     key = bearer_key(request)
-    configured = _runtime(request).settings.admin_api_key
+    configured = runtime(request).settings.admin_api_key
     if configured is None or not configured.get_secret_value():
         raise ApiError(
             403, "admin_disabled", "ops endpoints are closed: PAYOUTS_ADMIN_API_KEY is not set"

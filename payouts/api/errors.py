@@ -72,18 +72,6 @@ _HTTP_CODES = {
 }
 
 
-def envelope(
-    code: str,
-    message: str,
-    field: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message, "field": field}
-    if errors is not None:
-        body["errors"] = errors
-    return {"error": body}
-
-
 def error_response(
     status: int,
     code: str,
@@ -93,7 +81,10 @@ def error_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(envelope(code, message, field, errors), status_code=status, headers=headers)
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def status_for(exc: PayoutsError) -> int:

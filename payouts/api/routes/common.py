@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from payouts.api.errors import ApiError
@@ -19,6 +19,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 MAX_PAGE = 100
 MAX_ID = 2**63 - 1
+
+# The paging parameters of every newest-first listing.
+Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
 def runtime(request: Request) -> Runtime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -15,8 +15,9 @@ from payouts.api.openapi import json_body
 from payouts.api.routes.common import (
     ERRORS,
     MAX_ID,
-    MAX_PAGE,
     SECURED,
+    Cursor,
+    Limit,
     decode_cursor,
     page_response,
     runtime,
@@ -90,8 +91,8 @@ async def settlement_run(request: Request) -> JSONResponse:
 def list_exceptions(
     request: Request,
     status: Literal["open", "resolved", "all"] = "open",
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
     with unit_of_work(runtime(request).database_url) as session:
         page, last = exception_queue.list_exceptions(

@@ -12,8 +12,9 @@ from payouts.api.auth import marketplace_id
 from payouts.api.routes.common import (
     ERRORS,
     MAX_ID,
-    MAX_PAGE,
     SECURED,
+    Cursor,
+    Limit,
     decode_cursor,
     page_response,
     runtime,
@@ -50,10 +51,8 @@ def list_payouts(
     request: Request,
     marketplace: Marketplace,
     creator_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the previous page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
     if creator_id is not None:
         try:
