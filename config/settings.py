@@ -15,6 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class FinalityTier(BaseModel):
+    """Payouts of at least ``at_least`` base units are final only ``depth`` blocks deep."""
+
+    at_least: int = Field(ge=1)
+    depth: int = Field(ge=1)
+
+
 class AssetConfig(BaseModel):
     """One payable asset on the configured chain; ``address`` None means native currency."""
 
@@ -25,6 +32,13 @@ class AssetConfig(BaseModel):
     min_payout: int = Field(default=1, ge=1)
     # Payouts are whole multiples of this; the remainder is carried as dust.
     rounding_unit: int = Field(default=1, ge=1)
+    # Larger payouts wait deeper before the ledger calls them paid (business finality).
+    finality_tiers: list[FinalityTier] = Field(default_factory=list)
+    # What 10**18 wei of gas is worth in this asset's base units; unset, gas is not weighed
+    # against a payout's value (see max_gas_share_bps).
+    units_per_native: int | None = Field(default=None, ge=1)
+    # Below this wallet balance (base units) an operator is alerted.
+    low_balance_alert: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -54,6 +68,8 @@ class Settings(BaseSettings):
     rollup_window_seconds: int = Field(default=3600, ge=1)
     settle_interval_seconds: float = Field(default=60.0, gt=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often unmined batches are checked for drops and stuck fees, and lost tasks resent.
+    watch_interval_seconds: float = Field(default=10.0, gt=0)
 
     max_gas_per_tx: int = Field(default=16_777_216, ge=21_000)  # EIP-7825 cap
     max_batch_size: int = Field(default=500, ge=1)
@@ -61,9 +77,36 @@ class Settings(BaseSettings):
     priority_fee_per_gas: int = Field(default=1 * 10**9, ge=0)
     gas_limit_headroom_percent: int = Field(default=20, ge=0, le=100)
 
+    # Above this fee per gas (base fee + tip) settlement waits for cheaper blocks, unless a
+    # payout is overdue; above max_fee_per_gas nothing is sent at all.
+    defer_fee_per_gas: int | None = Field(default=None, ge=1)
+    payout_overdue_seconds: int = Field(default=86_400, ge=0)
+    # A payout whose share of the batch's gas would exceed this fraction of its value (basis
+    # points) waits for a cheaper window; needs the asset's units_per_native.
+    max_gas_share_bps: int = Field(default=500, ge=1, le=10_000)
+    low_gas_balance_wei: int = Field(default=5 * 10**16, ge=0)
+
+    # A transaction unmined this many blocks after it was sent is replaced with fees raised by
+    # fee_bump_bps (nodes refuse replacements under +10%), never above max_fee_per_gas.
+    stuck_after_blocks: int = Field(default=3, ge=1)
+    fee_bump_bps: int = Field(default=1_250, ge=1_000)
+    # A failed submission waits in these tiers (seconds, each +- jitter), then goes to an operator.
+    submit_retry_delays_seconds: list[int] = Field(
+        default_factory=lambda: [15, 60, 300, 1800, 7200], min_length=1
+    )
+    submit_retry_jitter_percent: int = Field(default=20, ge=0, le=100)
+    # A sealed batch nobody has tried to send for this long is picked up again (a lost task).
+    resubmit_grace_seconds: float = Field(default=30.0, ge=0)
+    # After this many node failures in a row, calls stop for breaker_reset_seconds.
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
     confirmation_depth: int = Field(default=2, ge=1)
     finality_depth: int = Field(default=5, ge=1)
     log_chunk_blocks: int = Field(default=2000, ge=1)
+    # Finalized batches this close to the head are still checked: a reorg past finality is an
+    # incident an operator must hear about.
+    reorg_watch_blocks: int = Field(default=64, ge=0)
 
     @field_validator("finality_depth")
     @classmethod
@@ -71,6 +114,13 @@ class Settings(BaseSettings):
         confirmation = getattr(info, "data", {}).get("confirmation_depth", 1)
         if value < confirmation:
             raise ValueError("finality_depth must be >= confirmation_depth")
+        return value
+
+    @field_validator("submit_retry_delays_seconds")
+    @classmethod
+    def _delays_positive(cls, value: list[int]) -> list[int]:
+        if any(d <= 0 for d in value):
+            raise ValueError("retry delays must be positive seconds")
         return value
 
     def asset(self, symbol: str) -> AssetConfig:

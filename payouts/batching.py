@@ -1,13 +1,38 @@
 """How many payouts go into the next transaction: a pure policy, no I/O.
 
-The policy starts from a per-recipient gas model, and the chain's own gas estimate for the
-candidate batch has the last word: a candidate whose estimate (plus headroom) would pass the
-per-transaction gas cap is shrunk in proportion and estimated again.
+``plan`` weighs the situation (fees against the caps, the wallet's gas money, how recent
+batches fared, the block gas limit) and says how many payouts to try, which are too small to
+be worth today's gas, or why to wait. The policy starts from a per-recipient gas model, and the
+chain's own gas estimate for the candidate batch has the last word: a candidate whose estimate
+(plus headroom) would pass the per-transaction gas cap is shrunk in proportion and estimated
+again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+WEI_PER_NATIVE = 10**18
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the chain and the ledger say right now."""
+
+    available: int  # payouts waiting
+    base_fee: int  # of the latest block, wei per gas
+    block_gas_limit: int
+    gas_balance: int  # wei the hot wallet has for gas, less what unsent batches may burn
+    recent_outcomes: Sequence[bool] = ()  # oldest first; False: failed or needed retries
+    overdue: bool = False  # some payout has waited longer than it should
+
+
+@dataclass(frozen=True)
+class Decision:
+    size: int  # payouts to try in the next transaction; 0: none now
+    min_amount: int  # smaller payouts wait for a cheaper window (unless overdue)
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -17,6 +42,53 @@ class BatchPolicy:
     headroom_percent: int = 20  # gas limit = estimate + headroom, and must stay under the cap
     base_gas: int = 60_000  # intrinsic cost plus the batcher's fixed work
     gas_per_payout: int = 30_000  # model of a fresh recipient; corrected by estimates
+    max_fee_per_gas: int = 200 * 10**9  # never pay more per gas, overdue or not
+    priority_fee: int = 10**9
+    defer_fee_per_gas: int | None = None  # above it, wait unless overdue
+    units_per_native: int | None = None  # asset base units per 10**18 wei
+    max_gas_share_bps: int = 500
+
+    def plan(self, now: Conditions) -> Decision:
+        fee = now.base_fee + self.priority_fee
+        worst_fee = min(self.max_fee_per_gas, 2 * now.base_fee + self.priority_fee)
+        min_amount = self.min_amount(fee)
+        if now.available <= 0:
+            return Decision(0, min_amount, "no pending payouts")
+        if now.base_fee >= self.max_fee_per_gas:
+            return Decision(0, min_amount, f"base fee {now.base_fee} is at the cap")
+        if self.defer_fee_per_gas is not None and fee > self.defer_fee_per_gas and not now.overdue:
+            return Decision(0, min_amount, f"fee {fee} above {self.defer_fee_per_gas}: deferred")
+        by_funds = self._payouts_fundable(now.gas_balance, worst_fee)
+        if by_funds <= 0:
+            return Decision(0, min_amount, "hot wallet has too little gas money")
+        block_bound = replace(self, gas_cap=min(self.gas_cap, now.block_gas_limit))
+        size = min(
+            block_bound.first_guess(now.available), by_funds, self.ceiling(now.recent_outcomes)
+        )
+        return Decision(size, min_amount, "go" if size else "a payout does not fit a block")
+
+    def ceiling(self, outcomes: Sequence[bool]) -> int:
+        """Halve the batch after each failure, double it after each success (up to max_size)."""
+        ceiling = self.max_size
+        for ok in outcomes:
+            ceiling = min(self.max_size, ceiling * 2) if ok else max(1, ceiling // 2)
+        return ceiling
+
+    def min_amount(self, fee_per_gas: int) -> int:
+        """The smallest payout whose gas share stays within ``max_gas_share_bps`` of it."""
+        if self.units_per_native is None:
+            return 0
+        share_wei = self.gas_per_payout * fee_per_gas
+        share_units = -(-share_wei * self.units_per_native // WEI_PER_NATIVE)  # rounded up
+        return -(-share_units * 10_000 // self.max_gas_share_bps)
+
+    def _payouts_fundable(self, gas_balance: int, fee_per_gas: int) -> int:
+        """The most payouts whose gas limit, at ``fee_per_gas``, the wallet can pay for."""
+        if fee_per_gas <= 0:
+            return self.max_size
+        gas = gas_balance // fee_per_gas
+        per_payout = max(1, self.gas_limit(self.gas_per_payout))
+        return max(0, (gas - self.gas_limit(self.base_gas)) // per_payout)
 
     def gas_limit(self, estimate: int) -> int:
         return estimate * (100 + self.headroom_percent) // 100

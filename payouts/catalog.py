@@ -192,3 +192,41 @@ def set_payout_addresses(session: Session, marketplace_id: int, addresses: dict[
             "addresses": [to_checksum_address(a) for a in addresses.values()],
         },
     )
+
+
+def hold_creator(session: Session, creator_id: int, reason: str, *, actor: str) -> None:
+    """Keep a creator's payouts out of batches until ``release_creator`` (audited)."""
+    held = session.execute(
+        text(
+            "UPDATE creators SET held_reason = :r WHERE id = :c AND held_reason IS NULL"
+            " RETURNING id"
+        ),
+        {"r": reason, "c": creator_id},
+    ).scalar()
+    if held is not None:
+        _audit_creator(session, creator_id, "active", "held", reason, actor)
+
+
+def release_creator(session: Session, creator_id: int, cause: str, *, actor: str) -> bool:
+    released = session.execute(
+        text(
+            "UPDATE creators SET held_reason = NULL WHERE id = :c AND held_reason IS NOT NULL"
+            " RETURNING id"
+        ),
+        {"c": creator_id},
+    ).scalar()
+    if released is not None:
+        _audit_creator(session, creator_id, "held", "active", cause, actor)
+    return released is not None
+
+
+def _audit_creator(
+    session: Session, creator_id: int, before: str, after: str, cause: str, actor: str
+) -> None:
+    session.execute(
+        text(
+            "INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)"
+            " VALUES ('creator', :id, :f, :t, :c, :a)"
+        ),
+        {"id": creator_id, "f": before, "t": after, "c": cause, "a": actor},
+    )

@@ -106,7 +106,7 @@ def run_demo(
         )
         env = stack_env(settings, database_url, redis_url, anvil.url, deployment, window_seconds)
         rt = Runtime(settings_from_env(env))
-        _purge_queues(redis_url)
+        processes.purge_queues(rt.settings, redis_url)
         recipients = _record_earnings(rt, creators, credits_per_creator)
         echo(
             f"recorded {creators * credits_per_creator} earnings for {creators} creators; "
@@ -120,18 +120,6 @@ def run_demo(
             processes.stop(beat)
             processes.stop(worker)
         return _summary(rt, recipients, deployment, done, time.monotonic() - started, echo)
-
-
-def _purge_queues(redis_url: str) -> None:
-    from kombu import Connection
-
-    with Connection(redis_url) as conn:
-        channel = conn.channel()
-        for queue in processes.QUEUES.split(","):
-            try:
-                channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001, S112 - a queue that does not exist yet is empty
-                continue
 
 
 def _record_earnings(rt: Runtime, creators: int, per_creator: int) -> dict[str, str]:

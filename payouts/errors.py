@@ -10,6 +10,7 @@ PayoutsError
 ├── InvariantViolation      the ledger disagrees with itself
 └── ChainError              anything the chain or its RPC node said (see payouts.chain.errors)
     ├── TransientChainError recoverable: retry later
+    │   └── CircuitOpen     the node failed too often lately: not even tried
     └── PermanentChainError not recoverable by retrying the same call
 """
 
@@ -69,6 +70,10 @@ class ChainError(PayoutsError):
 
 class TransientChainError(ChainError):
     code = "chain_unavailable"
+
+
+class CircuitOpen(TransientChainError):
+    code = "chain_circuit_open"
 
 
 class PermanentChainError(ChainError):

@@ -1,21 +1,54 @@
 """The operators' queue: what the system could not settle by itself, with its evidence.
 
 An exception is opened once per (kind, dedupe key) by whoever finds the fault (see
-``reconcile.record_exception``) and closed once by an operator with a resolution; a resolved
+``record_exception``) and closed once by an operator with a resolution; a resolved
 exception is final, and the closing is written to the audit trail like any state change.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from payouts.catalog import release_creator
 from payouts.errors import IllegalTransition, InvalidInput, NotFound
 
 STATES = ("open", "resolved")
+
+
+def record_exception(
+    session: Session,
+    kind: str,
+    key: str,
+    detail: dict[str, Any],
+    *,
+    batch_id: int | None = None,
+    payout_id: int | None = None,
+    tx_hash: str | None = None,
+) -> bool:
+    """Record an exception once per (kind, key); returns whether it is new."""
+    inserted = session.execute(
+        text(
+            """
+            INSERT INTO exceptions (kind, dedupe_key, batch_id, payout_id, tx_hash, detail)
+            VALUES (:kind, :key, :b, :p, :tx, CAST(:detail AS jsonb))
+            ON CONFLICT (kind, dedupe_key) DO NOTHING RETURNING id
+            """
+        ),
+        {
+            "kind": kind,
+            "key": key,
+            "b": batch_id,
+            "p": payout_id,
+            "tx": tx_hash,
+            "detail": json.dumps(detail, default=str),
+        },
+    ).scalar()
+    return inserted is not None
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -93,4 +126,26 @@ def resolve_exception(
         ),
         {"id": exception_id, "r": resolution, "actor": actor},
     )
+    _release_hold_if_last(session, exception_id, resolution, actor)
     return get_exception(session, exception_id)
+
+
+def _release_hold_if_last(session: Session, exception_id: int, resolution: str, actor: str) -> None:
+    """A creator held because the token refused their address is released when the last
+    open refusal of theirs is resolved; their pending payout goes into the next batch."""
+    creator_id = session.execute(
+        text(
+            """
+            SELECT p.creator_id FROM exceptions x JOIN payouts p ON p.id = x.payout_id
+             WHERE x.id = :id AND x.kind = 'transfer_failed' AND NOT EXISTS (
+                   SELECT 1 FROM exceptions o JOIN payouts q ON q.id = o.payout_id
+                    WHERE o.kind = 'transfer_failed' AND o.state = 'open'
+                      AND q.creator_id = p.creator_id)
+            """
+        ),
+        {"id": exception_id},
+    ).scalar()
+    if creator_id is not None:
+        release_creator(
+            session, creator_id, f"exception {exception_id} resolved: {resolution}", actor=actor
+        )

@@ -63,7 +63,9 @@ PAYOUT = _lifecycle(
         "pending": {"batched", "cancelled"},
         "batched": {"submitted", "pending"},
         "submitted": {"confirmed", "pending"},
-        "confirmed": {"finalized", "submitted"},  # back to submitted when a reorg drops its block
+        # back to submitted when a reorg drops its block; back to pending when, at finality,
+        # the token turned out to have refused the transfer
+        "confirmed": {"finalized", "submitted", "pending"},
     },
     {"finalized", "cancelled"},
 )

@@ -85,6 +85,8 @@ class Creator(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     payout_address: Mapped[str | None] = mapped_column(String(42))
     hold_until: Mapped[datetime | None]
+    # Set while an operator must look at the creator (a token refused their address).
+    held_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
 
@@ -220,6 +222,11 @@ class Batch(Base):
     block_hash: Mapped[str | None] = mapped_column(String(66))
     gas_used: Mapped[int | None]
     effective_gas_price: Mapped[int | None] = mapped_column(BaseUnitsType)
+    finality_depth: Mapped[int | None]
+    submit_tier: Mapped[int] = mapped_column(Integer, server_default="0")
+    retry_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    parked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
 
 
@@ -253,6 +260,9 @@ class TxAttempt(Base):
     max_fee_per_gas: Mapped[int] = mapped_column(BaseUnitsType)
     max_priority_fee_per_gas: Mapped[int] = mapped_column(BaseUnitsType)
     state: Mapped[str] = mapped_column(String(16), server_default="signed")
+    sent_block: Mapped[int | None]
+    sent_at: Mapped[datetime | None]
+    broadcasts: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = _now()
 
 

@@ -9,16 +9,35 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from config.settings import REPO_ROOT
+from config.settings import REPO_ROOT, Settings
+from payouts.retry_tiers import RetryTiers
 
-QUEUES = "rollup,settle,submit,reconcile"
+
+def queues(settings: Settings) -> list[str]:
+    """Every queue the workers consume: the submit queue and its retry tiers among them."""
+    tiers = RetryTiers(settings.submit_retry_delays_seconds, settings.submit_retry_jitter_percent)
+    return ["rollup", "settle", *tiers.queues(), "reconcile"]
+
+
+def purge_queues(settings: Settings, broker_url: str) -> None:
+    """Empty every queue (tasks left by an earlier run would act on another database)."""
+    from kombu import Connection  # only the demo and the tests purge
+
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        for queue in queues(settings):
+            try:
+                channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001, S112 - a queue that does not exist yet is empty
+                continue
 
 
 def celery_argv(kind: str, state_dir: Path, concurrency: int = 2) -> list[str]:
     base = [sys.executable, "-m", "celery", "-A", "workers.app"]
     if kind == "worker":
+        # No -Q: the worker consumes every queue workers.app declares (retry tiers included).
         return [
-            *base, "worker", "-Q", QUEUES, "--concurrency", str(concurrency),
+            *base, "worker", "--concurrency", str(concurrency),
             "--pool", "prefork", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip

@@ -16,7 +16,6 @@ move forward, and exceptions are deduplicated by their key.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,9 +26,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
+from payouts.catalog import hold_creator
 from payouts.chain import batcher as codec
 from payouts.chain import submitter
 from payouts.chain.client import ChainClient
+from payouts.exception_queue import record_exception
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import Leg, post
 
@@ -44,37 +45,6 @@ class ReconcileReport:
     reorged: int = 0
     exceptions: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def record_exception(
-    session: Session,
-    kind: str,
-    key: str,
-    detail: dict[str, Any],
-    *,
-    batch_id: int | None = None,
-    payout_id: int | None = None,
-    tx_hash: str | None = None,
-) -> bool:
-    """Record an exception once per (kind, key); returns whether it is new."""
-    inserted = session.execute(
-        text(
-            """
-            INSERT INTO exceptions (kind, dedupe_key, batch_id, payout_id, tx_hash, detail)
-            VALUES (:kind, :key, :b, :p, :tx, CAST(:detail AS jsonb))
-            ON CONFLICT (kind, dedupe_key) DO NOTHING RETURNING id
-            """
-        ),
-        {
-            "kind": kind,
-            "key": key,
-            "b": batch_id,
-            "p": payout_id,
-            "tx": tx_hash,
-            "detail": json.dumps(detail, default=str),
-        },
-    ).scalar()
-    return inserted is not None
 
 
 def scan(
@@ -340,15 +310,23 @@ def advance(
     head: int,
     confirmation_depth: int,
     finality_depth: int,
+    reorg_watch_blocks: int = 0,
     actor: str = "reconciler",
 ) -> ReconcileReport:
-    """Confirm and finalize inclusions that are deep enough and still canonical."""
+    """Confirm and finalize inclusions that are deep enough and still canonical.
+
+    A batch is final at its own depth (chosen at sealing for its largest payout), never
+    shallower than ``finality_depth``. Finalized batches of the last ``reorg_watch_blocks``
+    are checked too: a reorg past finality changes nothing final, it alerts an operator.
+    """
     report = ReconcileReport(to_block=head)
     batches = session.execute(
         text(
-            "SELECT id, state, block_number, block_hash, tx_hash, asset_id, payer FROM batches"
+            "SELECT id, state, block_number, block_hash, tx_hash, asset_id, payer,"
+            " greatest(coalesce(finality_depth, 0), :final) AS final_at FROM batches"
             " WHERE state IN ('included', 'confirmed') ORDER BY block_number, id FOR UPDATE"
-        )
+        ),
+        {"final": finality_depth},
     ).all()
     canonical: dict[int, str | None] = {}
     receipts: dict[int, list[dict[str, Any]]] = {}  # per block, shared by its batches
@@ -385,12 +363,58 @@ def advance(
             )
             report.confirmed += 1
             state = "confirmed"
-        if state == "confirmed" and depth >= finality_depth:
+        if state == "confirmed" and depth >= b.final_at:
             if b.block_number not in receipts:
                 receipts[b.block_number] = chain.block_receipts(int(b.block_number))
             _finalize(session, b, depth, receipts[b.block_number], actor)
             report.finalized += 1
+    if reorg_watch_blocks:
+        _watch_finalized(session, chain, head - reorg_watch_blocks, canonical, actor, report)
     return report
+
+
+def _watch_finalized(
+    session: Session,
+    chain: ChainClient,
+    since_block: int,
+    canonical: dict[int, str | None],
+    actor: str,
+    report: ReconcileReport,
+) -> None:
+    """A finalized batch whose block left the chain: the ledger says paid, the chain may not.
+
+    Final states stay final; the operator gets the evidence (and the stored raw transaction
+    can be resent with ``payouts exceptions replay``: same nonce, same batch id, so it can
+    only pay what the ledger already says it paid).
+    """
+    finalized = session.execute(
+        text(
+            "SELECT id, block_number, block_hash, tx_hash FROM batches"
+            " WHERE state = 'finalized' AND block_number >= :since ORDER BY block_number"
+        ),
+        {"since": since_block},
+    ).all()
+    for b in finalized:
+        if b.block_number not in canonical:
+            block = chain.block(int(b.block_number))
+            canonical[b.block_number] = block.hash if block else None
+        if canonical[b.block_number] == b.block_hash:
+            continue
+        if record_exception(
+            session,
+            "reorg_after_finality",
+            f"{b.id}:{b.block_hash}",
+            {
+                "block": b.block_number,
+                "final_block_hash": b.block_hash,
+                "canonical_block_hash": canonical[b.block_number],
+                "tx_still_on_chain": chain.receipt(b.tx_hash) is not None,
+            },
+            batch_id=b.id,
+            tx_hash=b.tx_hash,
+        ):
+            report.exceptions += 1
+            report.notes.append(f"batch {b.id}: finalized block {b.block_number} reorganised")
 
 
 def _unwind(session: Session, b: Any, actor: str) -> None:
@@ -468,6 +492,7 @@ def _finalize(
             + [Leg(wallet, -total)],
         )
     _record_gas(session, b, block_receipts)
+    _release_refused(session, b, actor)
     paid_ids = [p.payout_id for p in paid]
     lifecycle.move(
         session,
@@ -501,6 +526,40 @@ def _finalize(
         actor=actor,
         strict=True,
     )
+
+
+def _release_refused(session: Session, b: Any, actor: str) -> None:
+    """Payouts the token refused to deliver go back to pending, out of this batch, and their
+    creators on hold until an operator resolves the exception. Only now, at finality: before,
+    a reorg could still carry the transfer in another block."""
+    refused = session.execute(
+        text(
+            """
+            SELECT o.payout_id, p.creator_id, o.recipient FROM onchain_transfers o
+              JOIN payouts p ON p.id = o.payout_id
+             WHERE o.batch_id = :b AND o.tx_hash = :tx AND o.block_hash = :bh
+               AND NOT o.succeeded
+            """
+        ),
+        {"b": b.id, "tx": b.tx_hash, "bh": b.block_hash},
+    ).all()
+    if not refused:
+        return
+    ids = [r.payout_id for r in refused]
+    lifecycle.move(
+        session,
+        lifecycle.PAYOUT,
+        ids,
+        "pending",
+        cause=f"batch {b.id}: the token refused the transfer",
+        actor=actor,
+        strict=True,
+    )
+    session.execute(text("UPDATE payouts SET batch_id = NULL WHERE id = ANY(:ids)"), {"ids": ids})
+    for r in refused:
+        hold_creator(
+            session, r.creator_id, f"token refused a transfer to {r.recipient}", actor=actor
+        )
 
 
 def _record_gas(session: Session, b: Any, block_receipts: list[dict[str, Any]]) -> None:

@@ -14,11 +14,13 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from payouts.batching import BatchPolicy
 from payouts.catalog import NATIVE_SYMBOL, ensure_assets
+from payouts.chain.breaker import CircuitBreaker, MemoryStore, RedisStore, Store
 from payouts.chain.client import ChainClient
 from payouts.chain.signer import LocalKeySigner, signer_from_settings
 from payouts.db import unit_of_work
 from payouts.errors import InvalidInput
 from payouts.money import Asset
+from payouts.retry_tiers import RetryTiers
 from payouts.rollup import PayoutRule
 
 
@@ -46,7 +48,16 @@ class Runtime:
 
     @cached_property
     def chain(self) -> ChainClient:
-        return ChainClient(self.settings.rpc_url)
+        settings = self.settings
+        # Shared through Redis where there is one, so every worker process sees one circuit.
+        store: Store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
+        breaker = CircuitBreaker(
+            f"rpc:{settings.chain_id}:{settings.rpc_url}",
+            store,
+            threshold=settings.breaker_failure_threshold,
+            reset_after=settings.breaker_reset_seconds,
+        )
+        return ChainClient(settings.rpc_url, breaker=breaker)
 
     @cached_property
     def signer(self) -> LocalKeySigner:
@@ -91,9 +102,21 @@ class Runtime:
             ids[a.symbol]: PayoutRule(a.min_payout, a.rounding_unit) for a in self.settings.assets
         }
 
-    def batch_policy(self) -> BatchPolicy:
+    def retry_tiers(self) -> RetryTiers:
+        return RetryTiers(
+            self.settings.submit_retry_delays_seconds, self.settings.submit_retry_jitter_percent
+        )
+
+    def batch_policy(self, symbol: str | None = None) -> BatchPolicy:
+        settings = self.settings
+        asset = settings.asset(symbol) if symbol else None
         return BatchPolicy(
-            gas_cap=self.settings.max_gas_per_tx,
-            max_size=self.settings.max_batch_size,
-            headroom_percent=self.settings.gas_limit_headroom_percent,
+            gas_cap=settings.max_gas_per_tx,
+            max_size=settings.max_batch_size,
+            headroom_percent=settings.gas_limit_headroom_percent,
+            max_fee_per_gas=settings.max_fee_per_gas,
+            priority_fee=settings.priority_fee_per_gas,
+            defer_fee_per_gas=settings.defer_fee_per_gas,
+            units_per_native=asset.units_per_native if asset else None,
+            max_gas_share_bps=settings.max_gas_share_bps,
         )

@@ -11,18 +11,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
-from payouts import catalog, models, views
+from payouts import catalog, exception_queue, models, views
 from payouts import reconcile as recon
 from payouts.catalog import ensure_marketplace
 from payouts.chain import submitter
+from payouts.chain.fees import Fees, bumped
 from payouts.db import unit_of_work
-from payouts.errors import IdempotencyConflict, IdempotencyInFlight, NotFound
+from payouts.errors import (
+    ChainError,
+    IdempotencyConflict,
+    IdempotencyInFlight,
+    InvalidInput,
+    NotFound,
+)
 from payouts.ledger.earnings import Earning, Recorded, record_earnings
 from payouts.money import Asset
 from payouts.rollup import RollupResult, roll_up, window_for
 from payouts.runtime import Runtime
-from payouts.settlement import SettlementPlan, seal_batches
+from payouts.settlement import BalanceAlerts, FinalityRule, SettlementPlan, seal_batches
 
 
 def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[Recorded]:
@@ -182,7 +190,9 @@ def _token_assets(rt: Runtime) -> list[Asset]:
 def settle(rt: Runtime, *, dry_run: bool = False, actor: str = "beat") -> dict[str, SettlementPlan]:
     """Seal pending payouts into batches (per asset); with ``dry_run`` nothing is kept."""
     plans = {}
+    settings = rt.settings
     for asset in _token_assets(rt):
+        config = settings.asset(asset.symbol)
         with unit_of_work(rt.database_url) as session:
             asset_id = rt.asset_ids()[asset.symbol]
             plans[asset.symbol] = seal_batches(
@@ -192,8 +202,14 @@ def settle(rt: Runtime, *, dry_run: bool = False, actor: str = "beat") -> dict[s
                 asset_id=asset_id,
                 wallet=rt.signer.address,
                 batcher_address=rt.batcher,
-                policy=rt.batch_policy(),
+                policy=rt.batch_policy(asset.symbol),
                 actor=actor,
+                overdue_after=timedelta(seconds=settings.payout_overdue_seconds),
+                alerts=BalanceAlerts(config.low_balance_alert, settings.low_gas_balance_wei),
+                finality=FinalityRule(
+                    settings.finality_depth,
+                    [(t.at_least, t.depth) for t in config.finality_tiers],
+                ),
             )
             if not dry_run:
                 session.commit()
@@ -226,12 +242,7 @@ def sign(rt: Runtime, batch_id: int) -> submitter.SubmitResult | models.TxAttemp
     """Step one of ``submit``: the batch's stored signed transaction (signed now if it has
     none), or why there is nothing to send."""
     with unit_of_work(rt.database_url) as session:
-        token = session.execute(
-            text(
-                "SELECT a.address FROM batches b JOIN assets a ON a.id = b.asset_id WHERE b.id = :b"
-            ),
-            {"b": batch_id},
-        ).scalar()
+        token = _token_of(session, batch_id)
         if token is None:
             return submitter.SubmitResult(batch_id, None, None, "skipped:no-token")
         attempt = submitter.sign_and_store(
@@ -259,7 +270,24 @@ def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter
     attempt = sign(rt, batch_id)
     if isinstance(attempt, submitter.SubmitResult):
         return attempt
-    sent = submitter.broadcast(rt.chain, attempt)
+    return _send(rt, batch_id, attempt, actor=actor)
+
+
+def _send(
+    rt: Runtime,
+    batch_id: int,
+    attempt: models.TxAttempt,
+    *,
+    actor: str,
+    outcome: str = "broadcast",
+) -> submitter.SubmitResult:
+    """Hand a stored attempt to the node and record what happened."""
+    with unit_of_work(rt.database_url) as session:
+        siblings = [
+            a.tx_hash for a in submitter.live_attempts(session, batch_id) if a.id != attempt.id
+        ]
+    head = rt.chain.block_number()
+    sent = submitter.broadcast(rt.chain, attempt, siblings)
     if sent == "nonce-used":
         # Another transaction from our wallet took this nonce: ours can never be mined. Fail
         # the batch, release its payouts for the next one, and tell an operator (a foreign
@@ -271,7 +299,7 @@ def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter
                 cause=f"nonce {attempt.nonce} was used by a transaction that is not ours",
                 actor=actor,
             )
-            recon.record_exception(
+            exception_queue.record_exception(
                 session,
                 "nonce_consumed",
                 attempt.tx_hash,
@@ -282,21 +310,240 @@ def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter
             session.commit()
         return submitter.SubmitResult(batch_id, attempt.tx_hash, attempt.nonce, "nonce-consumed")
     with unit_of_work(rt.database_url) as session:
+        submitter.record_sent(session, attempt.id, head)
         submitter.mark_broadcast(session, batch_id, attempt.id, actor=actor)
+        session.execute(
+            text("UPDATE batches SET last_error = NULL, retry_at = NULL WHERE id = :b"),
+            {"b": batch_id},
+        )
         session.commit()
     return submitter.SubmitResult(
-        batch_id, attempt.tx_hash, attempt.nonce, "broadcast" if sent == "sent" else "rebroadcast"
+        batch_id, attempt.tx_hash, attempt.nonce, outcome if sent == "sent" else "rebroadcast"
     )
 
 
-def unsent_batches(rt: Runtime) -> list[int]:
-    """Sealed batches not yet out, and broadcast ones still unmined (resend is harmless)."""
+@dataclass(frozen=True)
+class WatchResult:
+    batch_id: int
+    outcome: str  # mined | waiting | rebroadcast | replaced | fee-cap | nonce-consumed | ...
+    tx_hash: str | None = None
+
+
+def watch(rt: Runtime, batch_id: int, *, actor: str = "watcher") -> WatchResult:
+    """Look after one batch that is out but not yet mined.
+
+    Dropped from the node's pool: the stored bytes are sent again (same hash, same nonce).
+    Unmined ``stuck_after_blocks`` after it was sent: a replacement with fees raised by
+    ``fee_bump_bps`` is signed, stored and sent; the earlier attempts stay live, because
+    whichever is mined first is the one the reconciler records.
+    """
+    settings = rt.settings
     with unit_of_work(rt.database_url) as session:
-        return list(
-            session.execute(
-                text("SELECT id FROM batches WHERE state IN ('sealed', 'broadcast') ORDER BY id")
-            ).scalars()
+        state = session.execute(
+            text("SELECT state FROM batches WHERE id = :b"), {"b": batch_id}
+        ).scalar()
+        attempts = submitter.live_attempts(session, batch_id)
+        session.expunge_all()
+    if state != "broadcast" or not attempts:
+        return WatchResult(batch_id, f"skipped:{state}")
+    if any(rt.chain.receipt(a.tx_hash) is not None for a in attempts):
+        return WatchResult(batch_id, "mined")  # the reconciler takes it from here
+    newest = attempts[0]
+    if rt.chain.transaction(newest.tx_hash) is None:
+        result = _send(rt, batch_id, newest, actor=actor, outcome="rebroadcast")
+        return WatchResult(batch_id, result.outcome, newest.tx_hash)
+    head = rt.chain.block("latest")
+    assert head is not None
+    if newest.sent_block is None or head.number - newest.sent_block < settings.stuck_after_blocks:
+        return WatchResult(batch_id, "waiting", newest.tx_hash)
+    fees = bumped(
+        Fees(int(newest.max_fee_per_gas), int(newest.max_priority_fee_per_gas)),
+        base_fee=head.base_fee_per_gas,
+        priority_fee=settings.priority_fee_per_gas,
+        bump_bps=settings.fee_bump_bps,
+        max_fee_cap=settings.max_fee_per_gas,
+    )
+    with unit_of_work(rt.database_url) as session:
+        if fees is None:
+            exception_queue.record_exception(
+                session,
+                "fee_cap_reached",
+                f"{batch_id}:{newest.tx_hash}",
+                {
+                    "max_fee_per_gas": str(newest.max_fee_per_gas),
+                    "cap": str(settings.max_fee_per_gas),
+                    "base_fee": str(head.base_fee_per_gas),
+                    "unmined_blocks": head.number - newest.sent_block,
+                },
+                batch_id=batch_id,
+                tx_hash=newest.tx_hash,
+            )
+            session.commit()
+            return WatchResult(batch_id, "fee-cap", newest.tx_hash)
+        token = _token_of(session, batch_id)
+        assert token is not None  # a broadcast batch pays a token
+        replacement = submitter.sign_replacement(
+            session,
+            rt.signer,
+            batch_id=batch_id,
+            batcher_address=rt.batcher,
+            token_address=token,
+            fees=fees,
         )
+        session.commit()
+        session.refresh(replacement)
+        session.expunge(replacement)
+    result = _send(rt, batch_id, replacement, actor=actor, outcome="replaced")
+    return WatchResult(batch_id, result.outcome, replacement.tx_hash)
+
+
+def _token_of(session: Session, batch_id: int) -> str:
+    return str(
+        session.execute(
+            text(
+                "SELECT a.address FROM batches b JOIN assets a ON a.id = b.asset_id WHERE b.id = :b"
+            ),
+            {"b": batch_id},
+        ).scalar_one()
+    )
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    due: list[tuple[int, int]]  # sealed batches whose submission is due again: (id, tier)
+    unmined: list[int]  # broadcast batches to look after
+
+
+def watchlist(rt: Runtime, *, grace_seconds: float | None = None) -> Watchlist:
+    """Sealed batches whose submit task got lost (a dead worker, a lost retry) and broadcast
+    ones still unmined. Parked batches wait for an operator; a batch in a retry tier waits
+    for its tier (plus ``grace_seconds``, so a timely retry is not doubled)."""
+    grace = rt.settings.resubmit_grace_seconds if grace_seconds is None else grace_seconds
+    with unit_of_work(rt.database_url) as session:
+        due = session.execute(
+            text(
+                """
+                SELECT id, submit_tier FROM batches
+                 WHERE state = 'sealed' AND parked_at IS NULL
+                   AND coalesce(retry_at, created_at) < now() - make_interval(secs => :grace)
+                 ORDER BY id
+                """
+            ),
+            {"grace": grace},
+        ).all()
+        unmined = session.execute(
+            text("SELECT id FROM batches WHERE state = 'broadcast' ORDER BY id")
+        ).scalars()
+        return Watchlist([(r.id, r.submit_tier) for r in due], list(unmined))
+
+
+@dataclass(frozen=True)
+class Retry:
+    tier: int
+    queue: str
+    delay: float
+
+
+def submission_failed(
+    rt: Runtime, batch_id: int, *, tier: int, error: Exception, actor: str = "worker"
+) -> Retry | None:
+    """Record a failed try of tier ``tier`` and say when and where to try next; None when the
+    tiers are exhausted (the batch is parked and an operator has an exception with the
+    evidence) or when another delivery of the same try already moved the batch on."""
+    tiers = rt.retry_tiers()
+    following = tier + 1
+    delay = tiers.delay(following) if following <= tiers.last else None
+    with unit_of_work(rt.database_url) as session:
+        moved = session.execute(
+            text(
+                """
+                UPDATE batches SET submit_tier = :next, last_error = :error,
+                       retry_at = now() + make_interval(secs => :delay),
+                       parked_at = CASE WHEN CAST(:park AS boolean) THEN now() END
+                 WHERE id = :b AND submit_tier = :tier AND state = 'sealed'
+                   AND parked_at IS NULL
+                RETURNING created_at
+                """
+            ),
+            {
+                "b": batch_id,
+                "tier": tier,
+                "next": following,
+                "error": f"{type(error).__name__}: {error}"[:2000],
+                "delay": delay or 0,
+                "park": delay is None,
+            },
+        ).one_or_none()
+        if moved is not None and delay is None:
+            attempts = submitter.live_attempts(session, batch_id)
+            exception_queue.record_exception(
+                session,
+                "submission_exhausted",
+                f"{batch_id}:{following}:{datetime.now(UTC).isoformat()}",
+                {
+                    "tries": following,
+                    "tiers_seconds": list(tiers.delays),
+                    "last_error": f"{type(error).__name__}: {error}",
+                    "sealed_at": moved.created_at,
+                    "attempts": [{"tx": a.tx_hash, "nonce": a.nonce} for a in attempts],
+                },
+                batch_id=batch_id,
+            )
+        session.commit()
+    if moved is None or delay is None:
+        return None
+    return Retry(following, tiers.queue(following), delay)
+
+
+@dataclass(frozen=True)
+class Replay:
+    exception: dict[str, object]
+    result: submitter.SubmitResult
+
+
+def replay(rt: Runtime, exception_id: int, *, actor: str) -> Replay:
+    """An operator sends a parked batch again, now. On success its exception is resolved; on
+    failure the batch is parked again (with the new error) and the error is raised."""
+    with unit_of_work(rt.database_url) as session:
+        found = exception_queue.get_exception(session, exception_id)
+        if found["kind"] != "submission_exhausted" or found["status"] != "open":
+            raise InvalidInput(
+                f"exception {exception_id} is {found['status']} {found['kind']}: only an open"
+                " submission_exhausted exception can be replayed",
+                field="exception_id",
+                code="not_replayable",
+            )
+        batch_id = int(str(found["batch_id"]))
+        session.execute(
+            text(
+                "UPDATE batches SET parked_at = NULL, retry_at = NULL, submit_tier = 0"
+                " WHERE id = :b AND parked_at IS NOT NULL"
+            ),
+            {"b": batch_id},
+        )
+        session.commit()
+    try:
+        result = submit(rt, batch_id, actor=actor)
+    except ChainError as exc:
+        with unit_of_work(rt.database_url) as session:
+            session.execute(
+                text(
+                    "UPDATE batches SET parked_at = now(), last_error = :e WHERE id = :b"
+                    " AND state = 'sealed'"
+                ),
+                {"b": batch_id, "e": f"replay: {type(exc).__name__}: {exc}"[:2000]},
+            )
+            session.commit()
+        raise
+    with unit_of_work(rt.database_url) as session:
+        closed = exception_queue.resolve_exception(
+            session,
+            exception_id,
+            f"replayed by {actor}: {result.outcome} {result.tx_hash or ''}".strip(),
+            actor=actor,
+        )
+        session.commit()
+    return Replay(closed, result)
 
 
 @dataclass(frozen=True)
@@ -328,6 +575,7 @@ def reconcile(rt: Runtime, *, actor: str = "reconciler") -> ReconcileOutcome:
             head=head,
             confirmation_depth=rt.settings.confirmation_depth,
             finality_depth=rt.settings.finality_depth,
+            reorg_watch_blocks=rt.settings.reorg_watch_blocks,
             actor=actor,
         )
         session.commit()

@@ -3,22 +3,65 @@
 Pending payouts are claimed with ``FOR UPDATE SKIP LOCKED``, so two settlement runs (beat and
 an operator) never seal the same payout; a payout belongs to at most one live batch because
 ``payouts.batch_id`` has room for one. Before sealing, the hot wallet's token balance and
-allowance are checked and the chain estimates the candidate's gas.
+allowance and its gas money are checked, ``BatchPolicy.plan`` decides how many payouts to try
+(or why to wait), and the chain estimates the candidate's gas. Payouts of creators on hold and
+payouts too small to be worth today's gas (unless overdue) wait.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
-from payouts.batching import BatchPolicy
+from payouts.batching import BatchPolicy, Conditions
 from payouts.chain import batcher as codec
 from payouts.chain.client import ChainClient
+from payouts.exception_queue import record_exception
 from payouts.money import Asset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinalityRule:
+    """Business finality: the default depth, deeper for larger payouts (tiers by amount)."""
+
+    default_depth: int
+    tiers: Sequence[tuple[int, int]] = ()  # (at least this amount, this depth)
+
+    def depth_for(self, amount: int) -> int:
+        deeper = [depth for at_least, depth in self.tiers if amount >= at_least]
+        return max([self.default_depth, *deeper])
+
+
+@dataclass(frozen=True)
+class BalanceAlerts:
+    """An operator hears, once an hour at most, that the hot wallet is running low."""
+
+    token_below: int
+    gas_below: int
+
+    def check(self, session: Session, asset: Asset, token_available: int, gas: int) -> None:
+        hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+        for what, have, floor in (
+            (asset.symbol, token_available, self.token_below),
+            ("gas", gas, self.gas_below),
+        ):
+            if have < floor:
+                log.warning("hot wallet low on %s: %d < %d", what, have, floor)
+                record_exception(
+                    session,
+                    "low_balance",
+                    f"{what}:{hour}",
+                    {"what": what, "available": str(have), "alert_below": str(floor)},
+                )
 
 
 @dataclass(frozen=True)
@@ -55,6 +98,47 @@ def _spendable(
     return max(0, min(balance, allowance) - int(committed))
 
 
+def _gas_money(
+    session: Session, chain: ChainClient, wallet: str, policy: BatchPolicy, fee: int
+) -> tuple[int, int]:
+    """The wallet's native balance, and what is left of it once the batches not yet mined
+    have burnt their whole gas limit at ``fee``."""
+    balance = chain.balance(wallet)
+    unmined_gas = session.execute(
+        text(
+            "SELECT coalesce(sum(gas_estimate), 0) FROM batches"
+            " WHERE payer = :w AND state IN ('sealed', 'broadcast')"
+        ),
+        {"w": wallet},
+    ).scalar_one()
+    return balance, max(0, balance - policy.gas_limit(int(unmined_gas)) * fee)
+
+
+def _recent_outcomes(session: Session, asset_id: int, last: int = 10) -> list[bool]:
+    """How the latest finished batches fared, oldest first: False if failed or retried."""
+    rows = session.execute(
+        text(
+            """
+            SELECT state <> 'failed' AND submit_tier = 0 AND NOT EXISTS (
+                       SELECT 1 FROM tx_attempts t WHERE t.batch_id = b.id
+                          AND t.state = 'replaced') AS ok
+              FROM batches b
+             WHERE asset_id = :a AND state IN ('included', 'confirmed', 'finalized', 'failed')
+             ORDER BY id DESC LIMIT :n
+            """
+        ),
+        {"a": asset_id, "n": last},
+    ).scalars()
+    return list(reversed(list(rows)))
+
+
+_ELIGIBLE = """
+    FROM payouts p JOIN creators c ON c.id = p.creator_id
+   WHERE p.state = 'pending' AND p.asset_id = :a AND c.held_reason IS NULL
+     AND (p.amount >= :min OR p.window_start < :overdue_before)
+"""
+
+
 def seal_batches(
     session: Session,
     chain: ChainClient,
@@ -65,25 +149,58 @@ def seal_batches(
     batcher_address: str,
     policy: BatchPolicy,
     actor: str,
+    overdue_after: timedelta = timedelta(days=1),
+    alerts: BalanceAlerts | None = None,
+    finality: FinalityRule | None = None,
     max_batches: int = 100,
 ) -> SettlementPlan:
     """Seal as many batches as the wallet and the policy allow. The caller commits."""
     if asset.address is None:
         raise NotImplementedError("native-currency payouts are not batched yet")
     available = _spendable(session, chain, asset, asset_id, wallet, batcher_address)
+    head = chain.block("latest")
+    assert head is not None
+    worst_fee = min(policy.max_fee_per_gas, 2 * head.base_fee_per_gas + policy.priority_fee)
+    gas_balance, gas_money = _gas_money(session, chain, wallet, policy, worst_fee)
+    if alerts is not None:
+        alerts.check(session, asset, available, gas_balance)
+    outcomes = _recent_outcomes(session, asset_id)
+    overdue_before = datetime.now(UTC) - overdue_after
+    min_amount = policy.min_amount(head.base_fee_per_gas + policy.priority_fee)
+    waiting, overdue = session.execute(
+        text(
+            "SELECT count(*), count(*) FILTER (WHERE p.window_start < :overdue_before)" + _ELIGIBLE
+        ),
+        {"a": asset_id, "min": min_amount, "overdue_before": overdue_before},
+    ).one()
     sealed: list[SealedBatch] = []
     reason = "no pending payouts"
     while len(sealed) < max_batches:
-        size = policy.first_guess(policy.max_size)
+        decision = policy.plan(
+            Conditions(
+                available=int(waiting),
+                base_fee=head.base_fee_per_gas,
+                block_gas_limit=head.gas_limit,
+                gas_balance=gas_money,
+                recent_outcomes=outcomes,
+                overdue=bool(overdue),
+            )
+        )
+        if decision.size <= 0:
+            reason = decision.reason
+            break
         rows = session.execute(
             text(
-                """
-                SELECT id, recipient, amount FROM payouts
-                 WHERE state = 'pending' AND asset_id = :a ORDER BY id LIMIT :n
-                   FOR UPDATE SKIP LOCKED
-                """
+                "SELECT p.id, p.recipient, p.amount, c.id AS creator_id"
+                + _ELIGIBLE
+                + " ORDER BY p.id LIMIT :n FOR UPDATE OF p SKIP LOCKED"
             ),
-            {"a": asset_id, "n": size},
+            {
+                "a": asset_id,
+                "n": decision.size,
+                "min": min_amount,
+                "overdue_before": overdue_before,
+            },
         ).all()
         if not rows:
             reason = "no pending payouts"
@@ -113,11 +230,14 @@ def seal_batches(
             reason = "a single payout does not fit the gas cap"
             break
         policy = policy.learn(len(candidate), estimate)
+        depth = finality.depth_for(max(int(r.amount) for r in candidate)) if finality else None
         batch = _seal(
-            session, candidate, public_id, asset_id, asset.chain_id, wallet, estimate, actor
+            session, candidate, public_id, asset_id, asset.chain_id, wallet, estimate, depth, actor
         )
         sealed.append(batch)
         available -= batch.total
+        gas_money = max(0, gas_money - policy.gas_limit(estimate) * worst_fee)
+        waiting -= batch.size
         reason = "sealed"
     pending_left = session.execute(
         text("SELECT count(*) FROM payouts WHERE state = 'pending' AND asset_id = :a"),
@@ -134,6 +254,7 @@ def _seal(
     chain_id: int,  # type: ignore[type-arg]
     wallet: str,
     estimate: int,
+    finality_depth: int | None,
     actor: str,
 ) -> SealedBatch:
     total = sum(int(r.amount) for r in rows)
@@ -141,8 +262,8 @@ def _seal(
         text(
             """
             INSERT INTO batches (public_id, asset_id, chain_id, payer, item_count, total,
-                                 gas_estimate)
-            VALUES (:pid, :a, :chain, :payer, :n, :total, :gas) RETURNING id
+                                 gas_estimate, finality_depth)
+            VALUES (:pid, :a, :chain, :payer, :n, :total, :gas, :depth) RETURNING id
             """
         ),
         {
@@ -153,6 +274,7 @@ def _seal(
             "n": len(rows),
             "total": total,
             "gas": estimate,
+            "depth": finality_depth,
         },
     ).scalar_one()
     ids = [r.id for r in rows]

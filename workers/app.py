@@ -10,6 +10,7 @@ from kombu import Queue
 
 from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
+from payouts import processes
 from payouts.runtime import Runtime
 
 settings = get_settings()
@@ -18,7 +19,8 @@ settings = get_settings()
 runtime = Runtime(settings)
 app = Celery("payouts", broker=runtime.broker_url, include=["workers.tasks"])
 
-QUEUES = ("rollup", "settle", "submit", "reconcile")
+# The submit queue is tier 0; each retry tier waits in a queue of its own (payouts.retry_tiers).
+QUEUES = processes.queues(settings)
 
 app.conf.update(
     task_queues=[Queue(name) for name in QUEUES],
@@ -27,7 +29,7 @@ app.conf.update(
         "payouts.rollup": {"queue": "rollup"},
         "payouts.settle": {"queue": "settle"},
         "payouts.submit_batch": {"queue": "submit"},
-        "payouts.resubmit_unsent": {"queue": "submit"},
+        "payouts.watch_unmined": {"queue": "submit"},
         "payouts.reconcile": {"queue": "reconcile"},
     },
     # A task is acknowledged only after it ran, so a killed worker's task is delivered again;
@@ -37,8 +39,12 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    # Redis redelivers an unacknowledged task after this long; longer than any task runs.
-    broker_transport_options={"visibility_timeout": 3600},
+    # Redis redelivers an unacknowledged task after this long. It must exceed the longest
+    # retry tier (a countdown task is unacknowledged while it waits) or the retry would be
+    # delivered twice; a task lost with a dead worker is picked up by watch_unmined instead.
+    broker_transport_options={
+        "visibility_timeout": max(3600, 2 * max(settings.submit_retry_delays_seconds))
+    },
     timezone="UTC",
     enable_utc=True,
 )
@@ -56,9 +62,9 @@ app.conf.beat_schedule = {
         "task": "payouts.settle",
         "schedule": timedelta(seconds=settings.settle_interval_seconds),
     },
-    "resubmit-unsent-batches": {
-        "task": "payouts.resubmit_unsent",
-        "schedule": timedelta(seconds=max(settings.reconcile_interval_seconds * 4, 10)),
+    "watch-unmined-batches": {
+        "task": "payouts.watch_unmined",
+        "schedule": timedelta(seconds=settings.watch_interval_seconds),
     },
     "reconcile-chain": {
         "task": "payouts.reconcile",

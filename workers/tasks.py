@@ -8,7 +8,7 @@ from typing import Any
 from celery import Task
 
 from payouts import services
-from payouts.errors import TransientChainError
+from payouts.errors import ChainError, TransientChainError
 from workers.app import app, runtime
 
 log = logging.getLogger(__name__)
@@ -46,19 +46,45 @@ def settle() -> dict[str, Any]:
     return {s: {"sealed": len(p.sealed), "reason": p.reason} for s, p in plans.items()}
 
 
-@app.task(base=PayoutsTask, name="payouts.submit_batch")
-def submit_batch(batch_id: int) -> dict[str, Any]:
-    result = services.submit(runtime, batch_id, actor="worker")
+@app.task(base=PayoutsTask, name="payouts.submit_batch", autoretry_for=())
+def submit_batch(batch_id: int, tier: int = 0) -> dict[str, Any]:
+    """One try of a batch's submission; a failure goes to the next retry tier's queue."""
+    try:
+        result = services.submit(runtime, batch_id, actor="worker")
+    except ChainError as exc:
+        retry = services.submission_failed(runtime, batch_id, tier=tier, error=exc)
+        if retry is None:
+            log.error("batch %s: submission failed for good at tier %s: %s", batch_id, tier, exc)
+            return {"batch": batch_id, "outcome": "failed", "tier": tier}
+        submit_batch.apply_async(
+            args=[batch_id], kwargs={"tier": retry.tier}, queue=retry.queue, countdown=retry.delay
+        )
+        log.warning(
+            "batch %s: try %s failed (%s); next in %.0f s on %s",
+            batch_id,
+            tier,
+            exc,
+            retry.delay,
+            retry.queue,
+        )
+        return {"batch": batch_id, "outcome": "retrying", "tier": retry.tier}
     return {"batch": batch_id, "outcome": result.outcome, "tx": result.tx_hash}
 
 
-@app.task(base=PayoutsTask, name="payouts.resubmit_unsent")
-def resubmit_unsent() -> int:
-    """Recovery: a batch left sealed by a dead worker is sent from its stored bytes."""
-    batches = services.unsent_batches(runtime)
-    for batch_id in batches:
-        submit_batch.delay(batch_id)
-    return len(batches)
+@app.task(base=PayoutsTask, name="payouts.watch_unmined")
+def watch_unmined() -> dict[str, int]:
+    """Recovery and care: resend what a lost task left sealed; rebroadcast dropped
+    transactions and replace stuck ones."""
+    watchlist = services.watchlist(runtime)
+    for batch_id, tier in watchlist.due:
+        submit_batch.apply_async(
+            args=[batch_id], kwargs={"tier": tier}, queue=runtime.retry_tiers().queue(tier)
+        )
+    outcomes: dict[str, int] = {}
+    for batch_id in watchlist.unmined:
+        outcome = services.watch(runtime, batch_id).outcome
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"resubmitted": len(watchlist.due), **outcomes}
 
 
 @app.task(base=PayoutsTask, name="payouts.reconcile")

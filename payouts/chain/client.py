@@ -16,14 +16,15 @@ from typing import Any, cast
 import requests
 from tenacity import (
     retry,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from payouts.errors import PermanentChainError, TransientChainError
+from payouts.chain.breaker import CircuitBreaker
+from payouts.errors import CircuitOpen, PermanentChainError, TransientChainError
 
 
 class RpcError(PermanentChainError):
@@ -50,29 +51,39 @@ def _hex_int(value: str | int) -> int:
     return value if isinstance(value, int) else int(value, 16)
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, TransientChainError) and not isinstance(exc, CircuitOpen)
+
+
 class ChainClient:
-    def __init__(self, rpc_url: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, rpc_url: str, *, timeout: float = 10.0, breaker: CircuitBreaker | None = None
+    ) -> None:
         self.rpc_url = rpc_url
+        self.breaker = breaker
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
 
     def __repr__(self) -> str:
         return f"ChainClient({self.rpc_url!r})"
 
     @retry(
-        retry=retry_if_exception_type(TransientChainError),
+        retry=retry_if_exception(_worth_retrying),
         stop=stop_after_attempt(3),
         wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
         reraise=True,
     )
     def rpc(self, method: str, params: list[Any]) -> Any:
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            raise CircuitOpen(f"{method}: node failed repeatedly; calls paused (circuit open)")
         try:
-            answer = self.w3.provider.make_request(cast(Any, method), params)
-        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
-            raise TransientChainError(f"{method}: node unreachable ({type(exc).__name__})") from exc
-        except requests.HTTPError as exc:
-            raise TransientChainError(f"{method}: HTTP error from node") from exc
-        except Web3Exception as exc:
-            raise TransientChainError(f"{method}: {type(exc).__name__}") from exc
+            answer = self._request(method, params)
+        except TransientChainError:
+            if breaker is not None:
+                breaker.failed()
+            raise
+        if breaker is not None:
+            breaker.succeeded()
         error = answer.get("error")
         if error:
             if isinstance(error, dict):
@@ -81,6 +92,16 @@ class ChainClient:
                 )
             raise RpcError(method, None, str(error))
         return answer.get("result")
+
+    def _request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        try:
+            return cast(dict[str, Any], self.w3.provider.make_request(cast(Any, method), params))
+        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+            raise TransientChainError(f"{method}: node unreachable ({type(exc).__name__})") from exc
+        except requests.HTTPError as exc:
+            raise TransientChainError(f"{method}: HTTP error from node") from exc
+        except Web3Exception as exc:
+            raise TransientChainError(f"{method}: {type(exc).__name__}") from exc
 
     # Reads -------------------------------------------------------------------------------
     def chain_id(self) -> int:

@@ -10,16 +10,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle, models
 from payouts.batching import BatchPolicy
 from payouts.chain import batcher as codec
 from payouts.chain.client import ChainClient, RpcError
-from payouts.chain.fees import fees_for
+from payouts.chain.fees import Fees, fees_for
 from payouts.chain.signer import Signer
 
 # Answers of a node that already has our transaction (or has mined it).
@@ -79,24 +80,74 @@ def sign_and_store(
     if batch.payer != signer.address:
         raise RuntimeError(f"batch {batch_id} is for wallet {batch.payer}, not {signer.address}")
 
-    items = session.execute(
-        text("SELECT recipient, amount FROM batch_items WHERE batch_id = :b ORDER BY position"),
-        {"b": batch_id},
-    ).all()
-    data = codec.pay_erc20_calldata(
-        batch.public_id.int, token_address, [(r.recipient, int(r.amount)) for r in items]
-    )
+    data = _calldata(session, batch, token_address)
     nonce = _lock_lane(session, chain, batch.chain_id, signer.address)
     head = chain.block("latest")
     assert head is not None
     fees = fees_for(head.base_fee_per_gas, priority_fee, max_fee_cap)
     gas_limit = min(policy.gas_limit(batch.gas_estimate or 0), policy.gas_cap)
+    attempt = _store_attempt(session, signer, batch, nonce, batcher_address, data, gas_limit, fees)
+    batch.nonce = nonce
+    session.execute(
+        text("UPDATE nonce_lanes SET next_nonce = :n WHERE chain_id = :c AND address = :a"),
+        {"n": nonce + 1, "c": batch.chain_id, "a": signer.address},
+    )
+    session.flush()
+    return attempt
+
+
+def sign_replacement(
+    session: Session,
+    signer: Signer,
+    *,
+    batch_id: int,
+    batcher_address: str,
+    token_address: str,
+    fees: Fees,
+) -> models.TxAttempt:
+    """A new attempt for the batch's nonce with higher fees. The earlier attempts stay live:
+    whichever the chain mines is the one reconciled, and the others become replaced."""
+    batch = session.get(models.Batch, batch_id, with_for_update=True)
+    if batch is None or batch.nonce is None:
+        raise RuntimeError(f"batch {batch_id} has no nonce to replace")
+    previous = session.execute(
+        text("SELECT gas_limit FROM tx_attempts WHERE batch_id = :b ORDER BY id DESC LIMIT 1"),
+        {"b": batch_id},
+    ).scalar_one()
+    data = _calldata(session, batch, token_address)
+    attempt = _store_attempt(
+        session, signer, batch, batch.nonce, batcher_address, data, int(previous), fees
+    )
+    session.flush()
+    return attempt
+
+
+def _calldata(session: Session, batch: models.Batch, token_address: str) -> str:
+    items = session.execute(
+        text("SELECT recipient, amount FROM batch_items WHERE batch_id = :b ORDER BY position"),
+        {"b": batch.id},
+    ).all()
+    return codec.pay_erc20_calldata(
+        batch.public_id.int, token_address, [(r.recipient, int(r.amount)) for r in items]
+    )
+
+
+def _store_attempt(
+    session: Session,
+    signer: Signer,
+    batch: models.Batch,
+    nonce: int,
+    to: str,
+    data: str,
+    gas_limit: int,
+    fees: Fees,
+) -> models.TxAttempt:
     signed = signer.sign(
         {
             "type": 2,
             "chainId": batch.chain_id,
             "nonce": nonce,
-            "to": batcher_address,
+            "to": to,
             "value": 0,
             "data": data,
             "gas": gas_limit,
@@ -105,7 +156,7 @@ def sign_and_store(
         }
     )
     attempt = models.TxAttempt(
-        batch_id=batch_id,
+        batch_id=batch.id,
         chain_id=batch.chain_id,
         sender=signer.address,
         nonce=nonce,
@@ -116,17 +167,40 @@ def sign_and_store(
         max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
     )
     session.add(attempt)
-    batch.nonce = nonce
-    session.execute(
-        text("UPDATE nonce_lanes SET next_nonce = :n WHERE chain_id = :c AND address = :a"),
-        {"n": nonce + 1, "c": batch.chain_id, "a": signer.address},
-    )
-    session.flush()
     return attempt
 
 
-def broadcast(chain: ChainClient, attempt: models.TxAttempt) -> str:
-    """Send the stored bytes; returns 'sent', 'known' or 'nonce-used'. Transient errors raise."""
+def live_attempts(session: Session, batch_id: int) -> list[models.TxAttempt]:
+    """The batch's attempts that may still be mined, newest (highest fee) first."""
+    return list(
+        session.scalars(
+            select(models.TxAttempt)
+            .where(
+                models.TxAttempt.batch_id == batch_id,
+                models.TxAttempt.state.in_(("signed", "broadcast")),
+            )
+            .order_by(models.TxAttempt.id.desc())
+        )
+    )
+
+
+def record_sent(session: Session, attempt_id: int, block: int) -> None:
+    """When (at which head) an attempt was last handed to the node: stuck is counted from it."""
+    session.execute(
+        text(
+            "UPDATE tx_attempts SET sent_block = :n, sent_at = now(), broadcasts = broadcasts + 1"
+            " WHERE id = :id"
+        ),
+        {"n": block, "id": attempt_id},
+    )
+
+
+def broadcast(chain: ChainClient, attempt: models.TxAttempt, siblings: Sequence[str] = ()) -> str:
+    """Send the stored bytes; returns 'sent', 'known' or 'nonce-used'. Transient errors raise.
+
+    ``siblings`` are the hashes of the batch's other attempts (same nonce): if the nonce is
+    spent by one of them, it is ours and 'known', never a reason to fail the batch.
+    """
     try:
         chain.send_raw(attempt.raw)
     except RpcError as exc:
@@ -135,7 +209,11 @@ def broadcast(chain: ChainClient, attempt: models.TxAttempt) -> str:
             return "known"
         if any(m in message for m in _NONCE_USED):
             # Ours, mined already? Then the reconciler will find it in the logs.
-            return "known" if chain.transaction(attempt.tx_hash) is not None else "nonce-used"
+            ours = any(chain.transaction(h) is not None for h in (attempt.tx_hash, *siblings))
+            return "known" if ours else "nonce-used"
+        if siblings and ("underpriced" in message or "replacement" in message):
+            # A sibling with higher fees sits in the pool: this one is redundant, not lost.
+            return "known"
         raise
     return "sent"
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from payouts import services
 from payouts.api.app import create_app
 from payouts.db import unit_of_work
-from payouts.reconcile import record_exception
+from payouts.exception_queue import record_exception
 from payouts.runtime import Runtime
 from tests.apikit import ADMIN_KEY, make_tenant
 from tests.chainkit import MARKETPLACE, mine, roll_up_now, seed

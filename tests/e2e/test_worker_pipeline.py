@@ -25,14 +25,6 @@ from tests.conftest import chain_settings, settings_env
 from tests.rpc_proxy import RpcProxy
 
 
-def _purge(redis_url: str) -> None:
-    client = Celery(broker=redis_url)
-    with client.connection_for_write() as conn:
-        channel = conn.channel()
-        for queue in processes.QUEUES.split(","):
-            channel.queue_purge(queue)
-
-
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +59,7 @@ def test_earnings_are_paid_on_chain_by_worker_and_beat(
     )
     rt = Runtime(settings)
     recipients = seed(rt, creators=45, per_creator=3)
-    _purge(redis_url)
+    processes.purge_queues(settings, redis_url)
     worker = processes.start_celery("worker", settings_env(settings), state_dir / "w1")
     beat = processes.start_celery("beat", settings_env(settings), state_dir / "w1")
     try:
@@ -103,7 +95,7 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
     but the worker died before it heard back or recorded anything.
     """
     with RpcProxy(anvil.url) as proxy:
-        rt = make_runtime()
+        rt = make_runtime(resubmit_grace_seconds=0)
         worker_settings = rt.settings.model_copy(
             update={"rpc_url": proxy.url, "redis_url": redis_url}
         )
@@ -111,7 +103,7 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
         recipients = seed(rt, creators=12)
         roll_up_now(rt)
         batch_id = services.settle(rt)["USDC"].sealed[0].batch_id
-        _purge(redis_url)
+        processes.purge_queues(rt.settings, redis_url)
         client = Celery(broker=redis_url)
 
         proxy.hold("eth_sendRawTransaction", forward=node_saw_it)
@@ -129,7 +121,7 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
 
         worker = processes.start_celery("worker", env, logs, concurrency=1)
         try:
-            client.send_task("payouts.resubmit_unsent", queue="submit")
+            client.send_task("payouts.watch_unmined", queue="submit")
             _wait(
                 lambda: scalar(rt, "SELECT count(*) FROM batches WHERE state = 'broadcast'") == 1,
                 60,

@@ -253,7 +253,7 @@ def test_a_marketplace_name_of_blanks_exits_2(cli: CliRunner) -> None:
 def test_an_operator_lists_shows_and_resolves_an_exception_once(
     cli: CliRunner, db_url: str
 ) -> None:
-    from payouts.reconcile import record_exception
+    from payouts.exception_queue import record_exception
 
     with unit_of_work(db_url) as session:
         record_exception(session, "transfer_failed", "t-1", {"recipient": BOB, "reason": "blocked"})

@@ -115,7 +115,7 @@ MOVES = [
     (PAYOUT, "pending", "submitted", False),
     (PAYOUT, "batched", "cancelled", False),  # only a pending payout is cancelled
     (PAYOUT, "submitted", "cancelled", False),
-    (PAYOUT, "confirmed", "pending", False),
+    (PAYOUT, "confirmed", "pending", True),  # at finality, the token refused the transfer
     # batch
     (BATCH, "open", "sealed", True),
     (BATCH, "sealed", "broadcast", True),
@@ -167,7 +167,7 @@ def test_unknown_states_allow_nothing() -> None:
 
 
 def test_sources_lists_every_state_that_may_move_to_a_target() -> None:
-    assert PAYOUT.sources("pending") == ["batched", "submitted"]
+    assert PAYOUT.sources("pending") == ["batched", "confirmed", "submitted"]
     assert BATCH.sources("broadcast") == ["confirmed", "included", "sealed"]
     assert CREDIT.sources("accrued") == ["held", "rolled_up"]
     assert PAYOUT.sources("batched") == ["pending"]
