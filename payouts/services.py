@@ -270,7 +270,14 @@ def submit(rt: Runtime, batch_id: int, *, actor: str = "submitter") -> submitter
     attempt = sign(rt, batch_id)
     if isinstance(attempt, submitter.SubmitResult):
         return attempt
-    return _send(rt, batch_id, attempt, actor=actor)
+    result = _send(rt, batch_id, attempt, actor=actor)
+    if result.outcome == "underpriced":
+        # The base fee rose between signing and sending: the same nonce, fees raised.
+        replaced = _replace(rt, batch_id, attempt, actor=actor)
+        return replaced.result or submitter.SubmitResult(
+            batch_id, attempt.tx_hash, attempt.nonce, replaced.outcome
+        )
+    return result
 
 
 def _send(
@@ -288,6 +295,8 @@ def _send(
         ]
     head = rt.chain.block_number()
     sent = submitter.broadcast(rt.chain, attempt, siblings)
+    if sent == "underpriced":
+        return submitter.SubmitResult(batch_id, attempt.tx_hash, attempt.nonce, sent)
     if sent == "nonce-used":
         # Another transaction from our wallet took this nonce: ours can never be mined. Fail
         # the batch, release its payouts for the next one, and tell an operator (a foreign
@@ -327,17 +336,18 @@ class WatchResult:
     batch_id: int
     outcome: str  # mined | waiting | rebroadcast | replaced | fee-cap | nonce-consumed | ...
     tx_hash: str | None = None
+    result: submitter.SubmitResult | None = None
 
 
 def watch(rt: Runtime, batch_id: int, *, actor: str = "watcher") -> WatchResult:
     """Look after one batch that is out but not yet mined.
 
-    Dropped from the node's pool: the stored bytes are sent again (same hash, same nonce).
-    Unmined ``stuck_after_blocks`` after it was sent: a replacement with fees raised by
-    ``fee_bump_bps`` is signed, stored and sent; the earlier attempts stay live, because
-    whichever is mined first is the one the reconciler records.
+    Dropped from the node's pool: the stored bytes are sent again (same hash, same nonce); if
+    the node refuses them because the base fee has risen past their max fee, a replacement
+    goes instead. Unmined ``stuck_after_blocks`` after it was sent: a replacement with fees
+    raised by ``fee_bump_bps``. The earlier attempts stay live, because whichever is mined
+    first is the one the reconciler records.
     """
-    settings = rt.settings
     with unit_of_work(rt.database_url) as session:
         state = session.execute(
             text("SELECT state FROM batches WHERE id = :b"), {"b": batch_id}
@@ -351,11 +361,21 @@ def watch(rt: Runtime, batch_id: int, *, actor: str = "watcher") -> WatchResult:
     newest = attempts[0]
     if rt.chain.transaction(newest.tx_hash) is None:
         result = _send(rt, batch_id, newest, actor=actor, outcome="rebroadcast")
-        return WatchResult(batch_id, result.outcome, newest.tx_hash)
+        if result.outcome != "underpriced":
+            return WatchResult(batch_id, result.outcome, newest.tx_hash, result)
+        return _replace(rt, batch_id, newest, actor=actor)
+    head = rt.chain.block_number()
+    if newest.sent_block is None or head - newest.sent_block < rt.settings.stuck_after_blocks:
+        return WatchResult(batch_id, "waiting", newest.tx_hash)
+    return _replace(rt, batch_id, newest, actor=actor)
+
+
+def _replace(rt: Runtime, batch_id: int, newest: models.TxAttempt, *, actor: str) -> WatchResult:
+    """Sign, store and send a replacement of ``newest`` with bumped fees, or tell an operator
+    (once per attempt) that the fee cap leaves no room for one."""
+    settings = rt.settings
     head = rt.chain.block("latest")
     assert head is not None
-    if newest.sent_block is None or head.number - newest.sent_block < settings.stuck_after_blocks:
-        return WatchResult(batch_id, "waiting", newest.tx_hash)
     fees = bumped(
         Fees(int(newest.max_fee_per_gas), int(newest.max_priority_fee_per_gas)),
         base_fee=head.base_fee_per_gas,
@@ -373,7 +393,8 @@ def watch(rt: Runtime, batch_id: int, *, actor: str = "watcher") -> WatchResult:
                     "max_fee_per_gas": str(newest.max_fee_per_gas),
                     "cap": str(settings.max_fee_per_gas),
                     "base_fee": str(head.base_fee_per_gas),
-                    "unmined_blocks": head.number - newest.sent_block,
+                    "sent_block": newest.sent_block,
+                    "head": head.number,
                 },
                 batch_id=batch_id,
                 tx_hash=newest.tx_hash,
@@ -381,7 +402,7 @@ def watch(rt: Runtime, batch_id: int, *, actor: str = "watcher") -> WatchResult:
             session.commit()
             return WatchResult(batch_id, "fee-cap", newest.tx_hash)
         token = _token_of(session, batch_id)
-        assert token is not None  # a broadcast batch pays a token
+        assert token is not None  # a batch with an attempt pays a token
         replacement = submitter.sign_replacement(
             session,
             rt.signer,
@@ -394,7 +415,7 @@ def watch(rt: Runtime, batch_id: int, *, actor: str = "watcher") -> WatchResult:
         session.refresh(replacement)
         session.expunge(replacement)
     result = _send(rt, batch_id, replacement, actor=actor, outcome="replaced")
-    return WatchResult(batch_id, result.outcome, replacement.tx_hash)
+    return WatchResult(batch_id, result.outcome, replacement.tx_hash, result)
 
 
 def _token_of(session: Session, batch_id: int) -> str:

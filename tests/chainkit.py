@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from eth_abi import encode
 from eth_account import Account
+from eth_utils import keccak
 from sqlalchemy import text
 
-from payouts import services
+from payouts import devstack, services
 from payouts.catalog import ensure_marketplace, set_payout_addresses
 from payouts.chain import batcher as codec
 from payouts.db import unit_of_work
@@ -80,3 +84,48 @@ def assert_chain_pays_what_the_ledger_says(rt: Runtime, recipients: dict[str, st
     assert set(paid) == set(recipients.values())
     for address, amount in paid.items():
         assert token_balance(rt, token, address) == amount
+
+
+@contextlib.contextmanager
+def automine_off(rt: Runtime) -> Iterator[None]:
+    """Blocks come only when the test mines them (the session's anvil is restored after)."""
+    rt.chain.rpc("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        rt.chain.rpc("evm_setAutomine", [True])
+
+
+def mine_at_base_fee(rt: Runtime, base_fee: int, blocks: int = 1) -> None:
+    """Mine blocks whose base fee is ``base_fee`` (a fee spike, or calm after one)."""
+    for _ in range(blocks):
+        rt.chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])
+        rt.chain.rpc("evm_mine", [])
+
+
+def pool_hashes(rt: Runtime) -> set[str]:
+    """Hashes of the transactions waiting in anvil's pool."""
+    content = rt.chain.rpc("txpool_content", [])
+    return {
+        tx["hash"] for by_sender in content.get("pending", {}).values() for tx in by_sender.values()
+    }
+
+
+def block_recipient(rt: Runtime, recipient: str, blocked: bool = True) -> None:
+    """The test token's blocklist: transfers to ``recipient`` revert (a sanctioned address)."""
+    token = rt.settings.assets[0].address
+    data = keccak(text="setBlocked(address,bool)")[:4] + encode(
+        ["address", "bool"], [recipient, blocked]
+    )
+    tx = {"from": devstack.DEV_ADDRESSES[0], "to": token, "data": "0x" + data.hex()}
+    tx_hash = rt.chain.rpc("eth_sendTransaction", [tx])
+    assert rt.chain.receipt(tx_hash)["status"] == "0x1"
+
+
+def assert_books_balance(rt: Runtime) -> None:
+    """Every invariant of reports.check holds (ledger sums, paid once, audit rows)."""
+    from payouts import reports  # the report module is what operators run too
+
+    with unit_of_work(rt.database_url) as session:
+        check = reports.check(session)
+    assert check.ok, [r for r in check.results if not r.ok]

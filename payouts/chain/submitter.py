@@ -26,6 +26,8 @@ from payouts.chain.signer import Signer
 # Answers of a node that already has our transaction (or has mined it).
 _ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
 _NONCE_USED = ("nonce too low", "nonce has already been used", "noncetoolow")
+# The node will not take it at these fees (the base fee rose past our max fee).
+_FEE_TOO_LOW = ("less than block base fee", "underpriced", "fee too low", "feecaptoolow")
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ def record_sent(session: Session, attempt_id: int, block: int) -> None:
 
 
 def broadcast(chain: ChainClient, attempt: models.TxAttempt, siblings: Sequence[str] = ()) -> str:
-    """Send the stored bytes; returns 'sent', 'known' or 'nonce-used'. Transient errors raise.
+    """Send the stored bytes; returns 'sent', 'known', 'nonce-used' or 'underpriced' (only a
+    replacement with higher fees can go now). Transient errors raise.
 
     ``siblings`` are the hashes of the batch's other attempts (same nonce): if the nonce is
     spent by one of them, it is ours and 'known', never a reason to fail the batch.
@@ -211,9 +214,11 @@ def broadcast(chain: ChainClient, attempt: models.TxAttempt, siblings: Sequence[
             # Ours, mined already? Then the reconciler will find it in the logs.
             ours = any(chain.transaction(h) is not None for h in (attempt.tx_hash, *siblings))
             return "known" if ours else "nonce-used"
-        if siblings and ("underpriced" in message or "replacement" in message):
+        if siblings and "replacement" in message:
             # A sibling with higher fees sits in the pool: this one is redundant, not lost.
             return "known"
+        if any(m in message for m in _FEE_TOO_LOW):
+            return "underpriced"
         raise
     return "sent"
 

@@ -1,4 +1,5 @@
-"""BatchPolicy: how many payouts go into the next transaction, and the fees it may pay."""
+"""BatchPolicy: how many payouts go into the next transaction, and the fees it may pay
+(including what a replacement of a stuck transaction pays)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from payouts.batching import BatchPolicy
-from payouts.chain.fees import fees_for
+from payouts.batching import BatchPolicy, Conditions
+from payouts.chain.fees import Fees, bumped, fees_for
 
 GWEI = 10**9
 EIP_7825_CAP = 2**24
@@ -216,3 +217,168 @@ def test_fees_never_pass_the_ceiling_and_the_tip_never_passes_the_max_fee(
     assert fees.max_priority_fee_per_gas <= fees.max_fee_per_gas
     assert fees.max_priority_fee_per_gas == min(priority_fee, cap)
     assert fees.affordable
+
+
+# --- plan: the situation decides ----------------------------------------------------------
+
+ETH = 10**18
+CALM = Conditions(available=1_000, base_fee=1 * GWEI, block_gas_limit=30_000_000, gas_balance=ETH)
+POLICY = BatchPolicy(gas_cap=EIP_7825_CAP, max_size=500, priority_fee=1 * GWEI)
+
+
+@pytest.mark.parametrize(
+    ("situation", "policy", "now", "size", "reason"),
+    [
+        # (13_981_013 budget - 60_000) // 30_000 = 464
+        ("calm chain: bounded by the per-transaction gas cap", POLICY, CALM, 464, "go"),
+        ("bounded by max_size", replace(POLICY, max_size=100), CALM, 100, "go"),
+        ("few waiting", POLICY, replace(CALM, available=7), 7, "go"),
+        ("nothing waiting", POLICY, replace(CALM, available=0), 0, "no pending payouts"),
+        (
+            "base fee at the hard cap: nothing goes, overdue or not",
+            replace(POLICY, max_fee_per_gas=50 * GWEI),
+            replace(CALM, base_fee=50 * GWEI, overdue=True),
+            0,
+            "base fee 50000000000 is at the cap",
+        ),
+        (
+            "fees above the soft limit: wait",
+            replace(POLICY, defer_fee_per_gas=20 * GWEI),
+            replace(CALM, base_fee=30 * GWEI),
+            0,
+            "fee 31000000000 above 20000000000: deferred",
+        ),
+        (
+            "fees above the soft limit but payouts overdue: go",
+            replace(POLICY, defer_fee_per_gas=20 * GWEI),
+            replace(CALM, base_fee=30 * GWEI, overdue=True),
+            # 1 ETH at 61 gwei = 16_393_442 gas: (16_393_442 - 72_000) // 36_000 = 453
+            453,
+            "go",
+        ),
+        (
+            "a small block gas limit bounds the batch below the tx cap",
+            POLICY,
+            replace(CALM, block_gas_limit=3_060_000),
+            # budget 2_550_000 -> (2_550_000 - 60_000) // 30_000 = 83
+            83,
+            "go",
+        ),
+        (
+            "the wallet's gas money bounds the batch",
+            POLICY,
+            # at 3 gwei worst case: 10**15 / 3e9 = 333_333 gas; (333_333 - 72_000) // 36_000 = 7
+            replace(CALM, gas_balance=10**15),
+            7,
+            "go",
+        ),
+        (
+            "no gas money: nothing goes",
+            POLICY,
+            replace(CALM, gas_balance=10**14),
+            0,
+            "hot wallet has too little gas money",
+        ),
+        (
+            "after two failures the batch is a quarter",
+            replace(POLICY, max_size=400),
+            replace(CALM, recent_outcomes=(True, False, False)),
+            100,
+            "go",
+        ),
+        (
+            "successes grow it back",
+            replace(POLICY, max_size=400),
+            replace(CALM, recent_outcomes=(False, False, True)),
+            200,
+            "go",
+        ),
+    ],
+)
+def test_plan(situation: str, policy: BatchPolicy, now: Conditions, size: int, reason: str) -> None:
+    decision = policy.plan(now)
+    assert (decision.size, decision.reason) == (size, reason)
+
+
+@given(outcomes=st.lists(st.booleans(), max_size=40), max_size=st.integers(1, 5_000))
+def test_the_ceiling_stays_between_one_and_max_size(outcomes: list[bool], max_size: int) -> None:
+    assert 1 <= BatchPolicy(gas_cap=EIP_7825_CAP, max_size=max_size).ceiling(outcomes) <= max_size
+
+
+@pytest.mark.parametrize(
+    ("situation", "units_per_native", "share_bps", "fee", "min_amount"),
+    [
+        ("no price configured: no minimum", None, 500, 10 * GWEI, 0),
+        # 30_000 gas * 1 gwei = 3e13 wei; at 3_000 USDC/ETH (6 decimals) that is 90_000 units
+        # ($0.09), so a 5% share asks for payouts of 1_800_000 units ($1.80) or more
+        ("cheap gas", 3_000 * 10**6, 500, 1 * GWEI, 1_800_000),
+        ("ten times the fee, ten times the minimum", 3_000 * 10**6, 500, 10 * GWEI, 18_000_000),
+        ("a 1% share asks five times more than 5%", 3_000 * 10**6, 100, 1 * GWEI, 9_000_000),
+        # 30_000 * 7 wei * 1 unit/1e18 rounds up to 1 unit; 1 unit at 100% is 1
+        ("never rounded down to free", 1, 10_000, 7, 1),
+    ],
+)
+def test_min_amount_keeps_the_gas_share_under_the_limit(
+    situation: str, units_per_native: int | None, share_bps: int, fee: int, min_amount: int
+) -> None:
+    policy = replace(POLICY, units_per_native=units_per_native, max_gas_share_bps=share_bps)
+    assert policy.min_amount(fee) == min_amount
+    assert policy.plan(replace(CALM, base_fee=fee - POLICY.priority_fee)).min_amount == min_amount
+
+
+# --- replacement fees ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("situation", "old", "base_fee", "cap", "expected"),
+    [
+        (
+            "both fees up 12.5%",
+            Fees(10 * GWEI, 2 * GWEI),
+            1 * GWEI,
+            200 * GWEI,
+            Fees(11_250_000_000, 2_250_000_000),
+        ),
+        (
+            "the base fee rose past the old max fee: follow it",
+            Fees(3 * GWEI, 1 * GWEI),
+            10 * GWEI,
+            200 * GWEI,
+            Fees(21_125_000_000, 1_125_000_000),
+        ),
+        (
+            "capped, but still a valid bump",
+            Fees(100 * GWEI, 1 * GWEI),
+            80 * GWEI,
+            115 * GWEI,
+            Fees(115 * GWEI, 1_125_000_000),
+        ),
+        ("the cap leaves no room", Fees(190 * GWEI, 1 * GWEI), 1 * GWEI, 200 * GWEI, None),
+    ],
+)
+def test_bumped(situation: str, old: Fees, base_fee: int, cap: int, expected: Fees | None) -> None:
+    assert (
+        bumped(old, base_fee=base_fee, priority_fee=1 * GWEI, bump_bps=1_250, max_fee_cap=cap)
+        == expected
+    )
+
+
+@given(
+    max_fee=st.integers(min_value=1, max_value=10**12),
+    tip_share=st.integers(min_value=0, max_value=100),
+    base_fee=st.integers(min_value=0, max_value=10**12),
+    bump_bps=st.integers(min_value=1_000, max_value=10_000),
+    cap=st.integers(min_value=1, max_value=2 * 10**12),
+)
+def test_a_bump_is_a_valid_replacement_or_none(
+    max_fee: int, tip_share: int, base_fee: int, bump_bps: int, cap: int
+) -> None:
+    old = Fees(max_fee, max_fee * tip_share // 100)
+    new = bumped(old, base_fee=base_fee, priority_fee=0, bump_bps=bump_bps, max_fee_cap=cap)
+    if new is not None:
+        assert new.max_fee_per_gas <= cap
+        assert new.max_fee_per_gas * 10_000 >= old.max_fee_per_gas * (10_000 + bump_bps)
+        assert new.max_priority_fee_per_gas * 10_000 >= old.max_priority_fee_per_gas * (
+            10_000 + bump_bps
+        )
+        assert new.max_priority_fee_per_gas <= new.max_fee_per_gas
