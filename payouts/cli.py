@@ -136,6 +136,31 @@ def exceptions_resolve(
     typer.echo(f"exception {closed['id']} resolved: {closed['resolution']}")
 
 
+@exceptions_app.command("replay")
+def exceptions_replay(exception_id: int) -> None:
+    """Send a batch whose retries ran out again, now. Exit 1 if the chain still refuses (the
+    batch is parked again with the new error), 0 when it is out (the exception is resolved)."""
+    from payouts.errors import ChainError
+
+    rt = _runtime()
+    try:
+        replayed = services.replay(rt, exception_id, actor="operator")
+    except NotFound as exc:
+        _fail(f"not found: {exc}", 1)
+        raise
+    except ChainError as exc:
+        _fail(f"replay failed, batch parked again: {exc}", 1)
+        raise
+    except PayoutsError as exc:
+        _fail(str(exc))
+        raise
+    result = replayed.result
+    typer.echo(
+        f"batch {result.batch_id}: {result.outcome} tx {result.tx_hash} nonce {result.nonce};"
+        f" exception {exception_id} resolved"
+    )
+
+
 @app.command()
 def rollup() -> None:
     """Roll up the last closed window (a no-op if it was rolled up before)."""

@@ -188,6 +188,8 @@ def seal_batches(
         )
         if decision.size <= 0:
             reason = decision.reason
+            if not sealed and not waiting and min_amount:
+                reason = f"payouts below {min_amount} wait for cheaper gas"
             break
         rows = session.execute(
             text(

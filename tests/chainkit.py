@@ -15,6 +15,7 @@ from sqlalchemy import text
 from payouts import devstack, services
 from payouts.catalog import ensure_marketplace, set_payout_addresses
 from payouts.chain import batcher as codec
+from payouts.chain import submitter
 from payouts.db import unit_of_work
 from payouts.ledger.earnings import Earning
 from payouts.runtime import Runtime
@@ -50,6 +51,12 @@ def roll_up_now(rt: Runtime) -> int:
         - timedelta(seconds=rt.settings.rollup_window_seconds)
     )
     return services.rollup(rt, window_start=start, actor="test").payouts
+
+
+def settle_and_submit(rt: Runtime) -> list[submitter.SubmitResult]:
+    """Seal what is pending and send every sealed batch at once, as an operator's run does."""
+    plan = services.settle(rt, actor="test")["USDC"]
+    return [services.submit(rt, b.batch_id, actor="test") for b in plan.sealed]
 
 
 def mine(rt: Runtime, blocks: int) -> None:

@@ -16,15 +16,9 @@ from tests.chainkit import (
     roll_up_now,
     scalar,
     seed,
+    settle_and_submit,
     token_balance,
 )
-
-
-def settle_and_submit(rt: Runtime) -> list[int]:
-    plan = services.settle(rt, actor="test")["USDC"]
-    for batch in plan.sealed:
-        services.submit(rt, batch.batch_id, actor="test")
-    return [b.batch_id for b in plan.sealed]
 
 
 def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(

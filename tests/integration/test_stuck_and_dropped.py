@@ -25,6 +25,7 @@ from tests.chainkit import (
     roll_up_now,
     scalar,
     seed,
+    settle_and_submit,
 )
 
 GWEI = 10**9
@@ -47,11 +48,6 @@ def attempts(rt: Runtime) -> list[tuple[str, str, int, int]]:
             text("SELECT tx_hash, state, nonce, max_fee_per_gas FROM tx_attempts ORDER BY id")
         ).all()
     return [(r.tx_hash, r.state, r.nonce, int(r.max_fee_per_gas)) for r in rows]
-
-
-def settle_and_submit(rt: Runtime) -> list[services.submitter.SubmitResult]:
-    plan = services.settle(rt, actor="test")["USDC"]
-    return [services.submit(rt, b.batch_id, actor="test") for b in plan.sealed]
 
 
 def finish(rt: Runtime) -> None:

@@ -1,0 +1,114 @@
+"""A submission that keeps failing climbs the retry tiers, then waits for an operator, who can
+replay it from the CLI once the cause is fixed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from config.settings import get_settings
+from payouts import services
+from payouts.cli import app
+from payouts.devstack import free_port
+from payouts.errors import TransientChainError
+from payouts.runtime import Runtime
+from tests.chainkit import (
+    assert_books_balance,
+    assert_chain_pays_what_the_ledger_says,
+    mine,
+    roll_up_now,
+    scalar,
+    seed,
+)
+from tests.conftest import settings_env
+
+
+@pytest.fixture
+def operator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Runtime, str], Result]]:
+    """Run the CLI as an operator would, configured like ``rt``."""
+
+    def run(rt: Runtime, *args: str) -> Result:
+        env = settings_env(rt.settings)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        return CliRunner(env=env).invoke(app, list(args))
+
+    yield run
+    get_settings.cache_clear()
+
+
+def fail_once(rt: Runtime, batch_id: int, tier: int) -> services.Retry | None:
+    with pytest.raises(TransientChainError) as failure:
+        services.submit(rt, batch_id, actor="test")
+    return services.submission_failed(rt, batch_id, tier=tier, error=failure.value)
+
+
+def test_a_failing_submission_climbs_the_tiers_then_is_parked_and_replayed(
+    make_runtime: Callable[..., Runtime], operator: Callable[..., Result]
+) -> None:
+    rt = make_runtime(submit_retry_delays_seconds=[15, 60], resubmit_grace_seconds=0)
+    # The same system, but its node is gone (and no circuit breaker, to count real tries).
+    down = Runtime(
+        rt.settings.model_copy(
+            update={
+                "rpc_url": f"http://127.0.0.1:{free_port()}",
+                "breaker_failure_threshold": 1_000,
+            }
+        )
+    )
+    recipients = seed(rt, creators=3)
+    roll_up_now(rt)
+    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
+
+    first = fail_once(down, batch.batch_id, tier=0)
+    assert first is not None
+    assert (first.tier, first.queue) == (1, "submit-retry-15s")
+    assert 12 <= first.delay <= 18  # 15 s +- 20%
+    assert services.submission_failed(down, batch.batch_id, tier=0, error=Exception()) is None
+    second = fail_once(down, batch.batch_id, tier=1)
+    assert second is not None
+    assert (second.tier, second.queue) == (2, "submit-retry-1m")
+    assert fail_once(down, batch.batch_id, tier=2) is None  # the last tier: parked
+
+    assert scalar(rt, f"SELECT submit_tier FROM batches WHERE id = {batch.batch_id}") == 3
+    assert scalar(rt, "SELECT count(*) FROM batches WHERE parked_at IS NOT NULL") == 1
+    assert services.watchlist(rt).due == []  # parked: not picked up again by itself
+    listed = operator(rt, "exceptions", "list", "--json")
+    (exception,) = json.loads(listed.output)
+    assert exception["kind"] == "submission_exhausted"
+    assert exception["detail"]["tries"] == 3
+    assert "node unreachable" in exception["detail"]["last_error"]
+
+    still_down = operator(down, "exceptions", "replay", str(exception["id"]))
+    assert still_down.exit_code == 1
+    assert "replay failed, batch parked again" in still_down.stderr
+    assert scalar(rt, "SELECT count(*) FROM batches WHERE parked_at IS NOT NULL") == 1
+
+    replayed = operator(rt, "exceptions", "replay", str(exception["id"]))
+
+    assert replayed.exit_code == 0, replayed.output
+    assert "broadcast" in replayed.output
+    again = operator(rt, "exceptions", "replay", str(exception["id"]))
+    assert again.exit_code == 2
+    assert "only an open submission_exhausted" in again.stderr
+    mine(rt, 3)
+    services.reconcile(rt)
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 3
+    assert_chain_pays_what_the_ledger_says(rt, recipients)
+    assert_books_balance(rt)
+
+
+def test_a_sealed_batch_whose_task_was_lost_is_picked_up_after_the_grace(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime(resubmit_grace_seconds=3600)
+    seed(rt, creators=2)
+    roll_up_now(rt)
+    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
+    assert services.watchlist(rt).due == []  # its submit task may still be on its way
+    assert services.watchlist(rt, grace_seconds=0).due == [(batch.batch_id, 0)]
