@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
@@ -250,10 +251,10 @@ def seal_batches(
 
 def _seal(
     session: Session,
-    rows: list,
+    rows: Sequence[Row[Any]],
     public_id: uuid.UUID,
     asset_id: int,
-    chain_id: int,  # type: ignore[type-arg]
+    chain_id: int,
     wallet: str,
     estimate: int,
     finality_depth: int | None,

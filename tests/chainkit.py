@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eth_abi import encode
 from eth_account import Account
@@ -79,8 +81,12 @@ def ledger_paid_by_address(rt: Runtime) -> dict[str, int]:
 
 
 def scalar(rt: Runtime, sql: str) -> int:
+    return int(value(rt, sql))
+
+
+def value(rt: Runtime, sql: str) -> Any:
     with unit_of_work(rt.database_url) as session:
-        return int(session.execute(text(sql)).scalar_one())
+        return session.execute(text(sql)).scalar_one()
 
 
 def assert_chain_pays_what_the_ledger_says(rt: Runtime, recipients: dict[str, str]) -> None:
@@ -126,7 +132,11 @@ def block_recipient(rt: Runtime, recipient: str, blocked: bool = True) -> None:
     )
     tx = {"from": devstack.DEV_ADDRESSES[0], "to": token, "data": "0x" + data.hex()}
     tx_hash = rt.chain.rpc("eth_sendTransaction", [tx])
-    assert rt.chain.receipt(tx_hash)["status"] == "0x1"
+    deadline = time.monotonic() + 30  # with automine off, a miner thread brings the block
+    while (receipt := rt.chain.receipt(tx_hash)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert receipt is not None
+    assert receipt["status"] == "0x1"
 
 
 def assert_books_balance(rt: Runtime) -> None:

@@ -17,10 +17,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import Result
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from payouts import devstack
+from payouts.cli import app
 from payouts.db import engine_for
 from payouts.demo import fresh_database
 from payouts.migrate import upgrade
@@ -173,3 +176,18 @@ def ledger_runtime(db_url: str, state_dir: Path) -> Runtime:
             }
         )
     )
+
+
+@pytest.fixture
+def operator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Runtime, str], Result]]:
+    """Run the CLI as an operator would, configured like ``rt``."""
+
+    def run(rt: Runtime, *args: str) -> Result:
+        env = settings_env(rt.settings)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        return CliRunner(env=env).invoke(app, list(args))
+
+    yield run
+    get_settings.cache_clear()

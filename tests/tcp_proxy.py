@@ -1,10 +1,12 @@
-"""A real TCP proxy that can swallow responses: the server did the work, the client never
-hears back. It is how a test makes a client retry a request that already succeeded."""
+"""A real TCP proxy that can swallow responses (the server did the work, the client never
+hears back: how a test makes a client retry a request that already succeeded) or play dead
+(every connection is dropped at once: a node that went away)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 
 
@@ -13,6 +15,9 @@ class CuttingProxy:
         self.upstream_port = upstream_port
         self.cut_responses = 0  # how many upcoming responses to swallow (closing the socket)
         self.cut = 0
+        self.down = False  # drop every connection without reaching the upstream (go_down)
+        self._live: set[socket.socket] = set()
+        self.connections = 0  # how many connections clients opened (a measure of hammering)
         self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
@@ -26,6 +31,18 @@ class CuttingProxy:
     def close(self) -> None:
         self._closed = True
         self.listener.close()
+
+    def go_down(self) -> None:
+        """From now on the node is gone: open connections are cut, new ones reset."""
+        self.down = True
+        with self._lock:
+            live, self._live = list(self._live), set()
+        for s in live:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def come_back(self) -> None:
+        self.down = False
 
     def _take_cut(self) -> bool:
         with self._lock:
@@ -41,7 +58,14 @@ class CuttingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
+            if self.down:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()  # a reset: the client sees the node gone
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self._lock:
+                self._live.update((client, upstream))
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from eth_account import Account
 from sqlalchemy import text
 
-from payouts import reports, services
+from payouts import devstack, reports, services
 from payouts.db import unit_of_work
 from payouts.runtime import Runtime
 from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
@@ -47,7 +48,10 @@ def test_a_reorged_batch_is_paid_exactly_once(
     old_block = scalar(rt, f"SELECT block_number FROM batches WHERE id = {batch.batch_id}")
     raw = "0x" + signed_bytes(rt, batch.batch_id).hex()
 
-    rt.chain.rpc("anvil_reorg", [depth, [[raw, 0]] if carried_again else []])
+    # The new block carries another transaction too, so it differs from the old one even
+    # when the chain's clock runs ahead (an identical block would be no reorg at all).
+    carried = [[raw, 0], [filler_transaction(rt), 0]] if carried_again else []
+    rt.chain.rpc("anvil_reorg", [depth, carried])
     outcome = services.reconcile(rt)
 
     assert outcome.advance.reorged == 1
@@ -78,3 +82,21 @@ def signed_bytes(rt: Runtime, batch_id: int) -> bytes:
                 text("SELECT raw FROM tx_attempts WHERE batch_id = :b"), {"b": batch_id}
             ).scalar_one()
         )
+
+
+def filler_transaction(rt: Runtime) -> str:
+    """A signed transfer from an account the payouts never use."""
+    sender = Account.from_key(devstack.DEV_KEYS[2])
+    signed = sender.sign_transaction(
+        {
+            "type": 2,
+            "chainId": rt.settings.chain_id,
+            "nonce": rt.chain.nonce(sender.address, "latest"),
+            "to": sender.address,
+            "value": 1,
+            "gas": 21_000,
+            "maxFeePerGas": 100 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
+    return "0x" + bytes(signed.raw_transaction).hex()

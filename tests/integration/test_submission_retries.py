@@ -4,15 +4,12 @@ replay it from the CLI once the cause is fixed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 
-from config.settings import get_settings
 from payouts import services
-from payouts.cli import app
 from payouts.devstack import free_port
 from payouts.errors import TransientChainError
 from payouts.runtime import Runtime
@@ -24,22 +21,6 @@ from tests.chainkit import (
     scalar,
     seed,
 )
-from tests.conftest import settings_env
-
-
-@pytest.fixture
-def operator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Runtime, str], Result]]:
-    """Run the CLI as an operator would, configured like ``rt``."""
-
-    def run(rt: Runtime, *args: str) -> Result:
-        env = settings_env(rt.settings)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        return CliRunner(env=env).invoke(app, list(args))
-
-    yield run
-    get_settings.cache_clear()
 
 
 def fail_once(rt: Runtime, batch_id: int, tier: int) -> services.Retry | None:
