@@ -100,3 +100,33 @@ def filler_transaction(rt: Runtime) -> str:
         }
     )
     return "0x" + bytes(signed.raw_transaction).hex()
+
+
+def test_a_rolled_back_block_unwinds_the_batch_and_the_same_bytes_pay_once(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """anvil_rollback removes the head blocks without replacing them: the block that carried
+    the batch does not exist any more, which is a reorg too."""
+    rt = make_runtime(confirmation_depth=1, finality_depth=10)
+    recipients = seed(rt, creators=4)
+    roll_up_now(rt)
+    mine(rt, 5)
+    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
+    sent = services.submit(rt, batch.batch_id, actor="test")
+    mine(rt, 1)
+    services.reconcile(rt)
+    assert state_of(rt, "SELECT state FROM payouts") == {"confirmed"}
+
+    rt.chain.rpc("anvil_rollback", [2])
+    outcome = services.reconcile(rt)
+
+    assert outcome.advance.reorged == 1
+    assert state_of(rt, "SELECT state FROM payouts") == {"submitted"}
+    watched = services.watch(rt, batch.batch_id)
+    assert watched.tx_hash == sent.tx_hash  # resent (or still known to the node): same bytes
+    mine(rt, 12)
+    services.reconcile(rt)
+    services.reconcile(rt)
+    assert state_of(rt, "SELECT state FROM payouts") == {"finalized"}
+    assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
+    assert_chain_pays_what_the_ledger_says(rt, recipients)
