@@ -70,6 +70,31 @@ def test_a_fee_spike_gets_a_replacement_with_bumped_fees(
     assert_paid_exactly_once(rt, recipients)
 
 
+def test_a_transaction_stuck_in_full_blocks_is_replaced_and_paid_once(
+    make_stack: Callable[..., Runtime], chain: Miner
+) -> None:
+    rt = make_stack("stuck", stuck_after_blocks=2)
+    recipients = seed(rt, creators=6)
+    roll_up_now(rt)
+    chain.paused = True
+    with running(rt.settings):
+        wait_for(lambda: count(rt, "batches WHERE state = 'broadcast'") == 1, "a broadcast")
+        gas_limit = rt.chain.block("latest").gas_limit
+        rt.chain.rpc("anvil_setBlockGasLimit", [hex(100_000)])  # too small for the batch
+        rt.chain.rpc("anvil_mine", [hex(3)])
+        assert count(rt, "batches WHERE state = 'broadcast'") == 1
+        # anvil refuses new transactions larger than the current block (real nodes do not),
+        # so the blocks get room again before the watcher sends the replacement.
+        rt.chain.rpc("anvil_setBlockGasLimit", [hex(gas_limit)])
+        wait_for(lambda: count(rt, "tx_attempts") >= 2, "a replacement")
+        chain.paused = False
+        wait_for(lambda: count(rt, "payouts WHERE state <> 'finalized'") == 0, "finality")
+
+    assert count(rt, "tx_attempts WHERE state = 'mined'") == 1
+    assert count(rt, "tx_attempts WHERE state = 'replaced'") == count(rt, "tx_attempts") - 1
+    assert_paid_exactly_once(rt, recipients)
+
+
 def test_a_node_that_goes_away_is_not_hammered_and_settlement_resumes(
     make_stack: Callable[..., Runtime],
     chain: Miner,
