@@ -119,13 +119,13 @@ def _scan_range(
     failed_by_tx: dict[str, list[codec.TransferFailed]] = defaultdict(list)
     for x in batch_logs:
         if x["topics"][0] == codec.TRANSFER_FAILED:
-            event = codec.decode_transfer_failed(x)
-            failed_by_tx[event.ref.tx_hash].append(event)
+            failure = codec.decode_transfer_failed(x)
+            failed_by_tx[failure.ref.tx_hash].append(failure)
     transfers_by_tx: dict[str, list[codec.TokenTransfer]] = defaultdict(list)
     if tokens:
         for x in chain.logs(list(tokens), [codec.TRANSFER, payer_topic], from_block, to_block):
-            event = codec.decode_transfer(x)
-            transfers_by_tx[event.ref.tx_hash].append(event)
+            transfer = codec.decode_transfer(x)
+            transfers_by_tx[transfer.ref.tx_hash].append(transfer)
     for event in executed:
         _match_batch(
             session,

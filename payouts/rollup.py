@@ -179,7 +179,7 @@ def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
 
 
 def _link_credits(session: Session, run_id: int, actor: str) -> int:
-    return session.execute(
+    moved = session.execute(
         text(
             """
             WITH moved AS (
@@ -198,6 +198,7 @@ def _link_credits(session: Session, run_id: int, actor: str) -> int:
         ),
         {"run": run_id, "actor": actor},
     ).scalar_one()
+    return int(moved)
 
 
 def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:

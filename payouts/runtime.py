@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
