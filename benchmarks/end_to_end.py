@@ -106,16 +106,17 @@ def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | No
 
 
 def top_frames(raw: Path, n: int = 8) -> list[tuple[str, float]]:
-    """The functions (leaf-most frame of our code) most samples were in, with their share."""
+    """Where the worker processes spent their CPU: each sample goes to the innermost frame
+    of our code (payouts/, workers/) on its stack, or to the innermost frame if none is."""
     counts: dict[str, int] = defaultdict(int)
     total = 0
     for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
         stack_text, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = stack_text.split(";")
-        ours = [f for f in frames if "/payouts/" in f or "/workers/" in f] or frames[-1:]
-        counts[ours[-1]] += int(count)
+        frames = [f for f in stack_text.split(";") if not f.startswith("process ")]
+        ours = [f for f in frames if "(payouts/" in f or "(workers/" in f]
+        counts[(ours or frames or ["(idle)"])[-1]] += int(count)
         total += int(count)
     ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:n]
     return [(frame, c / total) for frame, c in ranked] if total else []

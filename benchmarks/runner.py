@@ -106,6 +106,35 @@ def _failed(key: str, error: BaseException) -> ScenarioResult:
     )
 
 
+def _write(
+    args: argparse.Namespace,
+    results: list[ScenarioResult],
+    *,
+    command: str,
+    started_at: datetime,
+    seconds: float,
+    previous: str | None,
+) -> bool:
+    """Write the page (and JSON) for the scenarios so far; returns whether every check held."""
+    ok = all(all(r.checks.values()) for r in results)
+    page = render(
+        results,
+        command=command,
+        started=started_at,
+        seconds=seconds,
+        quick=args.quick,
+        previous=previous,
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(page, encoding="utf-8")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"ok": ok, "results": [r.to_json() for r in results]}, indent=2),
+            encoding="utf-8",
+        )
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     wanted = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -114,12 +143,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     sizes = QUICK if args.quick else FULL
+    command = " ".join(
+        [
+            os.environ.get("PAYOUTS_BENCH_COMMAND", "python -m benchmarks"),
+            *(argv if argv is not None else sys.argv[1:]),
+        ]
+    )
+    previous = args.output.read_text(encoding="utf-8") if args.output.exists() else None
     state_dir = Path(tempfile.mkdtemp(prefix="payouts-bench-"))
     servers = stack.find_servers(state_dir)
     templates = Templates(servers)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     results: list[ScenarioResult] = []
+    ok = True
     try:
         runners = _scenarios(sizes, servers, templates, args.profile)
         for key in wanted:
@@ -133,31 +170,13 @@ def main(argv: list[str] | None = None) -> int:
             result.seconds = time.perf_counter() - scenario_started
             results.append(result)
             print(f"    {result.seconds:.1f} s", file=sys.stderr, flush=True)
+            # After every scenario, so a long run that is stopped still leaves its figures.
+            ok = _write(
+                args, results, command=command, started_at=started_at,
+                seconds=time.perf_counter() - started, previous=previous,
+            )  # fmt: skip
     finally:
         templates.close()
-    ok = all(all(r.checks.values()) for r in results)
-    command = " ".join(
-        [
-            os.environ.get("PAYOUTS_BENCH_COMMAND", "python -m benchmarks"),
-            *(argv if argv is not None else sys.argv[1:]),
-        ]
-    )
-    previous = args.output.read_text(encoding="utf-8") if args.output.exists() else None
-    page = render(
-        results,
-        command=command,
-        started=started_at,
-        seconds=time.perf_counter() - started,
-        quick=args.quick,
-        previous=previous,
-    )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(page, encoding="utf-8")
-    if args.json:
-        args.json.write_text(
-            json.dumps({"ok": ok, "results": [r.to_json() for r in results]}, indent=2),
-            encoding="utf-8",
-        )
     if ok and not args.keep_logs:
         shutil.rmtree(state_dir, ignore_errors=True)
     else:
