@@ -125,10 +125,15 @@ def ensure_creators(
         ),
         {"m": marketplace_id, "ids": ids},
     )
+    # A join on the unnested ids, not external_id = ANY(:ids): once the statement is prepared
+    # (psycopg prepares it on its sixth run on a connection) PostgreSQL's generic plan tests
+    # each row against the whole array, and a 10,000-earning request took 2 s here, not 0.1.
     rows = session.execute(
         text(
-            "SELECT id, external_id FROM creators "
-            "WHERE marketplace_id = :m AND external_id = ANY(:ids)"
+            """
+            SELECT c.id, c.external_id FROM unnest(CAST(:ids AS text[])) AS k(external_id)
+              JOIN creators c ON c.marketplace_id = :m AND c.external_id = k.external_id
+            """
         ),
         {"m": marketplace_id, "ids": ids},
     )

@@ -204,7 +204,9 @@ def _link_credits(session: Session, run_id: int, actor: str) -> int:
 def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:
     journal_id = open_journal(session, "rollup", f"roll-up of window {window_start.isoformat()}")
     # Per payout: Dr payable (credited) + Dr dust (carried in) = Cr in flight (amount)
-    # + Cr dust (new remainder).
+    # + Cr dust (new remainder). Owned accounts are joined on owner_id equality and the
+    # ownerless in-flight account on its own: IS NOT DISTINCT FROM cannot use the unique
+    # index, and compared every leg with every account (19 s for 10,000 payouts).
     session.execute(
         text(
             """
@@ -217,14 +219,16 @@ def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) 
                 SELECT p.id, 'creator_dust', p.creator_id, p.asset_id, rc.carried - rc.dust
                   FROM payouts p JOIN rollup_candidates rc USING (creator_id, asset_id)
                  WHERE p.rollup_run_id = :run AND rc.carried - rc.dust <> 0
-                UNION ALL
-                SELECT p.id, 'payouts_in_flight', NULL, p.asset_id, -p.amount
-                  FROM payouts p WHERE p.rollup_run_id = :run
             )
             INSERT INTO entries (journal_id, account_id, amount, payout_id)
             SELECT :journal, a.id, legs.amount, legs.payout_id
               FROM legs JOIN accounts a ON a.kind = legs.kind
-               AND a.owner_id IS NOT DISTINCT FROM legs.owner AND a.asset_id = legs.asset_id
+               AND a.owner_id = legs.owner AND a.asset_id = legs.asset_id
+            UNION ALL
+            SELECT :journal, a.id, -p.amount, p.id
+              FROM payouts p JOIN accounts a ON a.kind = 'payouts_in_flight'
+               AND a.owner_id IS NULL AND a.asset_id = p.asset_id
+             WHERE p.rollup_run_id = :run
             """
         ),
         {"run": run_id, "journal": journal_id},
