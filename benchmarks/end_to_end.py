@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kombu import Connection
 from sqlalchemy import text
 
 from benchmarks import chainwork, stack
@@ -45,13 +44,6 @@ class EndToEndSizes:
     creators: int
     window_seconds: int  # roll-up window: the first roll-up comes at most this long after start
     timeout: float
-
-
-def _purge(redis_url: str) -> None:
-    with Connection(redis_url) as conn:
-        channel = conn.channel()
-        for queue in processes.QUEUES.split(","):
-            channel.queue_purge(queue)
 
 
 class Milestones:
@@ -167,7 +159,7 @@ def run(
     ):
         env = _settings(servers, url, anvil, deployment, sizes)
         rt = stack.runtime_for(env)
-        _purge(servers.redis_url)
+        processes.purge_queues(rt.settings, servers.redis_url)
         milestones = Milestones()
         started = time.monotonic()
         started_wall = time.time()

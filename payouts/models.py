@@ -186,6 +186,8 @@ class Payout(Base):
         UniqueConstraint("creator_id", "asset_id", "window_start"),
         CheckConstraint("amount > 0", name="payout_amount_positive"),
         Index("payouts_state_idx", "state", "asset_id"),
+        Index("payouts_batch_idx", "batch_id"),
+        Index("payouts_rollup_run_idx", "rollup_run_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -296,6 +298,7 @@ class OnchainTransfer(Base):
     __table_args__ = (
         UniqueConstraint("block_hash", "tx_hash", "log_index"),
         Index("onchain_transfers_batch_idx", "batch_id"),
+        Index("onchain_transfers_payout_idx", "payout_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
