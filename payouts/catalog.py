@@ -199,39 +199,42 @@ def set_payout_addresses(session: Session, marketplace_id: int, addresses: dict[
     )
 
 
-def hold_creator(session: Session, creator_id: int, reason: str, *, actor: str) -> None:
-    """Keep a creator's payouts out of batches until ``release_creator`` (audited)."""
-    held = session.execute(
+def hold_creators(session: Session, reasons: dict[int, str], *, actor: str) -> None:
+    """Keep these creators' payouts out of batches until ``release_creator``; one audit row
+    per creator that was not already held, written by the same statement."""
+    if not reasons:
+        return
+    session.execute(
         text(
-            "UPDATE creators SET held_reason = :r WHERE id = :c AND held_reason IS NULL"
-            " RETURNING id"
+            """
+            WITH held AS (
+                UPDATE creators c SET held_reason = v.reason
+                  FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason)
+                 WHERE c.id = v.id AND c.held_reason IS NULL
+                RETURNING c.id, v.reason
+            )
+            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
+            SELECT 'creator', id, 'active', 'held', reason, :actor FROM held
+            """
         ),
-        {"r": reason, "c": creator_id},
-    ).scalar()
-    if held is not None:
-        _audit_creator(session, creator_id, "active", "held", reason, actor)
+        {"ids": list(reasons), "reasons": list(reasons.values()), "actor": actor},
+    )
 
 
 def release_creator(session: Session, creator_id: int, cause: str, *, actor: str) -> bool:
+    """Lift a creator's hold (audited in the same statement); False if there was none."""
     released = session.execute(
         text(
-            "UPDATE creators SET held_reason = NULL WHERE id = :c AND held_reason IS NOT NULL"
-            " RETURNING id"
+            """
+            WITH released AS (
+                UPDATE creators SET held_reason = NULL
+                 WHERE id = :c AND held_reason IS NOT NULL RETURNING id
+            )
+            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
+            SELECT 'creator', id, 'held', 'active', :cause, :actor FROM released
+            RETURNING entity_id
+            """
         ),
-        {"c": creator_id},
+        {"c": creator_id, "cause": cause, "actor": actor},
     ).scalar()
-    if released is not None:
-        _audit_creator(session, creator_id, "held", "active", cause, actor)
     return released is not None
-
-
-def _audit_creator(
-    session: Session, creator_id: int, before: str, after: str, cause: str, actor: str
-) -> None:
-    session.execute(
-        text(
-            "INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)"
-            " VALUES ('creator', :id, :f, :t, :c, :a)"
-        ),
-        {"id": creator_id, "f": before, "t": after, "c": cause, "a": actor},
-    )

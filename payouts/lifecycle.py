@@ -172,3 +172,25 @@ def move(
         detail = ", ".join(f"{row.id}:{row.state}" for row in states) or "missing rows"
         raise IllegalTransition(f"{lifecycle.entity} -> {to_state} refused for {detail}")
     return moved
+
+
+def move_batch_payouts(
+    session: Session,
+    batch_id: int,
+    to_state: str,
+    *,
+    cause: str,
+    actor: str,
+    from_states: Sequence[str],
+) -> list[int]:
+    """Move the payouts of one batch that are in ``from_states``; see ``move_where``."""
+    return move_where(
+        session,
+        PAYOUT,
+        to_state,
+        where="t.batch_id = :_batch",
+        params={"_batch": batch_id},
+        cause=cause,
+        actor=actor,
+        from_states=from_states,
+    )

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
-from payouts.catalog import hold_creator
+from payouts.catalog import hold_creators
 from payouts.chain import batcher as codec
 from payouts.chain import submitter
 from payouts.chain.client import ChainClient
@@ -351,12 +351,10 @@ def advance(
                 actor=actor,
                 strict=True,
             )
-            lifecycle.move_where(
+            lifecycle.move_batch_payouts(
                 session,
-                lifecycle.PAYOUT,
+                b.id,
                 "confirmed",
-                where="t.batch_id = :b",
-                params={"b": b.id},
                 cause=f"batch {b.id} {depth} blocks deep",
                 actor=actor,
                 from_states=["submitted"],
@@ -427,12 +425,10 @@ def _unwind(session: Session, b: Any, actor: str) -> None:
     """
     cause = f"block {b.block_number} ({b.block_hash}) reorganised away"
     lifecycle.move(session, lifecycle.BATCH, [b.id], "broadcast", cause=cause, actor=actor)
-    lifecycle.move_where(
+    lifecycle.move_batch_payouts(
         session,
-        lifecycle.PAYOUT,
+        b.id,
         "submitted",
-        where="t.batch_id = :b",
-        params={"b": b.id},
         cause=f"batch {b.id}: {cause}",
         actor=actor,
         from_states=["confirmed"],
@@ -556,10 +552,11 @@ def _release_refused(session: Session, b: Any, actor: str) -> None:
         strict=True,
     )
     session.execute(text("UPDATE payouts SET batch_id = NULL WHERE id = ANY(:ids)"), {"ids": ids})
-    for r in refused:
-        hold_creator(
-            session, r.creator_id, f"token refused a transfer to {r.recipient}", actor=actor
-        )
+    hold_creators(
+        session,
+        {r.creator_id: f"token refused a transfer to {r.recipient}" for r in refused},
+        actor=actor,
+    )
 
 
 def _record_gas(session: Session, b: Any, block_receipts: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from eth_account import Account
 from eth_utils import keccak
 from sqlalchemy import text
 
-from payouts import devstack, services
+from payouts import devstack, reports, services
 from payouts.catalog import ensure_marketplace, set_payout_addresses
 from payouts.chain import batcher as codec
 from payouts.chain import submitter
@@ -141,8 +141,6 @@ def block_recipient(rt: Runtime, recipient: str, blocked: bool = True) -> None:
 
 def assert_books_balance(rt: Runtime) -> None:
     """Every invariant of reports.check holds (ledger sums, paid once, audit rows)."""
-    from payouts import reports  # the report module is what operators run too
-
     with unit_of_work(rt.database_url) as session:
         check = reports.check(session)
     assert check.ok, [r for r in check.results if not r.ok]

@@ -251,12 +251,10 @@ def mark_broadcast(
         actor=actor,
         from_states=["sealed"],
     ):
-        lifecycle.move_where(
+        lifecycle.move_batch_payouts(
             session,
-            lifecycle.PAYOUT,
+            batch_id,
             "submitted",
-            where="t.batch_id = :b",
-            params={"b": batch_id},
             cause=f"batch {batch_id}: {cause}",
             actor=actor,
             from_states=["batched"],
@@ -285,12 +283,10 @@ def fail_batch(session: Session, batch_id: int, *, cause: str, actor: str) -> li
         actor=actor,
         from_states=["signed", "broadcast"],
     )
-    released = lifecycle.move_where(
+    released = lifecycle.move_batch_payouts(
         session,
-        lifecycle.PAYOUT,
+        batch_id,
         "pending",
-        where="t.batch_id = :b",
-        params={"b": batch_id},
         cause=f"batch {batch_id} failed: {cause}",
         actor=actor,
         from_states=["batched", "submitted"],
