@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from benchmarks import stack
 from benchmarks.checks import ledger_invariants_hold
-from payouts.chain import batcher as codec
+from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.db import unit_of_work
 from payouts.runtime import Runtime
@@ -64,7 +64,7 @@ def ledger_matches_chain(rt: Runtime, sample: int = 200) -> dict[str, bool]:
     """
     token = rt.settings.assets[0].address
     assert token is not None
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         paid = int(
             session.execute(
                 text("SELECT coalesce(sum(amount), 0) FROM payouts WHERE state = 'finalized'")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from payouts import reports
 from payouts.db import unit_of_work
+from payouts.tracking import reports
 
 # Tables a scenario has just filled by the hundred thousand: statistics as autovacuum would
 # have them a little later on a live system (the bench does not wait for it).

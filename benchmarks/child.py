@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["payouts.services", "payouts.rollup"])
+_CONTEXT.set_forkserver_preload(["payouts.rollup.handlers", "payouts.ingest.handlers"])
 
 
 def in_child(function: Callable[..., T], *args: Any) -> T:

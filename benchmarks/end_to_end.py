@@ -25,13 +25,16 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+import devstack
 from benchmarks import chainwork, stack
 from benchmarks.reconcile import settle_all
 from benchmarks.report import ScenarioResult, Table, Target, fmt_ratio, fmt_seconds, met
 from benchmarks.seed import Templates
 from benchmarks.timing import stopwatch
-from payouts import devstack, processes, services
+from devstack import processes
 from payouts.db import unit_of_work
+from payouts.reconcile import handlers as reconciler
+from payouts.rollup import handlers as rollups
 
 TARGET_SECONDS = 180.0
 ANVIL_ARGS = ("--mixed-mining",)
@@ -139,11 +142,11 @@ def serial(servers: stack.Servers, sizes: EndToEndSizes, source: str) -> float:
         rt = stack.runtime_for(_settings(servers, url, anvil, deployment, sizes))
         with stopwatch() as watch:
             start = datetime.now(UTC) - timedelta(seconds=sizes.window_seconds - 1)
-            services.rollup(rt, window_start=start, actor="bench")
+            rollups.rollup(rt, window_start=start, actor="bench")
             settle_all(rt)
             rt.chain.rpc("anvil_mine", [hex(rt.settings.finality_depth)])
             while chainwork.states(url, "payouts").keys() != {"finalized"}:
-                services.reconcile(rt, actor="bench")
+                reconciler.reconcile(rt, actor="bench")
         return watch.seconds
 
 

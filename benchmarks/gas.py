@@ -25,15 +25,15 @@ from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 from pydantic import SecretStr
 
+import devstack
 from benchmarks import stack
 from benchmarks.report import ScenarioResult, Table, Target, fmt_int, fmt_ratio, met
 from benchmarks.seed import amount_of
-from payouts import devstack
-from payouts.batching import BatchPolicy
-from payouts.chain import batcher as codec
+from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.chain.fees import fees_for
 from payouts.chain.signer import LocalKeySigner
+from payouts.settlement.policy import BatchPolicy, policy_for
 
 FRESH_SLOT_WRITE = 22_100
 EXISTING_SLOT_WRITE = 5_000
@@ -210,7 +210,7 @@ def run(servers: stack.Servers, sizes: GasSizes) -> ScenarioResult:
     # Steps tracing changes no gas; it lets debug_traceTransaction say where the gas went.
     with stack.chain(servers, extra_args=["--steps-tracing"]) as (anvil, deployment):
         env = stack.bench_env(servers, "unused", rpc_url=anvil.url, deployment=deployment)
-        policy = stack.runtime_for(env).batch_policy()
+        policy = policy_for(stack.runtime_for(env).settings)
         wallet = Wallet(ChainClient(anvil.url), deployment)
         next_recipient = 0
         largest = largest_batch(wallet, policy, 10**6)

@@ -18,16 +18,18 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+import devstack
 from benchmarks import httpload, stack
 from benchmarks.checks import ledger_invariants_hold
 from benchmarks.report import ScenarioResult, Table, Target, fmt_int, fmt_ratio, met
 from benchmarks.seed import MARKETPLACE, amount_of
 from benchmarks.timing import StatementTimer, stopwatch, time_statements
-from payouts import devstack, models, processes, services
+from devstack import processes
 from payouts.catalog import create_marketplace
-from payouts.db import engine_for, session_factory, unit_of_work
+from payouts.db import engine_for, models, session_factory, unit_of_work
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
 from payouts.ledger.accounts import AccountKind, ensure_accounts
-from payouts.ledger.earnings import Earning
 from payouts.runtime import Runtime
 
 BULK_CHUNK = 10_000  # what one call of the bulk service (and one batch request) carries
@@ -54,14 +56,14 @@ def _earnings(prefix: str, count: int, creators: int) -> list[Earning]:
 def _bulk(rt: Runtime, earnings: list[Earning]) -> tuple[float, StatementTimer]:
     with time_statements(engine_for(rt.database_url)) as sql, stopwatch() as watch:
         for low in range(0, len(earnings), BULK_CHUNK):
-            services.record(rt, MARKETPLACE, earnings[low : low + BULK_CHUNK])
+            ingest.record(rt, MARKETPLACE, earnings[low : low + BULK_CHUNK])
     return watch.seconds, sql
 
 
 def _orm_one_by_one(rt: Runtime, marketplace_id: int, earnings: list[Earning]) -> float:
     """The baseline: an ORM unit of work and a commit per earning."""
     asset_id = rt.asset_ids()["USDC"]
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         creators = dict(
             session.execute(
                 text("SELECT external_id, id FROM creators WHERE marketplace_id = :m"),
@@ -176,7 +178,7 @@ def run(servers: stack.Servers, sizes: IngestSizes) -> ScenarioResult:
             market = create_marketplace(session, MARKETPLACE)
             session.commit()
         # Warm-up, untimed: creates the creators and their accounts.
-        services.record(rt, MARKETPLACE, _earnings("warm", sizes.creators, sizes.creators))
+        ingest.record(rt, MARKETPLACE, _earnings("warm", sizes.creators, sizes.creators))
 
         bulk = _earnings("bulk", sizes.bulk, sizes.creators)
         bulk_s, bulk_sql = _bulk(rt, bulk)
@@ -204,7 +206,7 @@ def run(servers: stack.Servers, sizes: IngestSizes) -> ScenarioResult:
 
     baseline = sizes.orm / orm_s
     paths = [
-        ("bulk service path (`services.record`, 10,000 per call)", sizes.bulk / bulk_s, True),
+        ("bulk service path (`ingest.record`, 10,000 per call)", sizes.bulk / bulk_s, True),
         ("batch HTTP endpoint (`POST /v1/earnings/batch`, 10,000 per request, 2 connections)",
          sizes.http_batch / batch_load.seconds, False),
         (f"single HTTP endpoint (`POST /v1/earnings`, {sizes.concurrency} connections)",

@@ -2,7 +2,7 @@
 
 The payouts are sealed and sent by the real services (``settle``, ``submit``) on anvil
 (automine), the chain is mined past the finality depth, and the database is copied. Then
-one ``services.reconcile`` call matches every batch's logs and finalizes every payout; the
+one ``reconciler.reconcile`` call matches every batch's logs and finalizes every payout; the
 baseline is the same reconciler on the copy, reading its logs the naive way: one
 ``eth_getTransactionReceipt`` per transaction the wallet sent, instead of ranges of
 ``eth_getLogs``. Both decode raw logs with eth_abi (``payouts.chain.batcher``).
@@ -20,10 +20,13 @@ from benchmarks import chainwork, stack
 from benchmarks.report import ScenarioResult, Table, Target, fmt_ratio, fmt_seconds, met
 from benchmarks.seed import MIN_AMOUNT, seed_ledger
 from benchmarks.timing import stopwatch, time_statements
-from payouts import services
 from payouts.chain.client import ChainClient
 from payouts.db import engine_for, unit_of_work
+from payouts.reconcile import handlers as reconciler
+from payouts.rollup import handlers as rollups
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
 
 TARGET_SECONDS = 5.0
 
@@ -70,18 +73,18 @@ def settle_all(rt: Runtime) -> int:
     """Seal every pending payout and send each batch (automine mines it); returns batches."""
     batches = 0
     while True:
-        sealed = [b for plan in services.settle(rt, actor="bench").values() for b in plan.sealed]
+        sealed = [b for plan in settlement.settle(rt, actor="bench").values() for b in plan.sealed]
         if not sealed:
             return batches
         for batch in sealed:
-            services.submit(rt, batch.batch_id, actor="bench")
+            submission.submit(rt, batch.batch_id, actor="bench")
         batches += len(sealed)
 
 
 def _reconcile(rt: Runtime) -> tuple[float, float, chainwork.RpcTimer, list[str]]:
     rpc = chainwork.RpcTimer(rt.chain)
     with time_statements(engine_for(rt.database_url)) as sql, stopwatch() as watch:
-        services.reconcile(rt, actor="bench")
+        reconciler.reconcile(rt, actor="bench")
     rpc.stop()
     top = [f"{s:,.2f} s in {n} x `{q}`" for q, s, n in sql.top(3)]
     return watch.seconds, sql.total, rpc, top
@@ -99,7 +102,7 @@ def run(servers: stack.Servers, sizes: ReconcileSizes) -> ScenarioResult:
         rt = stack.runtime_for(env)
         seed_ledger(rt, creators=sizes.payouts, credits=sizes.payouts)
         start = datetime.now(UTC) + timedelta(seconds=1) - timedelta(hours=1)
-        services.rollup(rt, window_start=start, actor="bench")
+        rollups.rollup(rt, window_start=start, actor="bench")
         with stopwatch() as sending:
             batches = settle_all(rt)
         rt.chain.rpc("anvil_mine", [hex(rt.settings.finality_depth + 1)])
@@ -123,10 +126,10 @@ def run(servers: stack.Servers, sizes: ReconcileSizes) -> ScenarioResult:
         key="reconcile",
         title="4. Reconciliation",
         setup=(
-            f"{sizes.payouts:,} payouts to fresh addresses, sealed by `services.settle` into "
-            f"{batches} batches and sent by `services.submit` ({fmt_seconds(sending.seconds)}, "
+            f"{sizes.payouts:,} payouts to fresh addresses, sealed by `settlement.settle` into "
+            f"{batches} batches and sent by `submission.submit` ({fmt_seconds(sending.seconds)}, "
             "estimate, sign and send included) on anvil with automine, then "
-            f"{rt.settings.finality_depth + 1} blocks mined. Measured: one `services.reconcile` "
+            f"{rt.settings.finality_depth + 1} blocks mined. Measured: one `reconciler.reconcile` "
             "that matches every batch and finalizes every payout (ledger postings, states, "
             "credits paid). Baseline: the same call on a copy of the database, its logs read "
             f"with one receipt per transaction ({len(hashes)} receipts)."

@@ -1,6 +1,6 @@
 """Scenario 2: a window of a million credits rolled up into payouts, in seconds and memory.
 
-The roll-up under test is ``services.rollup`` (set-based SQL in ``payouts.rollup``). The
+The roll-up under test is ``rollups.rollup`` (set-based SQL in ``payouts.rollup``). The
 baseline is the loop a first version would write: per creator, read its accrued credits,
 sum them in Python, insert its payout, move its credits and post its legs. Both run on
 copies of one seeded ledger, for the same window, each in a fresh process whose peak RSS is
@@ -30,11 +30,13 @@ from benchmarks.report import (
 )
 from benchmarks.seed import Templates
 from benchmarks.timing import peak_rss_bytes, stopwatch, time_statements
-from payouts import lifecycle, services
+from payouts import lifecycle
 from payouts.db import engine_for, unit_of_work
 from payouts.ledger.accounts import AccountKind, account_id
 from payouts.ledger.journals import open_journal
-from payouts.rollup import PayoutRule
+from payouts.rollup import handlers as rollups
+from payouts.rollup.handlers import payout_rules
+from payouts.rollup.windows import PayoutRule
 
 TARGET_SECONDS = 5.0
 TARGET_RSS = 300 * 2**20
@@ -60,7 +62,7 @@ def _set_based(env: dict[str, str], window_start: datetime) -> ChildRun:
     rt = stack.runtime_for(env)
     rt.asset_ids()
     with time_statements(engine_for(rt.database_url)) as timer, stopwatch() as watch:
-        result = services.rollup(rt, window_start=window_start, actor="bench")
+        result = rollups.rollup(rt, window_start=window_start, actor="bench")
     return ChildRun(watch.seconds, peak_rss_bytes(), result.payouts, result.credits, timer.top(6))
 
 
@@ -68,9 +70,9 @@ def _per_creator(env: dict[str, str], window_start: datetime, limit: int) -> Chi
     rt = stack.runtime_for(env)
     window_end = window_start + timedelta(seconds=rt.settings.rollup_window_seconds)
     asset_id = rt.asset_ids()["USDC"]
-    rule = rt.payout_rules()[asset_id]
+    rule = payout_rules(rt)[asset_id]
     payouts = credits = 0
-    with stopwatch() as watch, unit_of_work(rt.database_url) as session:
+    with stopwatch() as watch, rt.uow() as session:
         run_id = session.execute(
             text("INSERT INTO rollup_runs (window_start, window_end) VALUES (:s, :e) RETURNING id"),
             {"s": window_start, "e": window_end},
@@ -252,7 +254,7 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
         setup=(
             f"{sizes.credits:,} accrued credits over {sizes.creators:,} creators, seeded in "
             f"{fmt_seconds(seed_seconds)} by `benchmarks/seed.py` (generate_series, ledger "
-            "guards on), rolled up by `services.rollup` into "
+            "guards on), rolled up by `rollups.rollup` into "
             f"{fast.payouts:,} payouts. Baseline: a Python loop per creator (read its credits, "
             "sum, insert the payout, move the credits, post the legs), on a copy of the same "
             "ledger. Each ran in a fresh process (peak RSS is that process's)."

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from benchmarks import stack
 from benchmarks.timing import stopwatch
 from payouts.catalog import ensure_marketplace
-from payouts.db import engine_for, unit_of_work
+from payouts.db import engine_for
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.runtime import Runtime
 
@@ -80,7 +80,7 @@ def seed_ledger(rt: Runtime, *, creators: int, credits: int) -> Seeded:
     100,000 creators each creator has ten.
     """
     asset_id = rt.asset_ids()["USDC"]
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         marketplace_id = ensure_marketplace(session, MARKETPLACE)
         _seed_creators(session, marketplace_id, asset_id, creators)
         funding = ensure_accounts(
@@ -95,7 +95,7 @@ def seed_ledger(rt: Runtime, *, creators: int, credits: int) -> Seeded:
             )  # fmt: skip
             profile = profile or plan
         session.commit()
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         # Planner statistics as autovacuum would have them after a day of traffic.
         for table in ("creators", "accounts", "credits", "entries", "journals"):
             session.execute(text(f"ANALYZE {table}"))

@@ -3,7 +3,7 @@
 Every scenario gets its own database (the ledger refuses TRUNCATE and DELETE, so a used one
 cannot be cleaned) and, where it touches the chain, its own anvil and contracts. Servers are
 the loopback PostgreSQL and Redis of this project's machines where they answer, else the
-embedded ones ``payouts.devstack`` starts; ``PAYOUTS_BENCH_DATABASE_URL`` and
+embedded ones ``devstack`` starts; ``PAYOUTS_BENCH_DATABASE_URL`` and
 ``PAYOUTS_BENCH_REDIS_URL`` override both.
 """
 
@@ -21,11 +21,12 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+import devstack
 from config.settings import Settings
-from payouts import devstack
+from devstack.demo import settings_from_env
+from devstack.postgres import fresh_database
 from payouts.db import engine_for
-from payouts.demo import fresh_database, settings_from_env
-from payouts.migrate import upgrade
+from payouts.db.migrate import upgrade
 from payouts.runtime import Runtime
 
 # Redis database of the bench's Celery queues: not the tests' (9), so a test run on the same

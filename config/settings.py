@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     state_dir: Path = REPO_ROOT / ".state"
+    # The module that starts real local servers where no URL is set (dev tooling, loaded by
+    # name); empty in production, where a missing URL is then a configuration error.
+    embedded_servers: str | None = "devstack.embedded"
 
     rpc_url: str = "http://127.0.0.1:8545"
     chain_id: int = 31337

@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (payouts.migrate) or from settings."""
+"""Alembic environment: the URL comes from the caller (payouts.db.migrate) or from settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from payouts.models import Base
+from payouts.db.models import Base
 
 url = context.config.get_main_option("sqlalchemy.url")
 if not url:

@@ -13,9 +13,11 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from payouts import models
+from payouts import lifecycle
+from payouts.db import models
 from payouts.errors import InvalidInput, NotFound
 from payouts.money import Asset
+from payouts.states import CreatorState
 
 NATIVE_SYMBOL = "ETH"
 
@@ -165,17 +167,16 @@ def set_payout_address(
     creator.payout_address = checksummed
     if previous is not None and cool_down > timedelta(0):
         creator.hold_until = datetime.now(UTC) + cool_down
-    session.add(
-        models.Transition(
-            entity="creator",
-            entity_id=creator.id,
-            from_state="address:" + (previous or "none")[:7],
-            to_state="address:" + checksummed[:7],
-            cause=f"payout address {previous or 'none'} -> {checksummed}",
-            actor=actor,
-        )
-    )
     session.flush()
+    lifecycle.record_change(
+        session,
+        "creator",
+        creator.id,
+        before="address:" + (previous or "none")[:7],
+        after="address:" + checksummed[:7],
+        cause=f"payout address {previous or 'none'} -> {checksummed}",
+        actor=actor,
+    )
     return creator
 
 
@@ -204,37 +205,30 @@ def hold_creators(session: Session, reasons: dict[int, str], *, actor: str) -> N
     per creator that was not already held, written by the same statement."""
     if not reasons:
         return
-    session.execute(
-        text(
-            """
-            WITH held AS (
-                UPDATE creators c SET held_reason = v.reason
-                  FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS v(id, reason)
-                 WHERE c.id = v.id AND c.held_reason IS NULL
-                RETURNING c.id, v.reason
-            )
-            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
-            SELECT 'creator', id, 'active', 'held', reason, :actor FROM held
-            """
-        ),
-        {"ids": list(reasons), "reasons": list(reasons.values()), "actor": actor},
-    )
+    for reason in sorted(set(reasons.values())):
+        ids = sorted(c for c, r in reasons.items() if r == reason)
+        lifecycle.move(
+            session,
+            lifecycle.CREATOR,
+            ids,
+            CreatorState.HELD,
+            cause=reason,
+            actor=actor,
+            also={"held_reason": ":reason"},
+            params={"reason": reason},
+        )
 
 
 def release_creator(session: Session, creator_id: int, cause: str, *, actor: str) -> bool:
     """Lift a creator's hold (audited in the same statement); False if there was none."""
-    released = session.execute(
-        text(
-            """
-            WITH released AS (
-                UPDATE creators SET held_reason = NULL
-                 WHERE id = :c AND held_reason IS NOT NULL RETURNING id
-            )
-            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
-            SELECT 'creator', id, 'held', 'active', :cause, :actor FROM released
-            RETURNING entity_id
-            """
-        ),
-        {"c": creator_id, "cause": cause, "actor": actor},
-    ).scalar()
-    return released is not None
+    return bool(
+        lifecycle.move(
+            session,
+            lifecycle.CREATOR,
+            [creator_id],
+            CreatorState.ACTIVE,
+            cause=cause,
+            actor=actor,
+            also={"held_reason": "NULL"},
+        )
+    )

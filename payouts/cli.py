@@ -12,11 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from config.settings import get_settings
-from payouts import reports, services
-from payouts.db import unit_of_work
 from payouts.errors import NotFound, PayoutsError
 from payouts.money import format_units
+from payouts.ops import handlers as ops
+from payouts.reconcile.handlers import reconcile as reconcile_chain
+from payouts.rollup.handlers import rollup as roll_up
 from payouts.runtime import Runtime
+from payouts.submission.handlers import replay
+from payouts.tracking import handlers as tracking
 
 app = typer.Typer(
     help="Creator payouts: ledger, roll-ups, batches, chain, reconciliation.", no_args_is_help=True
@@ -47,7 +50,7 @@ def _echo_json(data: Any) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the latest revision."""
-    from payouts.migrate import upgrade
+    from payouts.db.migrate import upgrade
 
     upgrade(_runtime().database_url)
     typer.echo("database is at the latest revision")
@@ -56,16 +59,11 @@ def db_upgrade() -> None:
 @marketplaces_app.command("create")
 def marketplaces_create(name: str) -> None:
     """Create a marketplace and print its API key (shown once, stored only as a hash)."""
-    from payouts.catalog import create_marketplace
-
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        try:
-            created = create_marketplace(session, name)
-        except PayoutsError as exc:
-            _fail(str(exc))
-            raise
-        session.commit()
+    try:
+        created = ops.create_marketplace(_runtime(), name)
+    except PayoutsError as exc:
+        _fail(str(exc))
+        raise
     typer.echo(f"marketplace {created.id} {created.name}")
     typer.echo(f"api key (store it now, it is not shown again): {created.api_key}")
 
@@ -77,17 +75,13 @@ def exceptions_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Exceptions, newest first."""
-    from payouts import exception_queue
-
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        try:
-            rows, _ = exception_queue.list_exceptions(
-                session, state=None if state == "all" else state, limit=limit
-            )
-        except PayoutsError as exc:
-            _fail(str(exc))
-            raise
+    try:
+        rows, _ = ops.list_exceptions(
+            _runtime(), state=None if state == "all" else state, limit=limit
+        )
+    except PayoutsError as exc:
+        _fail(str(exc))
+        raise
     if as_json:
         _echo_json(rows)
         return
@@ -101,15 +95,11 @@ def exceptions_list(
 @exceptions_app.command("show")
 def exceptions_show(exception_id: int) -> None:
     """One exception with its evidence."""
-    from payouts import exception_queue
-
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        try:
-            _echo_json(exception_queue.get_exception(session, exception_id))
-        except NotFound as exc:
-            _fail(f"not found: {exc}", 1)
-            raise
+    try:
+        _echo_json(ops.get_exception(_runtime(), exception_id))
+    except NotFound as exc:
+        _fail(f"not found: {exc}", 1)
+        raise
 
 
 @exceptions_app.command("resolve")
@@ -118,21 +108,14 @@ def exceptions_resolve(
     resolution: Annotated[str, typer.Option("--resolution", "-m", help="What was done.")],
 ) -> None:
     """Close an exception once, saying how it was resolved (kept in the audit trail)."""
-    from payouts import exception_queue
-
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        try:
-            closed = exception_queue.resolve_exception(
-                session, exception_id, resolution, actor="operator"
-            )
-        except NotFound as exc:
-            _fail(f"not found: {exc}", 1)
-            raise
-        except PayoutsError as exc:
-            _fail(str(exc))
-            raise
-        session.commit()
+    try:
+        closed = ops.resolve_exception(_runtime(), exception_id, resolution, actor="operator")
+    except NotFound as exc:
+        _fail(f"not found: {exc}", 1)
+        raise
+    except PayoutsError as exc:
+        _fail(str(exc))
+        raise
     typer.echo(f"exception {closed['id']} resolved: {closed['resolution']}")
 
 
@@ -142,9 +125,8 @@ def exceptions_replay(exception_id: int) -> None:
     batch is parked again with the new error), 0 when it is out (the exception is resolved)."""
     from payouts.errors import ChainError
 
-    rt = _runtime()
     try:
-        replayed = services.replay(rt, exception_id, actor="operator")
+        replayed = replay(_runtime(), exception_id, actor="operator")
     except NotFound as exc:
         _fail(f"not found: {exc}", 1)
         raise
@@ -156,7 +138,7 @@ def exceptions_replay(exception_id: int) -> None:
         raise
     result = replayed.result
     typer.echo(
-        f"batch {result.batch_id}: {result.outcome} tx {result.tx_hash} nonce {result.nonce};"
+        f"batch {result.batch_id}: {result.describe()} tx {result.tx_hash} nonce {result.nonce};"
         f" exception {exception_id} resolved"
     )
 
@@ -164,7 +146,7 @@ def exceptions_replay(exception_id: int) -> None:
 @app.command()
 def rollup() -> None:
     """Roll up the last closed window (a no-op if it was rolled up before)."""
-    result = services.rollup(_runtime(), actor="operator")
+    result = roll_up(_runtime(), actor="operator")
     verb = "rolled up" if result.created else "already rolled up"
     typer.echo(
         f"window {result.window_start.isoformat()}: {verb}, {result.payouts} payouts "
@@ -179,9 +161,7 @@ def settle(
 ) -> None:
     """Seal pending payouts into batches and submit them (an ops-triggered settlement run)."""
     try:
-        run = services.settlement_run(
-            _runtime(), dry_run=dry_run, submit_now=submit, actor="operator"
-        )
+        run = ops.settlement_run(_runtime(), dry_run=dry_run, submit_now=submit, actor="operator")
     except PayoutsError as exc:
         _fail(str(exc))
         raise
@@ -198,14 +178,15 @@ def settle(
             )
     for result in run.submissions:
         typer.echo(
-            f"  batch {result.batch_id}: {result.outcome} nonce {result.nonce} tx {result.tx_hash}"
+            f"  batch {result.batch_id}: {result.describe()}"
+            f" nonce {result.nonce} tx {result.tx_hash}"
         )
 
 
 @app.command()
 def reconcile() -> None:
     """Read the chain's logs since the checkpoint, match them, confirm and finalize."""
-    outcome = services.reconcile(_runtime(), actor="operator")
+    outcome = reconcile_chain(_runtime(), actor="operator")
     s, a = outcome.scan, outcome.advance
     typer.echo(
         f"blocks {s.from_block}..{s.to_block}: {s.included} batches included, "
@@ -217,9 +198,7 @@ def reconcile() -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Counts by state, totals by asset, ledger paid out vs seen on chain."""
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        data = reports.status(session)
+    data = tracking.status(_runtime())
     if as_json:
         _echo_json(data)
         return
@@ -239,9 +218,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def check() -> None:
     """Recompute every balance from the entries and prove the ledger's invariants."""
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        report = reports.check(session)
+    report = tracking.check(_runtime())
     for r in report.results:
         typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name}" + ("" if r.ok else f": {r.detail}"))
     if not report.ok:
@@ -256,13 +233,11 @@ def trace(
     ] = False,
 ) -> None:
     """Every transition of an earning (or payout) up to the block that carried it."""
-    rt = _runtime()
-    with unit_of_work(rt.database_url) as session:
-        try:
-            data = reports.trace(session, "payout" if payout else "earning", item_id)
-        except NotFound as exc:
-            _fail(f"not found: {exc}", 1)
-            raise
+    try:
+        data = tracking.trace(_runtime(), "payout" if payout else "earning", item_id)
+    except NotFound as exc:
+        _fail(f"not found: {exc}", 1)
+        raise
     _echo_json(data)
 
 
@@ -295,7 +270,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 240.0,
 ) -> None:
     """Run the whole pipeline on embedded defaults and print what happened."""
-    from payouts.demo import run_demo
+    from devstack.demo import run_demo
 
     ok = run_demo(
         creators=creators,

@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from payouts import lifecycle
 from payouts.catalog import release_creator
 from payouts.errors import IllegalTransition, InvalidInput, NotFound
+from payouts.states import ExceptionState
 
-STATES = ("open", "resolved")
+STATES = tuple(ExceptionState)
 
 
 def record_exception(
@@ -107,25 +109,21 @@ def resolve_exception(
     resolution = resolution.strip()
     if not resolution:
         raise InvalidInput("say how it was resolved", field="resolution")
-    row = session.execute(
-        text(
-            "UPDATE exceptions SET state = 'resolved', resolution = :r, resolved_at = now()"
-            " WHERE id = :id AND state = 'open' RETURNING id"
-        ),
-        {"id": exception_id, "r": resolution},
-    ).scalar()
-    if row is None:
+    moved = lifecycle.move(
+        session,
+        lifecycle.EXCEPTION,
+        [exception_id],
+        ExceptionState.RESOLVED,
+        cause=resolution,
+        actor=actor,
+        also={"resolution": ":resolution", "resolved_at": "now()"},
+        params={"resolution": resolution},
+    )
+    if not moved:
         current = get_exception(session, exception_id)  # NotFound if there is none
         raise IllegalTransition(
             f"exception {exception_id} is already {current['status']}: {current['resolution']}"
         )
-    session.execute(
-        text(
-            "INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)"
-            " VALUES ('exception', :id, 'open', 'resolved', :r, :actor)"
-        ),
-        {"id": exception_id, "r": resolution, "actor": actor},
-    )
     _release_hold_if_last(session, exception_id, resolution, actor)
     return get_exception(session, exception_id)
 
@@ -135,11 +133,11 @@ def _release_hold_if_last(session: Session, exception_id: int, resolution: str, 
     open refusal of theirs is resolved; their pending payout goes into the next batch."""
     creator_id = session.execute(
         text(
-            """
+            f"""
             SELECT p.creator_id FROM exceptions x JOIN payouts p ON p.id = x.payout_id
              WHERE x.id = :id AND x.kind = 'transfer_failed' AND NOT EXISTS (
                    SELECT 1 FROM exceptions o JOIN payouts q ON q.id = o.payout_id
-                    WHERE o.kind = 'transfer_failed' AND o.state = 'open'
+                    WHERE o.kind = 'transfer_failed' AND o.state = {ExceptionState.OPEN.sql}
                       AND q.creator_id = p.creator_id)
             """
         ),

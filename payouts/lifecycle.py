@@ -1,15 +1,22 @@
-"""The state machines of credits, payouts, batches and transaction attempts.
+"""The state machines, and the only way any state changes.
 
-Each lifecycle is a table of one-way moves. ``move`` is the only way a state changes: it
-updates the rows that are in a state the move is allowed from, and writes one audit row per
-changed row in the same statement, so the change and its record commit or vanish together.
-Rows already in the target state or in a state the move is not allowed from are left alone;
-``strict=True`` turns that into an ``IllegalTransition``.
+Each lifecycle is a table of one-way moves over a state enum (``payouts.states``). The
+functions below are the single write path for the state of a credit, payout, batch,
+transaction attempt, creator or exception: one row or a set, they update the rows that are in
+a state the move is allowed from and write one audit row per changed row in the same
+statement, so the change and its record commit or vanish together. Nothing else in the code
+may write a ``state`` column or a row of ``transitions`` (a test greps for it); this is where
+events and metrics of a change are produced.
+
+Rows already in the target state, or in a state the move is not allowed from, are left alone;
+``strict=True`` turns that into an ``IllegalTransition``. A move may set other columns of the
+same rows in the same UPDATE (``also``: column -> SQL expression over bound parameters), so a
+payout leaves its batch in the statement that moves it back to pending.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,19 +24,32 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.errors import IllegalTransition
+from payouts.states import (
+    BatchState,
+    CreatorState,
+    CreditState,
+    ExceptionState,
+    PayoutState,
+    State,
+    TxAttemptState,
+)
 
 
 @dataclass(frozen=True)
 class Lifecycle:
     entity: str
     table: str
-    moves: Mapping[str, frozenset[str]]
-    final: frozenset[str]
+    states: type[State]
+    initial: State
+    moves: Mapping[State, frozenset[State]]
+    final: frozenset[State]
 
     def allows(self, from_state: str, to_state: str) -> bool:
-        return to_state in self.moves.get(from_state, frozenset())
+        if from_state not in self.states.__members__.values():
+            return False
+        return to_state in self.moves.get(self.states(from_state), frozenset())
 
-    def sources(self, to_state: str) -> list[str]:
+    def sources(self, to_state: State) -> list[State]:
         return sorted(s for s, targets in self.moves.items() if to_state in targets)
 
     def check(self, from_state: str, to_state: str) -> None:
@@ -37,87 +57,144 @@ class Lifecycle:
             raise IllegalTransition(f"{self.entity}: {from_state} -> {to_state} is not allowed")
 
 
-def _lifecycle(entity: str, table: str, moves: dict[str, set[str]], final: set[str]) -> Lifecycle:
-    for state in final:
+def _lifecycle(
+    entity: str,
+    table: str,
+    states: type[State],
+    initial: State,
+    moves: Mapping[State, Iterable[State]],
+    final: Iterable[State],
+) -> Lifecycle:
+    finals = frozenset(final)
+    for state in finals:
         if moves.get(state):
             raise ValueError(f"{entity}: final state {state} must have no way out")
+    named = {initial, *finals, *moves, *(t for ts in moves.values() for t in ts)}
+    if named != set(states):
+        raise ValueError(f"{entity}: the moves name {sorted(named)}, the enum {sorted(states)}")
     frozen = {k: frozenset(v) for k, v in moves.items()}
-    return Lifecycle(entity, table, frozen, frozenset(final))
+    return Lifecycle(entity, table, states, initial, frozen, finals)
 
+
+C, P, B, T = CreditState, PayoutState, BatchState, TxAttemptState
 
 CREDIT = _lifecycle(
     "credit",
     "credits",
+    CreditState,
+    C.ACCRUED,
     {
-        "accrued": {"rolled_up", "held"},
-        "rolled_up": {"paid", "accrued"},  # back to accrued only when its payout is cancelled
-        "held": {"accrued", "voided"},
+        C.ACCRUED: {C.ROLLED_UP, C.HELD},
+        C.ROLLED_UP: {C.PAID, C.ACCRUED},  # back to accrued only when its payout is cancelled
+        C.HELD: {C.ACCRUED, C.VOIDED},
     },
-    {"paid", "voided"},
+    {C.PAID, C.VOIDED},
 )
 
 PAYOUT = _lifecycle(
     "payout",
     "payouts",
+    PayoutState,
+    P.PENDING,
     {
-        "pending": {"batched", "cancelled"},
-        "batched": {"submitted", "pending"},
-        "submitted": {"confirmed", "pending"},
+        P.PENDING: {P.BATCHED, P.CANCELLED},
+        P.BATCHED: {P.SUBMITTED, P.PENDING},
+        P.SUBMITTED: {P.CONFIRMED, P.PENDING},
         # back to submitted when a reorg drops its block; back to pending when, at finality,
         # the token turned out to have refused the transfer
-        "confirmed": {"finalized", "submitted", "pending"},
+        P.CONFIRMED: {P.FINALIZED, P.SUBMITTED, P.PENDING},
     },
-    {"finalized", "cancelled"},
+    {P.FINALIZED, P.CANCELLED},
 )
 
 BATCH = _lifecycle(
     "batch",
     "batches",
+    BatchState,
+    B.OPEN,
     {
-        "open": {"sealed"},
-        "sealed": {"broadcast", "failed"},
-        "broadcast": {"included", "failed"},
-        "included": {"confirmed", "broadcast"},
-        "confirmed": {"finalized", "broadcast"},
+        B.OPEN: {B.SEALED},
+        B.SEALED: {B.BROADCAST, B.FAILED},
+        B.BROADCAST: {B.INCLUDED, B.FAILED},
+        B.INCLUDED: {B.CONFIRMED, B.BROADCAST},
+        B.CONFIRMED: {B.FINALIZED, B.BROADCAST},
     },
-    {"finalized", "failed"},
+    {B.FINALIZED, B.FAILED},
 )
 
 TX_ATTEMPT = _lifecycle(
     "tx_attempt",
     "tx_attempts",
+    TxAttemptState,
+    T.SIGNED,
     {
-        "signed": {"broadcast", "replaced", "failed"},
-        "broadcast": {"mined", "replaced", "failed"},
-        "mined": {"broadcast"},  # reorged out
+        T.SIGNED: {T.BROADCAST, T.REPLACED, T.FAILED},
+        T.BROADCAST: {T.MINED, T.REPLACED, T.FAILED},
+        T.MINED: {T.BROADCAST},  # reorged out
     },
-    {"replaced", "failed"},
+    {T.REPLACED, T.FAILED},
 )
 
-LIFECYCLES = {lc.entity: lc for lc in (CREDIT, PAYOUT, BATCH, TX_ATTEMPT)}
+# A hold keeps a creator's payouts out of batches until an operator releases it: no final
+# state, a creator may be held and released any number of times.
+CREATOR = _lifecycle(
+    "creator",
+    "creators",
+    CreatorState,
+    CreatorState.ACTIVE,
+    {
+        CreatorState.ACTIVE: {CreatorState.HELD},
+        CreatorState.HELD: {CreatorState.ACTIVE},
+    },
+    (),
+)
+
+EXCEPTION = _lifecycle(
+    "exception",
+    "exceptions",
+    ExceptionState,
+    ExceptionState.OPEN,
+    {ExceptionState.OPEN: {ExceptionState.RESOLVED}},
+    {ExceptionState.RESOLVED},
+)
+
+LIFECYCLES = {lc.entity: lc for lc in (CREDIT, PAYOUT, BATCH, TX_ATTEMPT, CREATOR, EXCEPTION)}
 
 
-def move_where(
-    session: Session,
-    lifecycle: Lifecycle,
-    to_state: str,
-    *,
-    where: str,
-    params: Mapping[str, Any] | None = None,
-    cause: str,
-    actor: str,
-    from_states: Sequence[str] | None = None,
-) -> list[int]:
-    """Move every row of ``lifecycle.table`` (aliased ``t``) matching ``where`` to ``to_state``.
-
-    ``where`` is static SQL written in this package with bound parameters. Returns the ids of
-    the rows that moved.
-    """
+def _sources(
+    lifecycle: Lifecycle, to_state: State, from_states: Sequence[State] | None
+) -> list[str]:
     sources = lifecycle.sources(to_state)
     if from_states is not None:
         sources = [s for s in sources if s in from_states]
     if not sources:
         raise IllegalTransition(f"{lifecycle.entity}: nothing may move to {to_state}")
+    return [str(s) for s in sources]
+
+
+def _assignments(also: Mapping[str, str] | None) -> str:
+    """``, col = expr`` for each extra column the move sets."""
+    return "".join(f", {column} = {expr}" for column, expr in (also or {}).items())
+
+
+def move_where(
+    session: Session,
+    lifecycle: Lifecycle,
+    to_state: State,
+    *,
+    where: str,
+    params: Mapping[str, Any] | None = None,
+    cause: str,
+    actor: str,
+    from_states: Sequence[State] | None = None,
+    also: Mapping[str, str] | None = None,
+) -> list[int]:
+    """Move every row of ``lifecycle.table`` (aliased ``t``) matching ``where`` to ``to_state``.
+
+    ``where`` and the expressions of ``also`` are static SQL written in this package with
+    bound parameters. Rows are locked in id order (two movers of overlapping sets never
+    deadlock). Returns the ids of the rows that moved.
+    """
     sql = text(
         f"""
         WITH prev AS (
@@ -125,7 +202,7 @@ def move_where(
              WHERE ({where}) AND t.state = ANY(:_sources)
              ORDER BY t.id FOR UPDATE
         ), moved AS (
-            UPDATE {lifecycle.table} t SET state = :_to FROM prev
+            UPDATE {lifecycle.table} t SET state = :_to{_assignments(also)} FROM prev
              WHERE t.id = prev.id RETURNING t.id, prev.state AS from_state
         )
         INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
@@ -135,7 +212,11 @@ def move_where(
     )
     bound = dict(params or {})
     bound.update(
-        _sources=sources, _to=to_state, _entity=lifecycle.entity, _cause=cause, _actor=actor
+        _sources=_sources(lifecycle, to_state, from_states),
+        _to=str(to_state),
+        _entity=lifecycle.entity,
+        _cause=cause,
+        _actor=actor,
     )
     return [row[0] for row in session.execute(sql, bound)]
 
@@ -144,12 +225,14 @@ def move(
     session: Session,
     lifecycle: Lifecycle,
     ids: Sequence[int],
-    to_state: str,
+    to_state: State,
     *,
     cause: str,
     actor: str,
-    from_states: Sequence[str] | None = None,
+    from_states: Sequence[State] | None = None,
     strict: bool = False,
+    also: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Move the rows with ``ids`` to ``to_state``; see ``move_where``."""
     if not ids:
@@ -159,10 +242,11 @@ def move(
         lifecycle,
         to_state,
         where="t.id = ANY(:_ids)",
-        params={"_ids": list(ids)},
+        params={**(params or {}), "_ids": list(ids)},
         cause=cause,
         actor=actor,
         from_states=from_states,
+        also=also,
     )
     if strict and len(moved) != len(set(ids)):
         stuck = sorted(set(ids) - set(moved))
@@ -174,14 +258,84 @@ def move(
     return moved
 
 
+def move_rows(
+    session: Session,
+    lifecycle: Lifecycle,
+    from_state: State,
+    to_state: State,
+    *,
+    rows: str,
+    params: Mapping[str, Any] | None = None,
+    columns: Sequence[str] = (),
+    cause: str,
+    actor: str,
+) -> int:
+    """Move a large set in one statement: the rows named by the query ``rows`` (an ``id``
+    column, plus one column per name in ``columns`` whose value the row takes) that are still
+    in ``from_state``. Returns how many moved.
+
+    For the set-based stages (a roll-up links a million credits): no lock pass and no ids
+    sent back, and ``cause`` is an SQL expression that may use the columns of ``rows``
+    (aliased ``src``). A row another transaction moved meanwhile is re-checked by PostgreSQL
+    and left alone.
+    """
+    lifecycle.check(from_state, to_state)
+    assignments = "".join(f", {c} = src.{c}" for c in columns)
+    sql = text(
+        f"""
+        WITH src AS ({rows}), moved AS (
+            UPDATE {lifecycle.table} t SET state = :_to{assignments} FROM src
+             WHERE t.id = src.id AND t.state = :_from
+            RETURNING t.id, {cause} AS cause
+        ), audited AS (
+            INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
+            SELECT :_entity, id, :_from, :_to, cause, :_actor FROM moved RETURNING 1
+        )
+        SELECT count(*) FROM audited
+        """
+    )
+    bound = dict(params or {})
+    bound.update(_from=str(from_state), _to=str(to_state), _entity=lifecycle.entity, _actor=actor)
+    return int(session.execute(sql, bound).scalar_one())
+
+
+def record_change(
+    session: Session,
+    entity: str,
+    entity_id: int,
+    *,
+    before: str,
+    after: str,
+    cause: str,
+    actor: str,
+) -> None:
+    """An audit row for a change that is not a move between states (a creator's payout
+    address), so the trail of an entity is complete in one table."""
+    session.execute(
+        text(
+            "INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)"
+            " VALUES (:entity, :id, :before, :after, :cause, :actor)"
+        ),
+        {
+            "entity": entity,
+            "id": entity_id,
+            "before": before,
+            "after": after,
+            "cause": cause,
+            "actor": actor,
+        },
+    )
+
+
 def move_batch_payouts(
     session: Session,
     batch_id: int,
-    to_state: str,
+    to_state: PayoutState,
     *,
     cause: str,
     actor: str,
-    from_states: Sequence[str],
+    from_states: Sequence[PayoutState],
+    also: Mapping[str, str] | None = None,
 ) -> list[int]:
     """Move the payouts of one batch that are in ``from_states``; see ``move_where``."""
     return move_where(
@@ -193,4 +347,5 @@ def move_batch_payouts(
         cause=cause,
         actor=actor,
         from_states=from_states,
+        also=also,
     )

@@ -1,50 +1,89 @@
-"""What a service needs from the outside world, built once from settings at an entry point.
+"""What a handler needs from the outside world, built once from settings at an entry point.
 
-The CLI, the Celery worker and the tests each build one ``Runtime`` and pass it inward, so
-no service reads the environment itself.
+The CLI, the Celery worker, the API and the tests each build one ``Runtime`` and pass it
+inward, so no handler reads the environment itself. The runtime knows infrastructure only
+(databases, broker, chain client, signer, configured assets); each stage builds its own policy
+from ``rt.settings``.
+
+Where the settings name no database or broker, the backend named by
+``PAYOUTS_EMBEDDED_SERVERS`` (a module with ``database_url(settings)`` and
+``broker_url(settings)``, ``devstack.embedded`` by default) starts real local servers. It is
+loaded by name, so the domain never imports the dev tooling.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cached_property
+from typing import Protocol, cast
 
 from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from payouts.batching import BatchPolicy
 from payouts.catalog import NATIVE_SYMBOL, ensure_assets
 from payouts.chain.breaker import CircuitBreaker, MemoryStore, RedisStore, Store
 from payouts.chain.client import ChainClient
 from payouts.chain.signer import LocalKeySigner, signer_from_settings
-from payouts.db import unit_of_work
+from payouts.db import UnitOfWork, units_of_work
 from payouts.errors import InvalidInput
 from payouts.money import Asset
-from payouts.retry_tiers import RetryTiers
-from payouts.rollup import PayoutRule
+
+
+class EmbeddedServers(Protocol):
+    def database_url(self, settings: Settings) -> str: ...
+    def broker_url(self, settings: Settings) -> str: ...
+
+
+def embedded_servers(settings: Settings) -> EmbeddedServers:
+    """The backend that starts local servers, by the dotted name the settings give."""
+    if not settings.embedded_servers:
+        raise InvalidInput(
+            "PAYOUTS_DATABASE_URL or PAYOUTS_REDIS_URL is not set and no embedded servers"
+            " are configured (PAYOUTS_EMBEDDED_SERVERS)",
+            field="database_url",
+            code="not_configured",
+        )
+    try:
+        return cast(EmbeddedServers, importlib.import_module(settings.embedded_servers))
+    except ImportError as exc:
+        raise InvalidInput(
+            f"PAYOUTS_DATABASE_URL or PAYOUTS_REDIS_URL is not set, and the embedded servers"
+            f" backend {settings.embedded_servers!r} is not installed",
+            field="embedded_servers",
+            code="not_configured",
+        ) from exc
 
 
 class Runtime:
-    def __init__(self, settings: Settings, database_url: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, database_url: str | None = None, uow: UnitOfWork | None = None
+    ) -> None:
         self.settings = settings
         self._database_url = database_url
+        self._uow = uow
         self._asset_ids: dict[str, int] | None = None
 
     @cached_property
     def database_url(self) -> str:
         if self._database_url:
             return self._database_url
-        from payouts import devstack  # only when no server is configured
+        if self.settings.database_url:
+            return self.settings.database_url
+        return embedded_servers(self.settings).database_url(self.settings)
 
-        return devstack.postgres_url(self.settings)
+    @property
+    def uow(self) -> UnitOfWork:
+        """Opens a unit of work: ``with rt.uow() as session``."""
+        if self._uow is None:
+            self._uow = units_of_work(self.database_url)
+        return self._uow
 
     @cached_property
     def broker_url(self) -> str:
         if self.settings.redis_url:
             return self.settings.redis_url
-        from payouts import devstack  # only when no server is configured
-
-        return devstack.redis_url(self.settings)
+        return embedded_servers(self.settings).broker_url(self.settings)
 
     @cached_property
     def chain(self) -> ChainClient:
@@ -83,6 +122,9 @@ class Runtime:
             configured.append(Asset(NATIVE_SYMBOL, 18, self.settings.chain_id, None))
         return configured
 
+    def token_assets(self) -> list[Asset]:
+        return [a for a in self.assets() if not a.is_native]
+
     def sync_assets(self, session: Session) -> dict[str, int]:
         return ensure_assets(session, self.assets())
 
@@ -90,33 +132,8 @@ class Runtime:
         """Asset ids by symbol, synced once per runtime in a unit of work of its own (so a
         caller's rollback can never leave the cache pointing at rows that did not land)."""
         if self._asset_ids is None:
-            with unit_of_work(self.database_url) as session:
+            with self.uow() as session:
                 ids = self.sync_assets(session)
                 session.commit()
             self._asset_ids = ids
         return self._asset_ids
-
-    def payout_rules(self) -> dict[int, PayoutRule]:
-        ids = self.asset_ids()
-        return {
-            ids[a.symbol]: PayoutRule(a.min_payout, a.rounding_unit) for a in self.settings.assets
-        }
-
-    def retry_tiers(self) -> RetryTiers:
-        return RetryTiers(
-            self.settings.submit_retry_delays_seconds, self.settings.submit_retry_jitter_percent
-        )
-
-    def batch_policy(self, symbol: str | None = None) -> BatchPolicy:
-        settings = self.settings
-        asset = settings.asset(symbol) if symbol else None
-        return BatchPolicy(
-            gas_cap=settings.max_gas_per_tx,
-            max_size=settings.max_batch_size,
-            headroom_percent=settings.gas_limit_headroom_percent,
-            max_fee_per_gas=settings.max_fee_per_gas,
-            priority_fee=settings.priority_fee_per_gas,
-            defer_fee_per_gas=settings.defer_fee_per_gas,
-            units_per_native=asset.units_per_native if asset else None,
-            max_gas_share_bps=settings.max_gas_share_bps,
-        )

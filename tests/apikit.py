@@ -11,7 +11,6 @@ from sqlalchemy import text
 
 from config.settings import Settings
 from payouts.catalog import create_marketplace
-from payouts.db import unit_of_work
 from payouts.runtime import Runtime
 
 ADMIN_KEY = "admin-test-key"
@@ -51,7 +50,7 @@ def api_settings(db_url: str, redis_url: str, state_dir: Path, **overrides: Any)
 
 
 def make_tenant(rt: Runtime, name: str) -> Tenant:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         created = create_marketplace(session, name)
         session.commit()
     return Tenant(created.id, created.name, created.api_key)
@@ -73,7 +72,7 @@ def post_earning(
 
 
 def count(rt: Runtime, sql: str) -> int:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         return int(session.execute(text(sql)).scalar_one())
 
 

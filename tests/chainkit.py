@@ -14,13 +14,17 @@ from eth_account import Account
 from eth_utils import keccak
 from sqlalchemy import text
 
-from payouts import devstack, reports, services
+import devstack
 from payouts.catalog import ensure_marketplace, set_payout_addresses
-from payouts.chain import batcher as codec
-from payouts.chain import submitter
-from payouts.db import unit_of_work
-from payouts.ledger.earnings import Earning
+from payouts.chain import codec
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
+from payouts.rollup import handlers as rollups
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
+from payouts.submission.handlers import SubmitResult
+from payouts.tracking import reports
 
 MARKETPLACE = "test-marketplace"
 
@@ -29,11 +33,11 @@ def seed(rt: Runtime, creators: int, per_creator: int = 2, seed: int = 1) -> dic
     """Record earnings for ``creators`` fresh addresses; returns creator id -> address."""
     rng = random.Random(seed)
     recipients = {f"c{seed}-{i}": Account.create().address for i in range(creators)}
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         rt.sync_assets(session)
         set_payout_addresses(session, ensure_marketplace(session, MARKETPLACE), recipients)
         session.commit()
-    services.record(
+    ingest.record(
         rt,
         MARKETPLACE,
         [
@@ -52,13 +56,13 @@ def roll_up_now(rt: Runtime) -> int:
         + timedelta(seconds=1)
         - timedelta(seconds=rt.settings.rollup_window_seconds)
     )
-    return services.rollup(rt, window_start=start, actor="test").payouts
+    return rollups.rollup(rt, window_start=start, actor="test").payouts
 
 
-def settle_and_submit(rt: Runtime) -> list[submitter.SubmitResult]:
+def settle_and_submit(rt: Runtime) -> list[SubmitResult]:
     """Seal what is pending and send every sealed batch at once, as an operator's run does."""
-    plan = services.settle(rt, actor="test")["USDC"]
-    return [services.submit(rt, b.batch_id, actor="test") for b in plan.sealed]
+    plan = settlement.settle(rt, actor="test")["USDC"]
+    return [submission.submit(rt, b.batch_id, actor="test") for b in plan.sealed]
 
 
 def mine(rt: Runtime, blocks: int) -> None:
@@ -70,7 +74,7 @@ def token_balance(rt: Runtime, token: str, holder: str) -> int:
 
 
 def ledger_paid_by_address(rt: Runtime) -> dict[str, int]:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         rows = session.execute(
             text(
                 "SELECT recipient, sum(amount) AS paid FROM payouts WHERE state = 'finalized'"
@@ -85,7 +89,7 @@ def scalar(rt: Runtime, sql: str) -> int:
 
 
 def value(rt: Runtime, sql: str) -> Any:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         return session.execute(text(sql)).scalar_one()
 
 
@@ -141,6 +145,6 @@ def block_recipient(rt: Runtime, recipient: str, blocked: bool = True) -> None:
 
 def assert_books_balance(rt: Runtime) -> None:
     """Every invariant of reports.check holds (ledger sums, paid once, audit rows)."""
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         check = reports.check(session)
     assert check.ok, [r for r in check.results if not r.ok]

@@ -21,12 +21,12 @@ from click.testing import Result
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+import devstack
 from config.settings import Settings, get_settings
-from payouts import devstack
+from devstack.postgres import fresh_database
 from payouts.cli import app
 from payouts.db import engine_for
-from payouts.demo import fresh_database
-from payouts.migrate import upgrade
+from payouts.db.migrate import upgrade
 from payouts.runtime import Runtime
 
 _counter = itertools.count()

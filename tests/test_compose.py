@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from config.settings import Settings
-from payouts import processes
+from devstack import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA_SERVICES = {"postgres", "redis", "anvil"}

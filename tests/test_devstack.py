@@ -16,13 +16,11 @@ from eth_account import Account
 from sqlalchemy import create_engine, make_url, text
 from web3 import Web3
 
+import devstack
 from config.settings import Settings
-from payouts import devstack
-from payouts.chain.artifacts import load_artifact
-from payouts.devstack import (
+from devstack import (
     DEV_ADDRESSES,
     DEV_KEYS,
-    MAX_UINT256,
     Anvil,
     DevStackError,
     deploy_dev_contracts,
@@ -32,6 +30,8 @@ from payouts.devstack import (
     stop_embedded_postgres,
     stop_embedded_redis,
 )
+from devstack.contracts import MAX_UINT256
+from payouts.chain.artifacts import load_artifact
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_embedded_redis_is_a_working_celery_broker(embedded_settings: Settings) 
                 sys.executable,
                 "-c",
                 "import sys; from pathlib import Path; from config.settings import Settings; "
-                "from payouts.devstack import redis_url; "
+                "from devstack import redis_url; "
                 "print(redis_url(Settings(state_dir=Path(sys.argv[1]), redis_url=None)))",
                 str(embedded_settings.state_dir),
             ],
@@ -124,7 +124,7 @@ def test_embedded_redis_is_a_working_celery_broker(embedded_settings: Settings) 
         assert other.stdout.strip() == url
     finally:
         stop_embedded_redis(embedded_settings)
-    assert not devstack._redis_answers(int(url.rsplit(":", 1)[1].split("/")[0]))
+    assert not devstack.redis_server._redis_answers(int(url.rsplit(":", 1)[1].split("/")[0]))
 
 
 @pytest.mark.chain
@@ -162,7 +162,7 @@ def test_anvil_block_time_mines_without_transactions(tmp_path: Path) -> None:
 def test_missing_anvil_binary_says_to_run_npm_ci(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(devstack, "ANVIL_NPM_BINARY", tmp_path / "nope" / "anvil")
+    monkeypatch.setattr(devstack.anvil, "ANVIL_NPM_BINARY", tmp_path / "nope" / "anvil")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DevStackError, match="npm ci"):
         Anvil(state_dir=tmp_path / "state").start()

@@ -1,1 +1,1 @@
-"""Celery: the app, its queues and beat schedule, and thin tasks over payouts.services."""
+"""Celery: the app, its queues and beat schedule, one base task, and thin tasks over the handlers."""

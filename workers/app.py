@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from kombu import Queue
+from celery.signals import after_setup_logger, after_setup_task_logger
+from kombu.entity import Queue
 
 from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
-from payouts import processes
 from payouts.runtime import Runtime
+from workers.base import ContextFilter
+from workers.queues import RECONCILE, ROLLUP, SETTLE, SUBMIT, queues
 
 settings = get_settings()
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] [%(context)s] %(message)s"
 
 
 runtime = Runtime(settings)
 app = Celery("payouts", broker=runtime.broker_url, include=["workers.tasks"])
 
-# The submit queue is tier 0; each retry tier waits in a queue of its own (payouts.retry_tiers).
-QUEUES = processes.queues(settings)
+# The submit queue is tier 0; each retry tier waits in a queue of its own (submission.tiers).
+QUEUES = queues(settings)
 
 app.conf.update(
     task_queues=[Queue(name) for name in QUEUES],
-    task_default_queue="settle",
+    task_default_queue=SETTLE,
     task_routes={
-        "payouts.rollup": {"queue": "rollup"},
-        "payouts.settle": {"queue": "settle"},
-        "payouts.submit_batch": {"queue": "submit"},
-        "payouts.watch_unmined": {"queue": "submit"},
-        "payouts.reconcile": {"queue": "reconcile"},
+        "payouts.rollup": {"queue": ROLLUP},
+        "payouts.settle": {"queue": SETTLE},
+        "payouts.submit_batch": {"queue": SUBMIT},
+        "payouts.watch_unmined": {"queue": SUBMIT},
+        "payouts.reconcile": {"queue": RECONCILE},
     },
     # A task is acknowledged only after it ran, so a killed worker's task is delivered again;
     # every task is written to be safe to run twice.
@@ -74,3 +79,12 @@ app.conf.beat_schedule = {
 
 configure_logging(settings)
 init_sentry(settings)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_task_context(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    """Every line a worker logs names the task and the ids it works on (workers.base)."""
+    for handler in logger.handlers:
+        handler.addFilter(ContextFilter())
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))

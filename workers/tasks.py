@@ -1,33 +1,25 @@
-"""Thin tasks: each calls one service function. Every one is safe to deliver twice."""
+"""Thin tasks: each calls one handler. Every one is safe to deliver twice."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from celery import Task
-
-from payouts import services
-from payouts.errors import ChainError, TransientChainError
-from workers.app import app, runtime
+from payouts.errors import ChainError
+from payouts.reconcile.handlers import reconcile as reconcile_chain
+from payouts.rollup.handlers import rollup as roll_up
+from payouts.settlement.handlers import settle as seal
+from payouts.submission import handlers as submission
+from payouts.submission.tiers import tiers_for
+from workers.app import app
+from workers.base import PayoutsTask
 
 log = logging.getLogger(__name__)
 
 
-class PayoutsTask(Task):  # type: ignore[misc]
-    """Owns the retry rule: an unreachable node is retried later, anything else surfaces."""
-
-    autoretry_for = (TransientChainError,)
-    retry_backoff = 15
-    retry_backoff_max = 600
-    retry_jitter = True
-    max_retries = 8
-    acks_late = True
-
-
-@app.task(base=PayoutsTask, name="payouts.rollup")
-def rollup() -> dict[str, Any]:
-    result = services.rollup(runtime, actor="beat")
+@app.task(base=PayoutsTask, bind=True, name="payouts.rollup")
+def rollup(self: PayoutsTask) -> dict[str, Any]:
+    result = roll_up(self.runtime, actor="beat")
     if result.payouts:
         settle.delay()
     return {
@@ -37,22 +29,22 @@ def rollup() -> dict[str, Any]:
     }
 
 
-@app.task(base=PayoutsTask, name="payouts.settle")
-def settle() -> dict[str, Any]:
-    plans = services.settle(runtime, actor="beat")
+@app.task(base=PayoutsTask, bind=True, name="payouts.settle")
+def settle(self: PayoutsTask) -> dict[str, Any]:
+    plans = seal(self.runtime, actor="beat")
     for plan in plans.values():
         for batch in plan.sealed:
             submit_batch.delay(batch.batch_id)
     return {s: {"sealed": len(p.sealed), "reason": p.reason} for s, p in plans.items()}
 
 
-@app.task(base=PayoutsTask, name="payouts.submit_batch", autoretry_for=())
-def submit_batch(batch_id: int, tier: int = 0) -> dict[str, Any]:
+@app.task(base=PayoutsTask, bind=True, name="payouts.submit_batch")
+def submit_batch(self: PayoutsTask, batch_id: int, tier: int = 0) -> dict[str, Any]:
     """One try of a batch's submission; a failure goes to the next retry tier's queue."""
     try:
-        result = services.submit(runtime, batch_id, actor="worker")
+        result = submission.submit(self.runtime, batch_id, actor="worker")
     except ChainError as exc:
-        retry = services.submission_failed(runtime, batch_id, tier=tier, error=exc)
+        retry = submission.submission_failed(self.runtime, batch_id, tier=tier, error=exc)
         if retry is None:
             log.error("batch %s: submission failed for good at tier %s: %s", batch_id, tier, exc)
             return {"batch": batch_id, "outcome": "failed", "tier": tier}
@@ -68,26 +60,26 @@ def submit_batch(batch_id: int, tier: int = 0) -> dict[str, Any]:
             retry.queue,
         )
         return {"batch": batch_id, "outcome": "retrying", "tier": retry.tier}
-    return {"batch": batch_id, "outcome": result.outcome, "tx": result.tx_hash}
+    return {"batch": batch_id, "outcome": result.describe(), "tx": result.tx_hash}
 
 
-@app.task(base=PayoutsTask, name="payouts.watch_unmined")
-def watch_unmined() -> dict[str, int]:
+@app.task(base=PayoutsTask, bind=True, name="payouts.watch_unmined")
+def watch_unmined(self: PayoutsTask) -> dict[str, int]:
     """Recovery and care: resend what a lost task left sealed; rebroadcast dropped
     transactions and replace stuck ones."""
-    watchlist = services.watchlist(runtime)
+    rt = self.runtime
+    watchlist = submission.watchlist(rt)
+    tiers = tiers_for(rt.settings)
     for batch_id, tier in watchlist.due:
-        submit_batch.apply_async(
-            args=[batch_id], kwargs={"tier": tier}, queue=runtime.retry_tiers().queue(tier)
-        )
+        submit_batch.apply_async(args=[batch_id], kwargs={"tier": tier}, queue=tiers.queue(tier))
     outcomes: dict[str, int] = {}
     for batch_id in watchlist.unmined:
-        outcome = services.watch(runtime, batch_id).outcome
+        outcome = str(submission.watch(rt, batch_id).outcome)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return {"resubmitted": len(watchlist.due), **outcomes}
 
 
-@app.task(base=PayoutsTask, name="payouts.reconcile")
-def reconcile() -> dict[str, int]:
-    outcome = services.reconcile(runtime, actor="reconciler")
+@app.task(base=PayoutsTask, bind=True, name="payouts.reconcile")
+def reconcile(self: PayoutsTask) -> dict[str, int]:
+    outcome = reconcile_chain(self.runtime, actor="reconciler")
     return {"included": outcome.scan.included, "finalized": outcome.advance.finalized}

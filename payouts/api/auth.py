@@ -13,10 +13,10 @@ import time
 
 from fastapi import Request
 
-from payouts import services
 from payouts.api.errors import ApiError
 from payouts.api.routes.common import runtime
 from payouts.catalog import hash_api_key
+from payouts.ingest import handlers
 
 KEY_CACHE_SECONDS = 60.0
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -72,7 +72,7 @@ def marketplace_id(request: Request) -> int:
     cache: KeyCache = request.app.state.key_cache
     found = cache.get(digest)
     if found is None:
-        found = services.authenticate(runtime(request), key)
+        found = handlers.authenticate(runtime(request), key)
         if found is None:
             raise ApiError(
                 401, "invalid_api_key", "unknown API key", field="Authorization", headers=_CHALLENGE

@@ -1,7 +1,7 @@
 """Group commit for single earnings: many requests, one transaction, each answered alone.
 
 Each single-earning request waits on a future while a flusher records everything that queued
-up during the previous flush in one transaction (``services.record_each``). Under load the
+up during the previous flush in one transaction (``ingest.handlers.record_each``). Under load the
 groups grow by themselves; with one request at a time a group is that one request, so no
 request ever waits for a timer. A response is sent only after its transaction committed.
 """
@@ -12,9 +12,9 @@ import asyncio
 
 from starlette.concurrency import run_in_threadpool
 
-from payouts import services
 from payouts.errors import IdempotencyInFlight
-from payouts.ledger.earnings import Earning
+from payouts.ingest import handlers
+from payouts.ingest.earnings import Earning
 from payouts.runtime import Runtime
 
 MAX_GROUP = 1000
@@ -57,7 +57,7 @@ class EarningWriter:
                 del self._queue[:MAX_GROUP]
                 try:
                     outcomes = await run_in_threadpool(
-                        services.record_each,
+                        handlers.record_each,
                         self._runtime,
                         [(m, e) for m, e, _ in group],
                     )

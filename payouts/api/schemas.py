@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from payouts.catalog import checked_address
 from payouts.errors import InvalidInput
-from payouts.ledger.earnings import MAX_KEY_LENGTH, Earning
+from payouts.ingest.earnings import MAX_KEY_LENGTH, Earning
 from payouts.money import parse_amount
 
 MAX_BATCH = 10_000

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.processes import start_api, stop
 from payouts.client import (
     ApiUnreachable,
     AuthenticationError,
@@ -22,7 +23,6 @@ from payouts.client import (
     NotFoundError,
     PayoutsClient,
 )
-from payouts.processes import start_api, stop
 from payouts.runtime import Runtime
 from tests.apikit import Tenant, api_settings, count, make_tenant
 from tests.conftest import settings_env

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from payouts import services
 from payouts.api.group_commit import EarningWriter
 from payouts.errors import IdempotencyConflict, IdempotencyInFlight
-from payouts.ledger.earnings import Earning
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
 from payouts.runtime import Runtime
 from tests.apikit import Tenant, count
 
@@ -15,9 +15,9 @@ from tests.apikit import Tenant, count
 def test_one_request_of_a_group_reusing_a_key_is_refused_alone(
     api_runtime: Runtime, alice_shop: Tenant, bob_shop: Tenant
 ) -> None:
-    services.record_for(api_runtime, alice_shop.id, [Earning("k-1", "c-1", 100, "USDC")])
+    ingest.record_for(api_runtime, alice_shop.id, [Earning("k-1", "c-1", 100, "USDC")])
 
-    outcomes = services.record_each(
+    outcomes = ingest.record_each(
         api_runtime,
         [
             (alice_shop.id, Earning("k-2", "c-1", 200, "USDC")),

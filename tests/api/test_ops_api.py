@@ -6,10 +6,9 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from payouts import services
 from payouts.api.app import create_app
-from payouts.db import unit_of_work
 from payouts.exception_queue import record_exception
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
 from tests.apikit import ADMIN_KEY, make_tenant
 from tests.chainkit import MARKETPLACE, mine, roll_up_now, seed
@@ -18,7 +17,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def open_exception(rt: Runtime, key: str) -> None:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         record_exception(session, "transfer_failed", key, {"recipient": "0xabc", "reason": "test"})
         session.commit()
 
@@ -93,7 +92,7 @@ def test_a_manual_settlement_run_plans_then_pays_and_the_payout_shows_its_block(
         assert sent["outcome"] == "broadcast"
 
         mine(rt, 3)
-        services.reconcile(rt)
+        reconciler.reconcile(rt)
 
         page = api.get("/v1/payouts", headers=shop.auth).json()["data"]
         assert {p["status"] for p in page} == {"finalized"}

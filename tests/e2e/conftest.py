@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+import devstack
 from config.settings import Settings
-from payouts import devstack, processes
+from devstack import processes
 from payouts.chain.client import ChainClient
 from payouts.runtime import Runtime
 from tests.chainkit import assert_books_balance, assert_chain_pays_what_the_ledger_says, scalar

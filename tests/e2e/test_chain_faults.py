@@ -12,9 +12,11 @@ from collections.abc import Callable
 
 from click.testing import Result
 
-from payouts import devstack, services
-from payouts.chain import submitter
+import devstack
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
+from payouts.submission.handlers import SubmitResult
 from tests.chainkit import block_recipient, roll_up_now, seed, value
 from tests.e2e.conftest import (
     Miner,
@@ -105,7 +107,7 @@ def test_a_node_that_goes_away_is_not_hammered_and_settlement_resumes(
     workers = rt.settings.model_copy(update={"rpc_url": proxy.url})
     recipients = seed(rt, creators=6)
     roll_up_now(rt)
-    (batch,) = services.settle(rt, actor="test")["USDC"].sealed  # sealed while the node was up
+    (batch,) = settlement.settle(rt, actor="test")["USDC"].sealed  # sealed while the node was up
     proxy.go_down()
     try:
         with running(workers):
@@ -137,7 +139,7 @@ def test_when_the_retries_run_out_an_operator_replays_the_batch(
     workers = rt.settings.model_copy(update={"rpc_url": proxy.url})
     recipients = seed(rt, creators=4)
     roll_up_now(rt)
-    services.settle(rt, actor="test")
+    settlement.settle(rt, actor="test")
     proxy.go_down()
     try:
         with running(workers):
@@ -216,9 +218,9 @@ def test_a_nonce_taken_by_another_transaction_fails_the_batch_and_the_next_pays(
     rt = make_stack("nonce", resubmit_grace_seconds=0)
     recipients = seed(rt, creators=5)
     roll_up_now(rt)
-    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
-    signed = services.sign(rt, batch.batch_id)  # a worker that died right after signing
-    assert not isinstance(signed, submitter.SubmitResult)
+    (batch,) = settlement.settle(rt, actor="test")["USDC"].sealed
+    signed = submission.sign(rt, batch.batch_id)  # a worker that died right after signing
+    assert not isinstance(signed, SubmitResult)
     rt.chain.rpc(
         "eth_sendTransaction",
         [{"from": rt.signer.address, "to": rt.signer.address, "nonce": hex(signed.nonce)}],

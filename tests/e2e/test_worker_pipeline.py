@@ -10,9 +10,12 @@ import pytest
 from celery import Celery
 from sqlalchemy import text
 
-from payouts import devstack, processes, reports, services
-from payouts.db import unit_of_work
+import devstack
+from devstack import processes
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.tracking import reports
 from tests.chainkit import (
     ledger_paid_by_address,
     mine,
@@ -77,7 +80,7 @@ def test_earnings_are_paid_on_chain_by_worker_and_beat(
     assert set(paid) == set(recipients.values())
     for address, amount in paid.items():
         assert token_balance(rt, deployment.token_address, address) == amount
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         assert reports.check(session).ok
 
 
@@ -102,7 +105,7 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
         env = settings_env(worker_settings)
         recipients = seed(rt, creators=12)
         roll_up_now(rt)
-        batch_id = services.settle(rt)["USDC"].sealed[0].batch_id
+        batch_id = settlement.settle(rt)["USDC"].sealed[0].batch_id
         processes.purge_queues(rt.settings, redis_url)
         client = Celery(broker=redis_url)
 
@@ -131,7 +134,7 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
             processes.stop(worker)
 
     mine(rt, 3)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 12
     paid = ledger_paid_by_address(rt)
@@ -139,7 +142,7 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
     assert token is not None
     for address in recipients.values():
         assert token_balance(rt, token, address) == paid[address]
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         transfers = session.execute(
             text("SELECT payout_id, count(*) FROM onchain_transfers GROUP BY payout_id")
         ).all()

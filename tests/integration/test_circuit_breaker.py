@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack import Anvil, free_port
 from payouts.chain.breaker import CircuitBreaker, MemoryStore, RedisStore, Store
 from payouts.chain.client import ChainClient
-from payouts.devstack import Anvil, free_port
 from payouts.errors import CircuitOpen, TransientChainError
 
 

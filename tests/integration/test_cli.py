@@ -17,11 +17,12 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from config.settings import get_settings
-from payouts import services
 from payouts.catalog import ensure_marketplace, hash_api_key, set_payout_addresses
 from payouts.cli import app
 from payouts.db import unit_of_work
-from payouts.ledger.earnings import Earning
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
+from payouts.rollup import handlers as rollups
 from payouts.runtime import Runtime
 
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -59,7 +60,7 @@ def _run(cli: CliRunner, *args: str) -> Result:
 
 
 def _record(rt: Runtime) -> list[int]:
-    recorded = services.record(
+    recorded = ingest.record(
         rt,
         "market",
         [
@@ -73,12 +74,12 @@ def _record(rt: Runtime) -> list[int]:
 
 
 def _roll_up(rt: Runtime) -> None:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         set_payout_addresses(
             session, ensure_marketplace(session, "market"), {"alice": ALICE, "bob": BOB}
         )
         session.commit()
-    services.rollup(rt, window_start=datetime.now(UTC))
+    rollups.rollup(rt, window_start=datetime.now(UTC))
 
 
 # -- status ----------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from payouts import reports, services
 from payouts.catalog import ensure_marketplace
 from payouts.db import engine_for, unit_of_work
 from payouts.errors import IdempotencyConflict, InvalidInput
-from payouts.ledger.earnings import Earning, Recorded, record_earnings
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning, Recorded, record_earnings
 from payouts.runtime import Runtime
+from payouts.tracking import reports
 
 MARKETPLACE = "market"
 TABLES = ("credits", "entries", "journals", "creators", "accounts", "marketplaces")
@@ -73,7 +74,7 @@ def _statements(db_url: str) -> Iterator[list[str]]:
 def test_one_earning_is_one_accrued_credit_posted_as_two_legs_that_sum_to_zero(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
-    [recorded] = services.record(
+    [recorded] = ingest.record(
         ledger_runtime,
         MARKETPLACE,
         [Earning("order-1", "alice", 12_345, "USDC", reference="order 1", metadata={"x": 1})],
@@ -110,7 +111,7 @@ def test_one_earning_is_one_accrued_credit_posted_as_two_legs_that_sum_to_zero(
 def test_the_creator_payable_balance_is_the_sum_of_the_creators_earnings(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
-    services.record(
+    ingest.record(
         ledger_runtime,
         MARKETPLACE,
         [
@@ -119,7 +120,7 @@ def test_the_creator_payable_balance_is_the_sum_of_the_creators_earnings(
             Earning("b-1", "bob", 7, "USDC"),
         ],
     )
-    services.record(ledger_runtime, MARKETPLACE, [Earning("a-3", "alice", 1_000, "USDC")])
+    ingest.record(ledger_runtime, MARKETPLACE, [Earning("a-3", "alice", 1_000, "USDC")])
     assert _payable(db_url, "alice") == 1_350
     assert _payable(db_url, "bob") == 7
     with unit_of_work(db_url) as session:
@@ -128,7 +129,7 @@ def test_the_creator_payable_balance_is_the_sum_of_the_creators_earnings(
 
 def test_results_come_back_in_the_order_of_the_request(ledger_runtime: Runtime) -> None:
     earnings = _earnings(20)
-    results = services.record(ledger_runtime, MARKETPLACE, list(reversed(earnings)))
+    results = ingest.record(ledger_runtime, MARKETPLACE, list(reversed(earnings)))
     assert [r.idempotency_key for r in results] == [e.idempotency_key for e in reversed(earnings)]
     assert len({r.credit_id for r in results}) == 20
 
@@ -140,9 +141,9 @@ def test_the_same_key_and_body_returns_the_first_credit_and_writes_nothing(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
     earning = Earning("order-1", "alice", 12_345, "USDC", reference="r", metadata={"a": [1, 2]})
-    [first] = services.record(ledger_runtime, MARKETPLACE, [earning])
+    [first] = ingest.record(ledger_runtime, MARKETPLACE, [earning])
     before = _counts(db_url)
-    [again] = services.record(
+    [again] = ingest.record(
         ledger_runtime,
         MARKETPLACE,
         [Earning("order-1", "alice", 12_345, "USDC", reference="r", metadata={"a": [1, 2]})],
@@ -158,9 +159,9 @@ def test_a_replayed_batch_flags_only_the_new_keys_as_new(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
     old = _earnings(3, "old")
-    first = services.record(ledger_runtime, MARKETPLACE, old)
+    first = ingest.record(ledger_runtime, MARKETPLACE, old)
     new = _earnings(2, "new")
-    results = services.record(ledger_runtime, MARKETPLACE, [old[0], new[0], old[2], new[1]])
+    results = ingest.record(ledger_runtime, MARKETPLACE, [old[0], new[0], old[2], new[1]])
     assert [r.replayed for r in results] == [True, False, True, False]
     assert results[0].credit_id == first[0].credit_id
     assert results[2].credit_id == first[2].credit_id
@@ -181,12 +182,12 @@ def test_a_replayed_batch_flags_only_the_new_keys_as_new(
 def test_the_same_key_with_a_different_body_is_a_conflict_that_writes_nothing(
     ledger_runtime: Runtime, db_url: str, changed: Earning
 ) -> None:
-    [first] = services.record(
+    [first] = ingest.record(
         ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 12_345, "USDC")]
     )
     before = _counts(db_url)
     with pytest.raises(IdempotencyConflict) as raised:
-        services.record(ledger_runtime, MARKETPLACE, [changed])
+        ingest.record(ledger_runtime, MARKETPLACE, [changed])
     assert raised.value.keys == ["order-1"]
     assert raised.value.code == "idempotency_key_reused"
     assert _counts(db_url) == before
@@ -200,7 +201,7 @@ def test_the_same_key_with_a_different_body_is_a_conflict_that_writes_nothing(
 def test_one_conflicting_item_leaves_no_row_of_the_rest_of_its_batch(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
-    services.record(ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 100, "USDC")])
+    ingest.record(ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 100, "USDC")])
     before = _counts(db_url)
     batch = [
         Earning("fresh-1", "new-creator-1", 500, "USDC"),
@@ -208,7 +209,7 @@ def test_one_conflicting_item_leaves_no_row_of_the_rest_of_its_batch(
         Earning("fresh-2", "new-creator-2", 700, "USDC"),
     ]
     with pytest.raises(IdempotencyConflict) as raised:
-        services.record(ledger_runtime, MARKETPLACE, batch)
+        ingest.record(ledger_runtime, MARKETPLACE, batch)
     assert raised.value.keys == ["order-1"]
     assert _counts(db_url) == before
     with unit_of_work(db_url) as session:
@@ -220,7 +221,7 @@ def test_a_key_repeated_with_the_same_body_inside_one_batch_is_recorded_once(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
     earning = Earning("order-1", "alice", 300, "USDC")
-    results = services.record(
+    results = ingest.record(
         ledger_runtime, MARKETPLACE, [earning, Earning("order-2", "alice", 5, "USDC"), earning]
     )
     assert results[0].credit_id == results[2].credit_id
@@ -232,7 +233,7 @@ def test_a_key_repeated_with_another_body_inside_one_batch_is_a_conflict(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
     with pytest.raises(IdempotencyConflict):
-        services.record(
+        ingest.record(
             ledger_runtime,
             MARKETPLACE,
             [Earning("order-1", "alice", 300, "USDC"), Earning("order-1", "alice", 301, "USDC")],
@@ -243,8 +244,8 @@ def test_a_key_repeated_with_another_body_inside_one_batch_is_a_conflict(
 def test_idempotency_keys_are_scoped_to_their_marketplace(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
-    [a] = services.record(ledger_runtime, "market-a", [Earning("order-1", "alice", 100, "USDC")])
-    [b] = services.record(ledger_runtime, "market-b", [Earning("order-1", "alice", 999, "USDC")])
+    [a] = ingest.record(ledger_runtime, "market-a", [Earning("order-1", "alice", 100, "USDC")])
+    [b] = ingest.record(ledger_runtime, "market-b", [Earning("order-1", "alice", 999, "USDC")])
     assert a.credit_id != b.credit_id
     assert not a.replayed
     assert not b.replayed
@@ -258,7 +259,7 @@ def test_an_unknown_asset_is_invalid_input_and_writes_nothing(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
     with pytest.raises(InvalidInput) as raised:
-        services.record(ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 100, "DOGE")])
+        ingest.record(ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 100, "DOGE")])
     assert raised.value.code == "unknown_asset"
     assert raised.value.field == "asset"
     assert _counts(db_url)["credits"] == 0
@@ -266,7 +267,7 @@ def test_an_unknown_asset_is_invalid_input_and_writes_nothing(
 
 def test_an_invalid_item_in_a_batch_is_named_by_its_position(ledger_runtime: Runtime) -> None:
     with pytest.raises(InvalidInput) as raised:
-        services.record(
+        ingest.record(
             ledger_runtime,
             MARKETPLACE,
             [Earning("order-1", "alice", 100, "USDC"), Earning("order-2", "alice", 100, "DOGE")],
@@ -291,13 +292,13 @@ def test_invalid_earnings_are_refused_before_anything_is_written(
     ledger_runtime: Runtime, db_url: str, earning: Earning, code: str, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as raised:
-        services.record(ledger_runtime, MARKETPLACE, [earning])
+        ingest.record(ledger_runtime, MARKETPLACE, [earning])
     assert (raised.value.code, raised.value.field) == (code, field)
     assert _counts(db_url)["credits"] == 0
 
 
 def test_an_empty_request_records_nothing(ledger_runtime: Runtime, db_url: str) -> None:
-    assert services.record(ledger_runtime, MARKETPLACE, []) == []
+    assert ingest.record(ledger_runtime, MARKETPLACE, []) == []
     assert _counts(db_url)["credits"] == 0
 
 
@@ -307,11 +308,11 @@ def test_an_empty_request_records_nothing(ledger_runtime: Runtime, db_url: str) 
 def test_a_bulk_of_5000_earnings_takes_a_bounded_number_of_statements(
     ledger_runtime: Runtime, db_url: str
 ) -> None:
-    services.record(ledger_runtime, MARKETPLACE, [Earning("warm-up", "creator-0", 1, "USDC")])
+    ingest.record(ledger_runtime, MARKETPLACE, [Earning("warm-up", "creator-0", 1, "USDC")])
     with _statements(db_url) as small:
-        services.record(ledger_runtime, MARKETPLACE, _earnings(100, "small"))
+        ingest.record(ledger_runtime, MARKETPLACE, _earnings(100, "small"))
     with _statements(db_url) as bulk:
-        results = services.record(ledger_runtime, MARKETPLACE, _earnings(5_000, "bulk", 700))
+        results = ingest.record(ledger_runtime, MARKETPLACE, _earnings(5_000, "bulk", 700))
     assert len(results) == 5_000
     assert not any(r.replayed for r in results)
     assert len(bulk) < 20
@@ -329,10 +330,10 @@ def test_a_bulk_replay_takes_no_more_statements_than_the_first_recording(
 ) -> None:
     earnings = _earnings(2_000)
     with _statements(db_url) as first:
-        services.record(ledger_runtime, MARKETPLACE, earnings)
+        ingest.record(ledger_runtime, MARKETPLACE, earnings)
     before = _counts(db_url)
     with _statements(db_url) as replay:
-        results = services.record(ledger_runtime, MARKETPLACE, earnings)
+        results = ingest.record(ledger_runtime, MARKETPLACE, earnings)
     assert all(r.replayed for r in results)
     assert len(replay) <= len(first)
     assert _counts(db_url) == before
@@ -422,7 +423,7 @@ def _record_racing(
 @pytest.fixture
 def known_creators(ledger_runtime: Runtime) -> None:
     """The creators and their accounts exist, so concurrent recordings only race on credits."""
-    services.record(
+    ingest.record(
         ledger_runtime,
         MARKETPLACE,
         [Earning(f"seed-{i}", f"creator-{i}", 1, "USDC") for i in range(50)],
@@ -473,8 +474,8 @@ def test_two_services_recording_the_same_new_creators_at_once_agree(
     earnings = _earnings(300, creators=300)
     first, second = _in_threads(
         [
-            lambda: services.record(ledger_runtime, MARKETPLACE, earnings),
-            lambda: services.record(ledger_runtime, MARKETPLACE, earnings),
+            lambda: ingest.record(ledger_runtime, MARKETPLACE, earnings),
+            lambda: ingest.record(ledger_runtime, MARKETPLACE, earnings),
         ]
     )
     assert [r.credit_id for r in first] == [r.credit_id for r in second]

@@ -10,17 +10,19 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from payouts import reports, services
-from payouts.chain import submitter
-from payouts.db import unit_of_work
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
+from payouts.submission.handlers import SubmitResult
+from payouts.tracking import reports
 from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
 
 
 def sign_without_sending(rt: Runtime, batch_id: int) -> int:
     """What a worker that died right after signing leaves behind; returns the nonce."""
-    attempt = services.sign(rt, batch_id)
-    assert not isinstance(attempt, submitter.SubmitResult)
+    attempt = submission.sign(rt, batch_id)
+    assert not isinstance(attempt, SubmitResult)
     return attempt.nonce
 
 
@@ -30,7 +32,7 @@ def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_th
     rt = make_runtime()
     recipients = seed(rt, creators=5)
     roll_up_now(rt)
-    (first,) = services.settle(rt, actor="test")["USDC"].sealed
+    (first,) = settlement.settle(rt, actor="test")["USDC"].sealed
     nonce = sign_without_sending(rt, first.batch_id)
     # Someone else with the hot wallet's key spends that nonce (anvil has the account unlocked).
     rt.chain.rpc(
@@ -38,7 +40,7 @@ def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_th
         [{"from": rt.signer.address, "to": rt.signer.address, "value": "0x1", "nonce": hex(nonce)}],
     )
 
-    result = services.submit(rt, first.batch_id, actor="test")
+    result = submission.submit(rt, first.batch_id, actor="test")
 
     assert result.outcome == "nonce-consumed"
     assert (
@@ -50,19 +52,19 @@ def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_th
     )
     assert scalar(rt, "SELECT count(*) FROM exceptions WHERE kind = 'nonce_consumed'") == 1
     # A second delivery of the same submit task changes nothing.
-    assert services.submit(rt, first.batch_id).outcome == "skipped:failed"
+    assert submission.submit(rt, first.batch_id).describe() == "skipped:failed"
 
-    (second,) = services.settle(rt, actor="test")["USDC"].sealed
-    sent = services.submit(rt, second.batch_id, actor="test")
+    (second,) = settlement.settle(rt, actor="test")["USDC"].sealed
+    sent = submission.submit(rt, second.batch_id, actor="test")
     assert sent.outcome == "broadcast"
     assert sent.nonce == nonce + 1
     mine(rt, 3)
-    services.reconcile(rt)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
 
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 5
     assert_chain_pays_what_the_ledger_says(rt, recipients)
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         assert reports.check(session).ok
         history = session.execute(
             text(

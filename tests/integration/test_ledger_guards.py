@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from payouts import services
 from payouts.db import unit_of_work
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
 from payouts.ledger.accounts import AccountKind, ensure_accounts
-from payouts.ledger.earnings import Earning
 from payouts.ledger.journals import Leg, open_journal, post
+from payouts.rollup import handlers as rollups
 from payouts.runtime import Runtime
 
 RESTRICT_VIOLATION = "23001"
@@ -264,14 +265,14 @@ def test_entries_cannot_join_a_journal_committed_earlier(
 
 
 def _one_credit(rt: Runtime) -> int:
-    [recorded] = services.record(
+    [recorded] = ingest.record(
         rt, "guards", [Earning("k-1", "creator-1", 12_345, "USDC", reference="r")]
     )
     return recorded.credit_id
 
 
 def _one_payout(rt: Runtime) -> int:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         rt.sync_assets(session)
         marketplace_id = int(
             session.execute(
@@ -286,10 +287,10 @@ def _one_payout(rt: Runtime) -> int:
             {"m": marketplace_id, "a": ADDRESS},
         )
         session.commit()
-    services.record(rt, "guards", [Earning("k-1", "creator-1", 20_000, "USDC")])
-    result = services.rollup(rt, window_start=datetime.now(UTC))
+    ingest.record(rt, "guards", [Earning("k-1", "creator-1", 20_000, "USDC")])
+    result = rollups.rollup(rt, window_start=datetime.now(UTC))
     assert result.payouts == 1
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         return int(session.execute(text("SELECT id FROM payouts")).scalar_one())
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from payouts import exception_queue, services
-from payouts.db import unit_of_work
+from payouts import exception_queue
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
 from tests.chainkit import (
     assert_books_balance,
     assert_chain_pays_what_the_ledger_says,
@@ -27,12 +28,12 @@ from tests.chainkit import (
 def settle_fully(rt: Runtime) -> None:
     settle_and_submit(rt)
     mine(rt, 3)
-    services.reconcile(rt)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
 
 
 def rows(rt: Runtime, sql: str) -> list[Any]:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         return list(session.execute(text(sql)).all())
 
 
@@ -60,10 +61,10 @@ def test_a_refused_recipient_goes_back_to_pending_on_hold_and_the_others_are_pai
     assert kind == "transfer_failed"
     assert_books_balance(rt)  # in flight still holds exactly the refused payout
     # While the creator is held, nothing is sent to them.
-    assert services.settle(rt, actor="test")["USDC"].sealed == []
+    assert settlement.settle(rt, actor="test")["USDC"].sealed == []
 
     block_recipient(rt, refused, blocked=False)
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         exception_queue.resolve_exception(
             session, exception_id, "address cleared by the token issuer", actor="operator"
         )
@@ -115,11 +116,11 @@ def test_larger_payouts_are_final_only_deeper(make_runtime: Callable[..., Runtim
     assert scalar(rt, f"SELECT finality_depth FROM batches WHERE id = {batch_id}") == 4
 
     mine(rt, 1)  # 2 blocks deep: final by default, not for this tier
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'confirmed'") == 2
     assert scalar(rt, "SELECT count(*) FROM credits WHERE state = 'paid'") == 0
     mine(rt, 2)  # 4 deep
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
 
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 2
     assert_chain_pays_what_the_ledger_says(rt, recipients)
@@ -134,13 +135,13 @@ def test_a_reorg_past_finality_alerts_an_operator_and_rewrites_nothing(
     mine(rt, 10)
     assert len(settle_and_submit(rt)) == 1
     mine(rt, 2)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 3
     before = rows(rt, "SELECT * FROM batches")
 
     rt.chain.rpc("anvil_reorg", [5, []])  # the finalized block and its transaction are gone
-    outcome = services.reconcile(rt)
-    services.reconcile(rt)
+    outcome = reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
 
     assert outcome.advance.exceptions == 1
     ((kind, detail),) = rows(rt, "SELECT kind, detail FROM exceptions")

@@ -13,14 +13,17 @@ import pytest
 from eth_account import Account
 from sqlalchemy import text
 
-from payouts import devstack, reports, services
-from payouts.db import unit_of_work
+import devstack
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
+from payouts.tracking import reports
 from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
 
 
 def state_of(rt: Runtime, sql: str) -> set[str]:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         return set(session.execute(text(sql)).scalars())
 
 
@@ -36,11 +39,11 @@ def test_a_reorged_batch_is_paid_exactly_once(
     recipients = seed(rt, creators=6)
     roll_up_now(rt)
     mine(rt, depth + 5)  # the reorg must not reach back to the contracts' deployment
-    plan = services.settle(rt, actor="test")["USDC"]
+    plan = settlement.settle(rt, actor="test")["USDC"]
     (batch,) = plan.sealed
-    sent = services.submit(rt, batch.batch_id, actor="test")
+    sent = submission.submit(rt, batch.batch_id, actor="test")
     mine(rt, depth - 1)  # the carrying block is now exactly `depth` deep
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert state_of(rt, f"SELECT state FROM batches WHERE id = {batch.batch_id}") <= {
         "included",
         "confirmed",
@@ -52,31 +55,31 @@ def test_a_reorged_batch_is_paid_exactly_once(
     # when the chain's clock runs ahead (an identical block would be no reorg at all).
     carried = [[raw, 0], [filler_transaction(rt), 0]] if carried_again else []
     rt.chain.rpc("anvil_reorg", [depth, carried])
-    outcome = services.reconcile(rt)
+    outcome = reconciler.reconcile(rt)
 
     assert outcome.advance.reorged == 1
     assert state_of(rt, f"SELECT state FROM batches WHERE id = {batch.batch_id}") == {"broadcast"}
     assert state_of(rt, "SELECT state FROM payouts") == {"submitted"}
     # What the submit queue does for a batch that is out but unmined: resend the same bytes.
-    again = services.submit(rt, batch.batch_id, actor="test")
+    again = submission.submit(rt, batch.batch_id, actor="test")
     assert again.tx_hash == sent.tx_hash
     mine(rt, depth + 12)
-    services.reconcile(rt)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
 
     assert state_of(rt, "SELECT state FROM payouts") == {"finalized"}
     assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
     new_block = scalar(rt, f"SELECT block_number FROM batches WHERE id = {batch.batch_id}")
     assert carried_again or new_block != old_block
     assert_chain_pays_what_the_ledger_says(rt, recipients)
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         check = reports.check(session)
         assert check.ok, [r for r in check.results if not r.ok]
         assert reports.status(session)["open_exceptions"] == 0
 
 
 def signed_bytes(rt: Runtime, batch_id: int) -> bytes:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         return bytes(
             session.execute(
                 text("SELECT raw FROM tx_attempts WHERE batch_id = :b"), {"b": batch_id}
@@ -111,22 +114,22 @@ def test_a_rolled_back_block_unwinds_the_batch_and_the_same_bytes_pay_once(
     recipients = seed(rt, creators=4)
     roll_up_now(rt)
     mine(rt, 5)
-    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
-    sent = services.submit(rt, batch.batch_id, actor="test")
+    (batch,) = settlement.settle(rt, actor="test")["USDC"].sealed
+    sent = submission.submit(rt, batch.batch_id, actor="test")
     mine(rt, 1)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert state_of(rt, "SELECT state FROM payouts") == {"confirmed"}
 
     rt.chain.rpc("anvil_rollback", [2])
-    outcome = services.reconcile(rt)
+    outcome = reconciler.reconcile(rt)
 
     assert outcome.advance.reorged == 1
     assert state_of(rt, "SELECT state FROM payouts") == {"submitted"}
-    watched = services.watch(rt, batch.batch_id)
+    watched = submission.watch(rt, batch.batch_id)
     assert watched.tx_hash == sent.tx_hash  # resent (or still known to the node): same bytes
     mine(rt, 12)
-    services.reconcile(rt)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
     assert state_of(rt, "SELECT state FROM payouts") == {"finalized"}
     assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
     assert_chain_pays_what_the_ledger_says(rt, recipients)

@@ -1,7 +1,7 @@
 """The roll-up: accrued credits become one payout per creator, asset and window, exactly once.
 
 The runtime's one asset, USDC, pays from 10_000 base units up in steps of 100. Windows are
-fixed by the tests (``services.rollup(window_start=...)``), starting after the credits were
+fixed by the tests (``rollups.rollup(window_start=...)``), starting after the credits were
 created, so that every credit recorded so far falls before the window's end.
 """
 
@@ -19,13 +19,15 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from config.settings import get_settings
-from payouts import reports, services
 from payouts.catalog import ensure_marketplace, set_payout_address, set_payout_addresses
 from payouts.cli import app
 from payouts.db import unit_of_work
-from payouts.ledger.earnings import Earning
-from payouts.rollup import RollupResult
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
+from payouts.rollup import handlers as rollups
+from payouts.rollup.windows import RollupResult
 from payouts.runtime import Runtime
+from payouts.tracking import reports
 
 MARKETPLACE = "market"
 HOUR = timedelta(hours=1)
@@ -37,7 +39,7 @@ def _address() -> str:
 
 def _give_addresses(rt: Runtime, *external_ids: str) -> dict[str, str]:
     addresses = {x: _address() for x in external_ids}
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         set_payout_addresses(session, ensure_marketplace(session, MARKETPLACE), addresses)
         session.commit()
     return addresses
@@ -47,7 +49,7 @@ _keys = iter(range(10**9))
 
 
 def _earn(rt: Runtime, *items: tuple[str, int]) -> list[int]:
-    recorded = services.record(
+    recorded = ingest.record(
         rt, MARKETPLACE, [Earning(f"e-{next(_keys)}", who, amount, "USDC") for who, amount in items]
     )
     return [r.credit_id for r in recorded]
@@ -124,7 +126,7 @@ def test_each_creator_with_an_address_gets_one_payout_per_window_and_asset(
         ledger_runtime, ("alice", 10_000), ("alice", 5_000), ("bob", 20_000), ("alice", 1_000)
     )
     start = _window()
-    result = services.rollup(ledger_runtime, window_start=start)
+    result = rollups.rollup(ledger_runtime, window_start=start)
     assert result == RollupResult(start, start + HOUR, True, 2, 4, 36_000)
     payouts = _payouts(db_url)
     assert sorted(payouts.values()) == sorted(
@@ -144,17 +146,17 @@ def test_creators_below_the_minimum_wait_and_are_paid_once_they_reach_it(
     small = _earn(ledger_runtime, ("alice", 6_000), ("alice", 3_000))  # 9_000 < 10_000
     paid = _earn(ledger_runtime, ("bob", 10_000))
     first = _window()
-    result = services.rollup(ledger_runtime, window_start=first)
+    result = rollups.rollup(ledger_runtime, window_start=first)
     assert (result.payouts, result.credits, result.total) == (1, 1, 10_000)
     assert _credit_states(db_url, small) == ["accrued", "accrued"]
     assert _credit_states(db_url, paid) == ["rolled_up"]
 
     # still short in the next window: nothing for alice
-    services.rollup(ledger_runtime, window_start=first + HOUR)
+    rollups.rollup(ledger_runtime, window_start=first + HOUR)
     assert _credit_states(db_url, small) == ["accrued", "accrued"]
 
     more = _earn(ledger_runtime, ("alice", 1_000))
-    result = services.rollup(ledger_runtime, window_start=first + 2 * HOUR)
+    result = rollups.rollup(ledger_runtime, window_start=first + 2 * HOUR)
     assert (result.payouts, result.credits, result.total) == (1, 3, 10_000)
     assert _credit_states(db_url, small + more) == ["rolled_up"] * 3
     alice = [p for k, p in _payouts(db_url).items() if k.startswith("alice@")]
@@ -169,14 +171,14 @@ def test_a_creator_without_a_payout_address_is_not_rolled_up(
     waiting = _earn(ledger_runtime, ("alice", 50_000))
     _earn(ledger_runtime, ("bob", 50_000))
     start = _window()
-    result = services.rollup(ledger_runtime, window_start=start)
+    result = rollups.rollup(ledger_runtime, window_start=start)
     assert result.payouts == 1
     assert list(_payouts(db_url)) == [f"bob@{start.isoformat()}"]
     assert _credit_states(db_url, waiting) == ["accrued"]
     _check_ok(db_url)
 
     addresses = _give_addresses(ledger_runtime, "alice")
-    services.rollup(ledger_runtime, window_start=start + HOUR)
+    rollups.rollup(ledger_runtime, window_start=start + HOUR)
     assert _credit_states(db_url, waiting) == ["rolled_up"]
     assert _payouts(db_url)[f"alice@{(start + HOUR).isoformat()}"][:2] == (
         50_000,
@@ -193,7 +195,7 @@ def test_a_creator_on_hold_after_an_address_change_waits_for_the_hold_to_end(
         set_payout_address(session, marketplace_id, "alice", _address(), cool_down=HOUR * 24)
         session.commit()
     held = _earn(ledger_runtime, ("alice", 50_000))
-    assert services.rollup(ledger_runtime, window_start=_window()).payouts == 0
+    assert rollups.rollup(ledger_runtime, window_start=_window()).payouts == 0
     assert _credit_states(db_url, held) == ["accrued"]
 
 
@@ -206,18 +208,18 @@ def test_a_rounded_payout_carries_its_dust_into_the_next_window(
     _give_addresses(ledger_runtime, "alice")
     _earn(ledger_runtime, ("alice", 12_345))
     first = _window()
-    assert services.rollup(ledger_runtime, window_start=first).total == 12_300
+    assert rollups.rollup(ledger_runtime, window_start=first).total == 12_300
     assert _dust(db_url, "alice") == 45
     _check_ok(db_url)
 
     # 10_000 + 45 carried pays 10_000: the 45 is still carried
     _earn(ledger_runtime, ("alice", 10_000))
-    assert services.rollup(ledger_runtime, window_start=first + HOUR).total == 10_000
+    assert rollups.rollup(ledger_runtime, window_start=first + HOUR).total == 10_000
     assert _dust(db_url, "alice") == 45
 
     # 10_055 + 45 carried pays 10_100: the dust is used up
     _earn(ledger_runtime, ("alice", 10_055))
-    assert services.rollup(ledger_runtime, window_start=first + 2 * HOUR).total == 10_100
+    assert rollups.rollup(ledger_runtime, window_start=first + 2 * HOUR).total == 10_100
     assert _dust(db_url, "alice") == 0
 
     amounts = sorted(p[0] for p in _payouts(db_url).values())
@@ -235,7 +237,7 @@ def test_nothing_is_lost_to_rounding_across_many_creators_and_windows(
     start = _window()
     for window in range(3):
         _earn(ledger_runtime, *[(c, 3_337 + 1_013 * i + window) for i, c in enumerate(creators)])
-        services.rollup(ledger_runtime, window_start=start + window * HOUR)
+        rollups.rollup(ledger_runtime, window_start=start + window * HOUR)
     paid = _scalar(db_url, "SELECT coalesce(sum(amount), 0) FROM payouts")
     owed = _scalar(
         db_url,
@@ -261,10 +263,10 @@ def test_rolling_up_the_same_window_twice_creates_nothing_the_second_time(
     _give_addresses(ledger_runtime, "alice", "bob")
     _earn(ledger_runtime, ("alice", 12_345), ("bob", 20_000))
     start = _window()
-    first = services.rollup(ledger_runtime, window_start=start)
+    first = rollups.rollup(ledger_runtime, window_start=start)
     before = _row_counts(db_url)
     _earn(ledger_runtime, ("alice", 50_000))  # arrives late: belongs to a later window
-    again = services.rollup(ledger_runtime, window_start=start)
+    again = rollups.rollup(ledger_runtime, window_start=start)
     assert first.created is True
     assert again == RollupResult(start, start + HOUR, False, 2, 2, 32_300)
     after = _row_counts(db_url)
@@ -301,7 +303,7 @@ def _racing_rollups(rt: Runtime, db_url: str) -> tuple[list[RollupResult], list[
 
     def run() -> None:
         try:
-            results.append(services.rollup(rt, window_start=start))
+            results.append(rollups.rollup(rt, window_start=start))
         except BaseException as exc:  # noqa: BLE001 - asserted by the tests
             errors.append(exc)
 
@@ -359,7 +361,7 @@ def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_pay
         ("carol", 500),  # below the minimum: stays accrued, no audit row
         ("bob", 300),
     )
-    services.rollup(ledger_runtime, window_start=_window(), actor="operator")
+    rollups.rollup(ledger_runtime, window_start=_window(), actor="operator")
     with unit_of_work(db_url) as session:
         rows = session.execute(
             text(
@@ -401,7 +403,7 @@ def test_the_rollup_journal_moves_payable_into_payouts_in_flight(
 ) -> None:
     _give_addresses(ledger_runtime, "alice")
     _earn(ledger_runtime, ("alice", 12_345))
-    services.rollup(ledger_runtime, window_start=_window())
+    rollups.rollup(ledger_runtime, window_start=_window())
     with unit_of_work(db_url) as session:
         legs = session.execute(
             text(
@@ -433,7 +435,7 @@ def test_check_passes_after_a_rollup_and_reports_a_corrupted_ledger(
 ) -> None:
     _give_addresses(ledger_runtime, "alice", "bob")
     _earn(ledger_runtime, ("alice", 12_345), ("bob", 30_000), ("bob", 77))
-    services.rollup(ledger_runtime, window_start=_window())
+    rollups.rollup(ledger_runtime, window_start=_window())
     report = _check_ok(db_url)
     assert len(report.results) >= 5
     runner = CliRunner(env=cli_env)

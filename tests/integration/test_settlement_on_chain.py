@@ -7,9 +7,12 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from payouts import reports, services
-from payouts.db import unit_of_work
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.settlement.policy import policy_for
+from payouts.submission import handlers as submission
+from payouts.tracking import reports
 from tests.chainkit import (
     assert_chain_pays_what_the_ledger_says,
     mine,
@@ -30,14 +33,14 @@ def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
     batches = settle_and_submit(rt)
     assert len(batches) == 1
 
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     mine(rt, 3)
-    outcome = services.reconcile(rt)
+    outcome = reconciler.reconcile(rt)
 
     assert outcome.advance.finalized == 1
     assert_chain_pays_what_the_ledger_says(rt, recipients)
     assert scalar(rt, "SELECT count(*) FROM credits WHERE state <> 'paid'") == 0
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         assert reports.check(session).ok
 
 
@@ -47,12 +50,12 @@ def test_reconciling_twice_changes_nothing(make_runtime: Callable[..., Runtime])
     roll_up_now(rt)
     settle_and_submit(rt)
     mine(rt, 3)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     before = {
         table: scalar(rt, f"SELECT count(*) FROM {table}")
         for table in ("transitions", "entries", "journals", "onchain_transfers", "exceptions")
     }
-    again = services.reconcile(rt)
+    again = reconciler.reconcile(rt)
     after = {table: scalar(rt, f"SELECT count(*) FROM {table}") for table in before}
     assert after == before
     assert (again.scan.included, again.advance.finalized) == (0, 0)
@@ -64,15 +67,15 @@ def test_submitting_a_batch_twice_sends_one_transaction(
     rt = make_runtime()
     seed(rt, creators=4)
     roll_up_now(rt)
-    batch_id = services.settle(rt, actor="test")["USDC"].sealed[0].batch_id
-    first = services.submit(rt, batch_id)
-    second = services.submit(rt, batch_id)
+    batch_id = settlement.settle(rt, actor="test")["USDC"].sealed[0].batch_id
+    first = submission.submit(rt, batch_id)
+    second = submission.submit(rt, batch_id)
     assert first.outcome == "broadcast"
     assert second.tx_hash in (None, first.tx_hash)
     assert scalar(rt, "SELECT count(*) FROM tx_attempts") == 1
     mine(rt, 3)
-    services.reconcile(rt)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 4
 
 
@@ -80,7 +83,7 @@ def test_dry_run_shows_batches_but_keeps_nothing(make_runtime: Callable[..., Run
     rt = make_runtime()
     seed(rt, creators=6)
     roll_up_now(rt)
-    plan = services.settle(rt, dry_run=True)["USDC"]
+    plan = settlement.settle(rt, dry_run=True)["USDC"]
     assert [b.size for b in plan.sealed] == [6]
     assert scalar(rt, "SELECT count(*) FROM batches") == 0
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'pending'") == 6
@@ -93,15 +96,15 @@ def test_batches_are_split_to_fit_the_gas_cap(make_runtime: Callable[..., Runtim
     roll_up_now(rt)
     batches = settle_and_submit(rt)
     assert len(batches) > 2
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         rows = session.execute(
             text("SELECT gas_estimate, item_count FROM batches ORDER BY id")
         ).all()
     assert sum(r.item_count for r in rows) == 40
-    policy = rt.batch_policy()
+    policy = policy_for(rt.settings)
     assert all(policy.gas_limit(r.gas_estimate) <= cap for r in rows)
     mine(rt, 3)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 40
 
 
@@ -116,7 +119,7 @@ def test_the_wallet_never_seals_more_than_it_can_pay(
     wallet = rt.signer.address
     balance = token_balance(rt, token, wallet)
     # Move nearly everything out of the hot wallet, leaving less than one payout.
-    from payouts.chain import batcher as codec
+    from payouts.chain import codec
 
     burn = "0x000000000000000000000000000000000000dEaD"
     rt.chain.rpc("anvil_impersonateAccount", [wallet])
@@ -133,7 +136,7 @@ def test_the_wallet_never_seals_more_than_it_can_pay(
         assert time.monotonic() < deadline, "the transfer out of the hot wallet was not mined"
         time.sleep(0.05)
     assert token_balance(rt, token, wallet) == 5_000
-    plan = services.settle(rt)["USDC"]
+    plan = settlement.settle(rt)["USDC"]
     assert plan.sealed == []
     assert "cannot pay" in plan.reason
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'pending'") == 5

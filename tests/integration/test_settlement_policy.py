@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from payouts import services
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
 from tests.chainkit import roll_up_now, scalar, seed
 
 GWEI = 10**9
@@ -25,12 +25,12 @@ def test_fees_above_the_soft_limit_wait_unless_payouts_are_overdue(
     seed(rt, creators=3)
     roll_up_now(rt)
 
-    plan = services.settle(rt, actor="test")["USDC"]
+    plan = settlement.settle(rt, actor="test")["USDC"]
 
     assert plan.sealed == []
     assert "deferred" in plan.reason
     overdue = make_runtime(defer_fee_per_gas=1, payout_overdue_seconds=0)
-    assert len(services.settle(overdue, actor="test")["USDC"].sealed) == 1
+    assert len(settlement.settle(overdue, actor="test")["USDC"].sealed) == 1
 
 
 def test_payouts_too_small_for_todays_gas_wait_for_a_cheaper_window(
@@ -41,23 +41,23 @@ def test_payouts_too_small_for_todays_gas_wait_for_a_cheaper_window(
     seed(rt, creators=3)
     roll_up_now(rt)
 
-    plan = services.settle(rt, actor="test")["USDC"]
+    plan = settlement.settle(rt, actor="test")["USDC"]
 
     assert plan.sealed == []
     assert "wait for cheaper gas" in plan.reason
     assert plan.pending_left == 3
     overdue = runtime_with(make_runtime, units_per_native=10**18)
     overdue.settings.payout_overdue_seconds = 0
-    assert len(services.settle(overdue, actor="test")["USDC"].sealed) == 1
+    assert len(settlement.settle(overdue, actor="test")["USDC"].sealed) == 1
 
 
 def test_a_low_hot_wallet_alerts_an_operator_once(make_runtime: Callable[..., Runtime]) -> None:
     rt = runtime_with(make_runtime, low_balance_alert=10**30)
     seed(rt, creators=2)
     roll_up_now(rt)
-    services.settle(rt, actor="test", dry_run=True)
-    services.settle(rt, actor="test", dry_run=False)
-    services.settle(rt, actor="test")
+    settlement.settle(rt, actor="test", dry_run=True)
+    settlement.settle(rt, actor="test", dry_run=False)
+    settlement.settle(rt, actor="test")
 
     assert scalar(rt, "SELECT count(*) FROM exceptions WHERE kind = 'low_balance'") == 1
 
@@ -68,7 +68,7 @@ def test_no_batch_the_wallet_cannot_pay_gas_for(make_runtime: Callable[..., Runt
     roll_up_now(rt)
     rt.chain.rpc("anvil_setBalance", [rt.signer.address, hex(10**12)])
     try:
-        plan = services.settle(rt, actor="test")["USDC"]
+        plan = settlement.settle(rt, actor="test")["USDC"]
     finally:
         rt.chain.rpc("anvil_setBalance", [rt.signer.address, hex(10**22)])
 

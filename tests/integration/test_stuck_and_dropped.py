@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 from sqlalchemy import text
 
-from payouts import services
-from payouts.db import unit_of_work
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.submission import handlers as submission
 from tests.chainkit import (
     assert_books_balance,
     assert_chain_pays_what_the_ledger_says,
@@ -43,7 +43,7 @@ def full_blocks(rt: Runtime) -> Iterator[None]:
 
 
 def attempts(rt: Runtime) -> list[tuple[str, str, int, int]]:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         rows = session.execute(
             text("SELECT tx_hash, state, nonce, max_fee_per_gas FROM tx_attempts ORDER BY id")
         ).all()
@@ -53,8 +53,8 @@ def attempts(rt: Runtime) -> list[tuple[str, str, int, int]]:
 def finish(rt: Runtime) -> None:
     """Mine past finality and reconcile (twice: the second must change nothing)."""
     mine(rt, 4)
-    services.reconcile(rt)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
 
 
 def test_a_stuck_transaction_is_replaced_with_higher_fees_and_paid_once(
@@ -69,13 +69,13 @@ def test_a_stuck_transaction_is_replaced_with_higher_fees_and_paid_once(
         (first,) = attempts(rt)
         with full_blocks(rt):
             mine(rt, 2)
-            assert services.watch(rt, sent.batch_id).outcome == "waiting"  # 2 blocks < 3
+            assert submission.watch(rt, sent.batch_id).outcome == "waiting"  # 2 blocks < 3
             mine(rt, 1)
             assert rt.chain.receipt(sent.tx_hash) is None
         # (anvil refuses new transactions larger than the current block, real nodes do not:
         # the blocks get room again before the replacement is sent, not mined.)
 
-        watched = services.watch(rt, sent.batch_id)
+        watched = submission.watch(rt, sent.batch_id)
 
         assert watched.outcome == "replaced"
         old, new = attempts(rt)
@@ -83,7 +83,7 @@ def test_a_stuck_transaction_is_replaced_with_higher_fees_and_paid_once(
         assert new[2] == old[2]  # the same nonce
         assert new[3] * 10_000 >= old[3] * 11_250  # at least +12.5%
         assert [old[1], new[1]] == ["broadcast", "broadcast"]  # both live: either may land
-        assert services.watch(rt, sent.batch_id).outcome == "waiting"  # counted from the new one
+        assert submission.watch(rt, sent.batch_id).outcome == "waiting"  # counted from the new one
         mine(rt, 1)
 
     finish(rt)
@@ -107,7 +107,7 @@ def test_a_fee_spike_that_evicts_the_transaction_gets_a_replacement_that_pays_it
         mine_at_base_fee(rt, 4 * first[3])
         assert sent.tx_hash not in pool_hashes(rt)
 
-        watched = services.watch(rt, sent.batch_id)
+        watched = submission.watch(rt, sent.batch_id)
 
         assert watched.outcome == "replaced"
         assert attempts(rt)[1][3] > 2 * 4 * first[3] * 7 // 8  # above the base fee now
@@ -132,8 +132,8 @@ def test_no_replacement_above_the_fee_cap_an_operator_is_told(
             assert first[3] * 11_250 > 2 * GWEI * 10_000  # a bump would pass the cap
             mine(rt, 2)
 
-            assert services.watch(rt, sent.batch_id).outcome == "fee-cap"
-            assert services.watch(rt, sent.batch_id).outcome == "fee-cap"  # told once
+            assert submission.watch(rt, sent.batch_id).outcome == "fee-cap"
+            assert submission.watch(rt, sent.batch_id).outcome == "fee-cap"  # told once
             assert scalar(rt, "SELECT count(*) FROM exceptions WHERE kind = 'fee_cap_reached'") == 1
             assert len(attempts(rt)) == 1
         mine(rt, 1)
@@ -155,7 +155,7 @@ def test_a_dropped_transaction_is_sent_again_from_its_stored_bytes(
         rt.chain.rpc("anvil_dropTransaction", [sent.tx_hash])
         assert sent.tx_hash not in pool_hashes(rt)
 
-        watched = services.watch(rt, sent.batch_id)
+        watched = submission.watch(rt, sent.batch_id)
 
         assert (watched.outcome, watched.tx_hash) == ("rebroadcast", sent.tx_hash)
         assert sent.tx_hash in pool_hashes(rt)
@@ -182,7 +182,7 @@ def test_a_nonce_gap_left_by_a_dropped_transaction_is_filled_by_resending_it(
         mine(rt, 3)
         assert rt.chain.receipt(second.tx_hash) is None  # waiting behind the gap
 
-        outcomes = [services.watch(rt, b).outcome for b in services.watchlist(rt).unmined]
+        outcomes = [submission.watch(rt, b).outcome for b in submission.watchlist(rt).unmined]
 
         assert outcomes[0] == "rebroadcast"
         assert outcomes[1] in {"waiting", "rebroadcast"}  # anvil may drop the gapped one too

@@ -9,10 +9,12 @@ from collections.abc import Callable
 import pytest
 from click.testing import Result
 
-from payouts import services
-from payouts.devstack import free_port
+from devstack import free_port
 from payouts.errors import TransientChainError
+from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
 from tests.chainkit import (
     assert_books_balance,
     assert_chain_pays_what_the_ledger_says,
@@ -23,10 +25,10 @@ from tests.chainkit import (
 )
 
 
-def fail_once(rt: Runtime, batch_id: int, tier: int) -> services.Retry | None:
+def fail_once(rt: Runtime, batch_id: int, tier: int) -> submission.Retry | None:
     with pytest.raises(TransientChainError) as failure:
-        services.submit(rt, batch_id, actor="test")
-    return services.submission_failed(rt, batch_id, tier=tier, error=failure.value)
+        submission.submit(rt, batch_id, actor="test")
+    return submission.submission_failed(rt, batch_id, tier=tier, error=failure.value)
 
 
 def test_a_failing_submission_climbs_the_tiers_then_is_parked_and_replayed(
@@ -44,13 +46,13 @@ def test_a_failing_submission_climbs_the_tiers_then_is_parked_and_replayed(
     )
     recipients = seed(rt, creators=3)
     roll_up_now(rt)
-    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
+    (batch,) = settlement.settle(rt, actor="test")["USDC"].sealed
 
     first = fail_once(down, batch.batch_id, tier=0)
     assert first is not None
     assert (first.tier, first.queue) == (1, "submit-retry-15s")
     assert 12 <= first.delay <= 18  # 15 s +- 20%
-    assert services.submission_failed(down, batch.batch_id, tier=0, error=Exception()) is None
+    assert submission.submission_failed(down, batch.batch_id, tier=0, error=Exception()) is None
     second = fail_once(down, batch.batch_id, tier=1)
     assert second is not None
     assert (second.tier, second.queue) == (2, "submit-retry-1m")
@@ -58,7 +60,7 @@ def test_a_failing_submission_climbs_the_tiers_then_is_parked_and_replayed(
 
     assert scalar(rt, f"SELECT submit_tier FROM batches WHERE id = {batch.batch_id}") == 3
     assert scalar(rt, "SELECT count(*) FROM batches WHERE parked_at IS NOT NULL") == 1
-    assert services.watchlist(rt).due == []  # parked: not picked up again by itself
+    assert submission.watchlist(rt).due == []  # parked: not picked up again by itself
     listed = operator(rt, "exceptions", "list", "--json")
     (exception,) = json.loads(listed.output)
     assert exception["kind"] == "submission_exhausted"
@@ -78,7 +80,7 @@ def test_a_failing_submission_climbs_the_tiers_then_is_parked_and_replayed(
     assert again.exit_code == 2
     assert "only an open submission_exhausted" in again.stderr
     mine(rt, 3)
-    services.reconcile(rt)
+    reconciler.reconcile(rt)
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 3
     assert_chain_pays_what_the_ledger_says(rt, recipients)
     assert_books_balance(rt)
@@ -90,6 +92,6 @@ def test_a_sealed_batch_whose_task_was_lost_is_picked_up_after_the_grace(
     rt = make_runtime(resubmit_grace_seconds=3600)
     seed(rt, creators=2)
     roll_up_now(rt)
-    (batch,) = services.settle(rt, actor="test")["USDC"].sealed
-    assert services.watchlist(rt).due == []  # its submit task may still be on its way
-    assert services.watchlist(rt, grace_seconds=0).due == [(batch.batch_id, 0)]
+    (batch,) = settlement.settle(rt, actor="test")["USDC"].sealed
+    assert submission.watchlist(rt).due == []  # its submit task may still be on its way
+    assert submission.watchlist(rt, grace_seconds=0).due == [(batch.batch_id, 0)]

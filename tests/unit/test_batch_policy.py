@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from payouts.batching import BatchPolicy, Conditions
 from payouts.chain.fees import Fees, bumped, fees_for
+from payouts.settlement.policy import BatchPolicy, Conditions
 
 GWEI = 10**9
 EIP_7825_CAP = 2**24

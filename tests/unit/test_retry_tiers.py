@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from payouts.retry_tiers import RetryTiers, label
+from payouts.submission.tiers import RetryTiers, label
 
 TIERS = RetryTiers([15, 60, 300, 1800, 7200], jitter_percent=20)
 

@@ -8,14 +8,13 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from payouts import services, views
 from payouts.api.auth import marketplace_id
 from payouts.api.body import SINGLE_BODY_LIMIT, parse, read_body
 from payouts.api.openapi import json_body
 from payouts.api.routes.common import ERRORS, SECURED, runtime
 from payouts.api.schemas import PAYOUT_ADDRESS, BalanceOut, CreatorOut, PayoutAddressIn, clean_text
-from payouts.db import unit_of_work
 from payouts.errors import InvalidInput, NotFound
+from payouts.ingest import handlers
 
 router = APIRouter(tags=["creators"])
 
@@ -50,7 +49,7 @@ async def put_creator(
     body = await read_body(request, SINGLE_BODY_LIMIT)
     data = parse(PAYOUT_ADDRESS, body)
     change = await run_in_threadpool(
-        services.set_payout_address,
+        handlers.set_payout_address,
         runtime(request),
         marketplace,
         external_id,
@@ -70,5 +69,4 @@ async def put_creator(
 )
 def get_balance(request: Request, marketplace: Marketplace, creator_id: CreatorId) -> JSONResponse:
     external_id = _creator_id(creator_id, missing_is_404=True)
-    with unit_of_work(runtime(request).database_url) as session:
-        return JSONResponse(views.balance(session, marketplace, external_id))
+    return JSONResponse(handlers.balance(runtime(request), marketplace, external_id))

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from payouts import services, views
 from payouts.api.auth import marketplace_id
 from payouts.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, parse, read_body
 from payouts.api.errors import ApiError
@@ -23,8 +22,8 @@ from payouts.api.schemas import (
     EarningIn,
     EarningOut,
 )
-from payouts.db import unit_of_work
-from payouts.ledger.earnings import MAX_KEY_LENGTH
+from payouts.ingest import handlers
+from payouts.ingest.earnings import MAX_KEY_LENGTH
 
 router = APIRouter(tags=["earnings"])
 
@@ -93,7 +92,7 @@ async def create_earnings(request: Request, marketplace: Marketplace) -> JSONRes
     body = await read_body(request, BATCH_BODY_LIMIT)
     data = parse(EARNING_BATCH, body, {"assets": asset_symbols(request)})
     earnings = [e.to_earning(e.idempotency_key) for e in data.earnings]
-    recorded = await run_in_threadpool(services.record_for, runtime(request), marketplace, earnings)
+    recorded = await run_in_threadpool(handlers.record_for, runtime(request), marketplace, earnings)
     replayed = sum(r.replayed for r in recorded)
     return JSONResponse(
         {
@@ -121,5 +120,4 @@ async def create_earnings(request: Request, marketplace: Marketplace) -> JSONRes
 def get_earning(
     request: Request, marketplace: Marketplace, earning_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> JSONResponse:
-    with unit_of_work(runtime(request).database_url) as session:
-        return JSONResponse(views.earning(session, marketplace, earning_id))
+    return JSONResponse(handlers.earning(runtime(request), marketplace, earning_id))

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from payouts import exception_queue, services
 from payouts.api.auth import admin
 from payouts.api.body import SINGLE_BODY_LIMIT, parse, read_body
 from payouts.api.openapi import json_body
@@ -30,14 +29,15 @@ from payouts.api.schemas import (
     ResolveIn,
     SettlementRunIn,
 )
-from payouts.db import unit_of_work
+from payouts.ops import handlers
+from payouts.ops.handlers import SettlementRun
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"], dependencies=[Depends(admin)])
 
 ExceptionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def _run_summary(run: services.SettlementRun, dry_run: bool) -> dict[str, Any]:
+def _run_summary(run: SettlementRun, dry_run: bool) -> dict[str, Any]:
     return {
         "dry_run": dry_run,
         "assets": {
@@ -58,7 +58,8 @@ def _run_summary(run: services.SettlementRun, dry_run: bool) -> dict[str, Any]:
             for symbol, plan in run.plans.items()
         },
         "submissions": [
-            {"outcome": s.outcome, "nonce": s.nonce, "tx_hash": s.tx_hash} for s in run.submissions
+            {"outcome": s.describe(), "nonce": s.nonce, "tx_hash": s.tx_hash}
+            for s in run.submissions
         ],
     }
 
@@ -73,7 +74,7 @@ async def settlement_run(request: Request) -> JSONResponse:
     body = await read_body(request, SINGLE_BODY_LIMIT)
     data = parse(SETTLEMENT_RUN, body)
     run = await run_in_threadpool(
-        services.settlement_run,
+        handlers.settlement_run,
         runtime(request),
         dry_run=data.dry_run,
         submit_now=data.submit,
@@ -94,13 +95,12 @@ def list_exceptions(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> JSONResponse:
-    with unit_of_work(runtime(request).database_url) as session:
-        page, last = exception_queue.list_exceptions(
-            session,
-            state=None if status == "all" else status,
-            before_id=decode_cursor(cursor),
-            limit=limit,
-        )
+    page, last = handlers.list_exceptions(
+        runtime(request),
+        state=None if status == "all" else status,
+        before_id=decode_cursor(cursor),
+        limit=limit,
+    )
     return page_response(page, last)
 
 
@@ -111,8 +111,7 @@ def list_exceptions(
     summary="One exception with its evidence",
 )
 def get_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
-    with unit_of_work(runtime(request).database_url) as session:
-        return JSONResponse(exception_queue.get_exception(session, exception_id))
+    return JSONResponse(handlers.get_exception(runtime(request), exception_id))
 
 
 @router.post(
@@ -124,13 +123,11 @@ def get_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
 async def resolve_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
     body = await read_body(request, SINGLE_BODY_LIMIT)
     data = parse(RESOLVE, body)
-
-    def resolve() -> dict[str, Any]:
-        with unit_of_work(runtime(request).database_url) as session:
-            resolved = exception_queue.resolve_exception(
-                session, exception_id, data.resolution, actor="ops-api"
-            )
-            session.commit()
-            return resolved
-
-    return JSONResponse(await run_in_threadpool(resolve))
+    resolved = await run_in_threadpool(
+        handlers.resolve_exception,
+        runtime(request),
+        exception_id,
+        data.resolution,
+        actor="ops-api",
+    )
+    return JSONResponse(resolved)

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from payouts import views
 from payouts.api.auth import marketplace_id
 from payouts.api.routes.common import (
     ERRORS,
@@ -20,8 +19,8 @@ from payouts.api.routes.common import (
     runtime,
 )
 from payouts.api.schemas import PayoutOut, PayoutPage, clean_text
-from payouts.db import unit_of_work
 from payouts.errors import InvalidInput
+from payouts.tracking import handlers
 
 router = APIRouter(tags=["payouts"])
 
@@ -37,8 +36,7 @@ Marketplace = Annotated[int, Depends(marketplace_id)]
 def get_payout(
     request: Request, marketplace: Marketplace, payout_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> JSONResponse:
-    with unit_of_work(runtime(request).database_url) as session:
-        return JSONResponse(views.payout(session, marketplace, payout_id))
+    return JSONResponse(handlers.payout(runtime(request), marketplace, payout_id))
 
 
 @router.get(
@@ -61,12 +59,11 @@ def list_payouts(
             raise InvalidInput(
                 "creator id must be text without NUL", field="creator_id", code="invalid_creator_id"
             ) from None
-    with unit_of_work(runtime(request).database_url) as session:
-        page, last = views.payouts(
-            session,
-            marketplace,
-            creator_external_id=creator_id,
-            before_id=decode_cursor(cursor),
-            limit=limit,
-        )
+    page, last = handlers.payouts(
+        runtime(request),
+        marketplace,
+        creator_external_id=creator_id,
+        before_id=decode_cursor(cursor),
+        limit=limit,
+    )
     return page_response(page, last)

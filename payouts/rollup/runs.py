@@ -13,40 +13,16 @@ creator's dust account and is added to the next payout, never lost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from payouts import lifecycle
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import open_journal
-
-
-@dataclass(frozen=True)
-class PayoutRule:
-    """When a balance is worth paying, and in what steps."""
-
-    min_payout: int
-    rounding_unit: int = 1
-
-
-@dataclass(frozen=True)
-class RollupResult:
-    window_start: datetime
-    window_end: datetime
-    created: bool  # False: this window was rolled up before
-    payouts: int
-    credits: int
-    total: int
-
-
-def window_for(now: datetime, window_seconds: int) -> tuple[datetime, datetime]:
-    """The last window that has fully closed at ``now``."""
-    epoch = int(now.timestamp())
-    end = epoch - epoch % window_seconds
-    start = end - window_seconds
-    return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+from payouts.rollup.windows import PayoutRule, RollupResult
+from payouts.states import CreditState
 
 
 def roll_up(
@@ -83,10 +59,11 @@ def roll_up(
     asset_list = sorted(rules)
     session.execute(
         text(
-            """
+            f"""
             CREATE TEMP TABLE rollup_credits ON COMMIT DROP AS
             SELECT id, creator_id, asset_id, amount FROM credits
-             WHERE state = 'accrued' AND created_at < :end AND asset_id = ANY(:assets)
+             WHERE state = {CreditState.ACCRUED.sql} AND created_at < :end
+               AND asset_id = ANY(:assets)
             """
         ),
         {"end": window_end, "assets": asset_list},
@@ -179,26 +156,21 @@ def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
 
 
 def _link_credits(session: Session, run_id: int, actor: str) -> int:
-    moved = session.execute(
-        text(
-            """
-            WITH moved AS (
-                UPDATE credits c SET state = 'rolled_up', payout_id = p.id
-                  FROM rollup_credits rc JOIN payouts p
-                    ON p.creator_id = rc.creator_id AND p.asset_id = rc.asset_id
-                 WHERE p.rollup_run_id = :run AND c.id = rc.id AND c.state = 'accrued'
-                RETURNING c.id, p.id AS payout_id
-            ), audited AS (
-                INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
-                SELECT 'credit', id, 'accrued', 'rolled_up', 'rolled into payout ' || payout_id,
-                       :actor FROM moved RETURNING 1
-            )
-            SELECT count(*) FROM audited
-            """
-        ),
-        {"run": run_id, "actor": actor},
-    ).scalar_one()
-    return int(moved)
+    return lifecycle.move_rows(
+        session,
+        lifecycle.CREDIT,
+        CreditState.ACCRUED,
+        CreditState.ROLLED_UP,
+        rows="""
+            SELECT rc.id, p.id AS payout_id FROM rollup_credits rc JOIN payouts p
+                ON p.creator_id = rc.creator_id AND p.asset_id = rc.asset_id
+             WHERE p.rollup_run_id = :run
+        """,
+        params={"run": run_id},
+        columns=["payout_id"],
+        cause="'rolled into payout ' || src.payout_id",
+        actor=actor,
+    )
 
 
 def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:
@@ -233,16 +205,3 @@ def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) 
         ),
         {"run": run_id, "journal": journal_id},
     )
-
-
-def due_windows(last_end: datetime | None, now: datetime, window_seconds: int) -> list[datetime]:
-    """Window starts from ``last_end`` up to the last closed window, to catch up after downtime."""
-    _, end = window_for(now, window_seconds)
-    if last_end is None:
-        return [end - timedelta(seconds=window_seconds)]
-    starts = []
-    cursor = last_end
-    while cursor + timedelta(seconds=window_seconds) <= end:
-        starts.append(cursor)
-        cursor += timedelta(seconds=window_seconds)
-    return starts

@@ -9,6 +9,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.errors import NotFound
+from payouts.states import CREDIT_UNROLLED, PAYOUT_IN_FLIGHT, ExceptionState, sql_in
+from payouts.states import BatchState as B
+from payouts.states import CreditState as C
+from payouts.states import PayoutState as P
+
+IN_FLIGHT = sql_in(*PAYOUT_IN_FLIGHT)
+UNROLLED = sql_in(*CREDIT_UNROLLED)
 
 
 def status(session: Session) -> dict[str, Any]:
@@ -20,18 +27,17 @@ def status(session: Session) -> dict[str, Any]:
     assets = {}
     for row in session.execute(
         text(
-            """
+            f"""
             SELECT a.symbol, a.decimals,
               (SELECT coalesce(sum(amount), 0) FROM credits c WHERE c.asset_id = a.id) AS earned,
               (SELECT coalesce(sum(amount), 0) FROM payouts p
-                WHERE p.asset_id = a.id AND p.state = 'finalized') AS ledger_paid,
+                WHERE p.asset_id = a.id AND p.state = {P.FINALIZED.sql}) AS ledger_paid,
               (SELECT coalesce(sum(o.amount), 0) FROM onchain_transfers o
                  JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
                   AND b.block_hash = o.block_hash
                 WHERE b.asset_id = a.id AND o.succeeded) AS onchain_paid,
               (SELECT coalesce(sum(amount), 0) FROM payouts p
-                WHERE p.asset_id = a.id AND p.state IN ('pending', 'batched', 'submitted',
-                                                        'confirmed')) AS in_flight
+                WHERE p.asset_id = a.id AND p.state IN {IN_FLIGHT}) AS in_flight
               FROM assets a ORDER BY a.symbol
             """
         )
@@ -44,7 +50,7 @@ def status(session: Session) -> dict[str, Any]:
             "onchain_paid": str(int(row.onchain_paid)),
         }
     exceptions = session.execute(
-        text("SELECT count(*) FROM exceptions WHERE state = 'open'")
+        text(f"SELECT count(*) FROM exceptions WHERE state = {ExceptionState.OPEN.sql}")
     ).scalar_one()
     return {"counts": counts, "assets": assets, "open_exceptions": int(exceptions)}
 
@@ -79,35 +85,35 @@ CHECKS: list[tuple[str, str]] = [
     ),
     (
         "creator payable balance equals the creator's unrolled credits",
-        """WITH ledger AS (
+        f"""WITH ledger AS (
                SELECT a.owner_id AS creator_id, a.asset_id, -sum(e.amount) AS owed
                  FROM accounts a JOIN entries e ON e.account_id = a.id
                 WHERE a.kind = 'creator_payable' GROUP BY 1, 2),
              credits AS (
                SELECT creator_id, asset_id, sum(amount) AS owed FROM credits
-                WHERE state IN ('accrued', 'held') GROUP BY 1, 2)
+                WHERE state IN {UNROLLED} GROUP BY 1, 2)
            SELECT * FROM ledger l FULL JOIN credits c USING (creator_id, asset_id)
             WHERE coalesce(l.owed, 0) <> coalesce(c.owed, 0)""",
     ),
     (
         "payouts in flight equal the payouts not yet final",
-        """WITH ledger AS (
+        f"""WITH ledger AS (
                SELECT a.asset_id, -sum(e.amount) AS owed FROM accounts a
                  JOIN entries e ON e.account_id = a.id
                 WHERE a.kind = 'payouts_in_flight' GROUP BY 1),
              open AS (
                SELECT asset_id, sum(amount) AS owed FROM payouts
-                WHERE state IN ('pending', 'batched', 'submitted', 'confirmed') GROUP BY 1)
+                WHERE state IN {IN_FLIGHT} GROUP BY 1)
            SELECT * FROM ledger l FULL JOIN open o USING (asset_id)
             WHERE coalesce(l.owed, 0) <> coalesce(o.owed, 0)""",
     ),
     (
         "every finalized payout was paid on chain exactly once",
-        """SELECT p.id, count(o.id) FROM payouts p
+        f"""SELECT p.id, count(o.id) FROM payouts p
              LEFT JOIN onchain_transfers o ON o.payout_id = p.id AND o.succeeded
              LEFT JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
                   AND b.block_hash = o.block_hash
-            WHERE p.state = 'finalized' GROUP BY p.id HAVING count(b.id) <> 1""",
+            WHERE p.state = {P.FINALIZED.sql} GROUP BY p.id HAVING count(b.id) <> 1""",
     ),
     (
         "no payout was paid by two transactions",
@@ -116,14 +122,13 @@ CHECKS: list[tuple[str, str]] = [
     ),
     (
         "a paid credit belongs to a finalized payout",
-        """SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
-            WHERE c.state = 'paid' AND p.state IS DISTINCT FROM 'finalized'""",
+        f"""SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
+            WHERE c.state = {C.PAID.sql} AND p.state IS DISTINCT FROM {P.FINALIZED.sql}""",
     ),
     (
         "a rolled-up credit belongs to a live payout",
-        """SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
-            WHERE c.state = 'rolled_up'
-              AND p.state NOT IN ('pending', 'batched', 'submitted', 'confirmed')""",
+        f"""SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
+            WHERE c.state = {C.ROLLED_UP.sql} AND p.state NOT IN {IN_FLIGHT}""",
     ),
     (
         "a batch's items add up to its total",
@@ -133,11 +138,11 @@ CHECKS: list[tuple[str, str]] = [
     ),
     (
         "every state change has its audit row",
-        """SELECT 'payout', p.id FROM payouts p WHERE p.state <> 'pending' AND NOT EXISTS (
+        f"""SELECT 'payout', p.id FROM payouts p WHERE p.state <> {P.PENDING.sql} AND NOT EXISTS (
                SELECT 1 FROM transitions t WHERE t.entity = 'payout' AND t.entity_id = p.id
                   AND t.to_state = p.state)
            UNION ALL
-           SELECT 'batch', b.id FROM batches b WHERE b.state <> 'open' AND NOT EXISTS (
+           SELECT 'batch', b.id FROM batches b WHERE b.state <> {B.OPEN.sql} AND NOT EXISTS (
                SELECT 1 FROM transitions t WHERE t.entity = 'batch' AND t.entity_id = b.id
                   AND t.to_state = b.state)""",
     ),

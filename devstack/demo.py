@@ -15,31 +15,24 @@ from datetime import UTC, datetime
 
 from eth_account import Account
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from config.settings import Settings, get_settings
-from payouts import devstack, processes, reports, services
+from devstack import processes
+from devstack.anvil import Anvil
+from devstack.contracts import DEV_KEYS, DevDeployment, deploy_dev_contracts
+from devstack.postgres import fresh_database, postgres_url
+from devstack.redis_server import redis_url as embedded_redis_url
 from payouts.catalog import ensure_marketplace, set_payout_addresses
-from payouts.chain import batcher as codec
-from payouts.db import unit_of_work
-from payouts.ledger.earnings import Earning
-from payouts.migrate import upgrade
+from payouts.chain import codec
+from payouts.db.migrate import upgrade
+from payouts.ingest.earnings import Earning
+from payouts.ingest.handlers import record
 from payouts.money import format_units
 from payouts.runtime import Runtime
+from payouts.states import CreditState, PayoutState, TxAttemptState
+from payouts.tracking import handlers as tracking
 
 MARKETPLACE = "demo-marketplace"
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    """Drop and create ``name`` on the server of ``server_url`` (the ledger refuses TRUNCATE)."""
-    import psycopg
-
-    url = make_url(server_url)
-    admin = url.set(database="postgres").set(drivername="postgresql")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def stack_env(
@@ -47,7 +40,7 @@ def stack_env(
     database_url: str,
     redis_url: str,
     rpc_url: str,
-    deployment: devstack.DevDeployment,
+    deployment: DevDeployment,
     window_seconds: int,
 ) -> dict[str, str]:
     return {
@@ -55,7 +48,7 @@ def stack_env(
         "PAYOUTS_REDIS_URL": redis_url,
         "PAYOUTS_RPC_URL": rpc_url,
         "PAYOUTS_CHAIN_ID": "31337",
-        "PAYOUTS_SIGNER_KEY": devstack.DEV_KEYS[1],
+        "PAYOUTS_SIGNER_KEY": DEV_KEYS[1],
         "PAYOUTS_BATCHER_ADDRESS": deployment.batcher_address,
         "PAYOUTS_ASSETS": json.dumps(
             [
@@ -96,14 +89,12 @@ def run_demo(
     settings = get_settings()
     started = time.monotonic()
     echo("starting PostgreSQL, Redis and anvil ...")
-    server_url = devstack.postgres_url(settings)
+    server_url = postgres_url(settings)
     database_url = fresh_database(server_url, "payouts_demo")
-    redis_url = devstack.redis_url(settings)
+    redis_url = settings.redis_url or embedded_redis_url(settings)
     upgrade(database_url)
-    with devstack.Anvil(block_time=1, state_dir=settings.state_dir) as anvil:
-        deployment = devstack.deploy_dev_contracts(
-            anvil.url, devstack.DEV_KEYS[0], devstack.DEV_KEYS[1], mint=10**15
-        )
+    with Anvil(block_time=1, state_dir=settings.state_dir) as anvil:
+        deployment = deploy_dev_contracts(anvil.url, DEV_KEYS[0], DEV_KEYS[1], mint=10**15)
         env = stack_env(settings, database_url, redis_url, anvil.url, deployment, window_seconds)
         rt = Runtime(settings_from_env(env))
         processes.purge_queues(rt.settings, redis_url)
@@ -125,7 +116,7 @@ def run_demo(
 def _record_earnings(rt: Runtime, creators: int, per_creator: int) -> dict[str, str]:
     rng = random.Random(7)
     recipients = {f"creator-{i:04d}": Account.create().address for i in range(creators)}
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         rt.sync_assets(session)
         set_payout_addresses(session, ensure_marketplace(session, MARKETPLACE), recipients)
         session.commit()
@@ -141,7 +132,7 @@ def _record_earnings(rt: Runtime, creators: int, per_creator: int) -> dict[str, 
         for creator in recipients
         for n in range(per_creator)
     ]
-    services.record(rt, MARKETPLACE, earnings)
+    record(rt, MARKETPLACE, earnings)
     return recipients
 
 
@@ -149,8 +140,7 @@ def _wait_until_final(rt: Runtime, timeout: float, echo: Callable[[str], None]) 
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        with unit_of_work(rt.database_url) as session:
-            counts = reports.status(session)["counts"]
+        counts = tracking.status(rt)["counts"]
         line = " | ".join(
             f"{t} " + ",".join(f"{k}={v}" for k, v in sorted(c.items()))
             for t, c in counts.items()
@@ -160,7 +150,7 @@ def _wait_until_final(rt: Runtime, timeout: float, echo: Callable[[str], None]) 
             echo(f"  {line}")
             last = line
         credits = counts["credits"]
-        if credits and set(credits) == {"paid"}:
+        if credits and set(credits) == {CreditState.PAID}:
             return True
         time.sleep(1)
     echo("timed out before every payout was final")
@@ -170,28 +160,29 @@ def _wait_until_final(rt: Runtime, timeout: float, echo: Callable[[str], None]) 
 def _summary(
     rt: Runtime,
     recipients: dict[str, str],
-    deployment: devstack.DevDeployment,
+    deployment: DevDeployment,
     done: bool,
     seconds: float,
     echo: Callable[[str], None],
 ) -> bool:
-    with unit_of_work(rt.database_url) as session:
+    with rt.uow() as session:
         row = session.execute(
             text(
                 """
             SELECT (SELECT count(*) FROM creators) AS creators,
                    (SELECT count(*) FROM credits) AS credits,
                    (SELECT count(*) FROM payouts) AS payouts,
-                   (SELECT count(*) FROM payouts WHERE state = 'finalized') AS finalized,
+                   (SELECT count(*) FROM payouts WHERE state = :finalized) AS finalized,
                    (SELECT count(*) FROM batches) AS batches,
-                   (SELECT count(*) FROM tx_attempts WHERE state = 'mined') AS transactions,
+                   (SELECT count(*) FROM tx_attempts WHERE state = :mined) AS transactions,
                    (SELECT coalesce(sum(gas_used), 0) FROM batches) AS gas,
                    (SELECT coalesce(sum(amount), 0) FROM payouts
-                     WHERE state = 'finalized') AS ledger_paid
+                     WHERE state = :finalized) AS ledger_paid
             """
-            )
+            ),
+            {"finalized": PayoutState.FINALIZED, "mined": TxAttemptState.MINED},
         ).one()
-        check = reports.check(session)
+    check = tracking.check(rt)
     onchain = sum(
         int(rt.chain.call(deployment.token_address, codec.balance_of_calldata(a)), 16)
         for a in recipients.values()

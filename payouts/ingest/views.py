@@ -1,4 +1,4 @@
-"""What a marketplace may read: its earnings, its creators' balances, its payouts.
+"""What a marketplace may read of what it sent: its earnings, its creators and their balances.
 
 Every query here is scoped to one marketplace in SQL, so another tenant's id is simply not
 found; nothing says whether it exists. Amounts leave as strings of base units.
@@ -13,10 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.errors import NotFound
-
-# The payout states in which the creator's money has left the creator's balance but is not
-# yet paid for good.
-IN_PAYOUT = ("pending", "batched", "submitted", "confirmed")
+from payouts.states import CREDIT_UNROLLED, PAYOUT_IN_FLIGHT, PayoutState, sql_in
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -120,10 +117,10 @@ def balance(session: Session, marketplace_id: int, external_id: str) -> dict[str
         raise NotFound(f"creator {external_id}")
     rows = session.execute(
         text(
-            """
+            f"""
             WITH accrued AS (
                 SELECT asset_id, sum(amount) AS amount FROM credits
-                 WHERE creator_id = :c AND state IN ('accrued', 'held') GROUP BY asset_id
+                 WHERE creator_id = :c AND state IN {sql_in(*CREDIT_UNROLLED)} GROUP BY asset_id
             ), dust AS (
                 SELECT a.asset_id, -sum(e.amount) AS amount
                   FROM accounts a JOIN entries e ON e.account_id = a.id
@@ -131,7 +128,7 @@ def balance(session: Session, marketplace_id: int, external_id: str) -> dict[str
             ), payouts AS (
                 SELECT asset_id,
                        sum(amount) FILTER (WHERE state = ANY(:in_payout)) AS in_payout,
-                       sum(amount) FILTER (WHERE state = 'finalized') AS paid
+                       sum(amount) FILTER (WHERE state = {PayoutState.FINALIZED.sql}) AS paid
                   FROM payouts WHERE creator_id = :c GROUP BY asset_id
             ), assets_seen AS (
                 SELECT asset_id FROM accrued UNION SELECT asset_id FROM dust
@@ -147,7 +144,7 @@ def balance(session: Session, marketplace_id: int, external_id: str) -> dict[str
              ORDER BY a.symbol
             """
         ),
-        {"c": creator_id, "in_payout": list(IN_PAYOUT)},
+        {"c": creator_id, "in_payout": [str(s) for s in PAYOUT_IN_FLIGHT]},
     )
     return {
         "creator_id": external_id,
@@ -163,95 +160,3 @@ def balance(session: Session, marketplace_id: int, external_id: str) -> dict[str
             for r in rows
         ],
     }
-
-
-_PAYOUT_SELECT = """
-    SELECT p.id, cr.external_id AS creator_id, p.amount, a.symbol, p.recipient, p.state,
-           p.window_start, p.created_at, b.public_id AS batch_id, b.state AS batch_state,
-           b.nonce, b.tx_hash, b.block_number, b.block_hash,
-           (SELECT max(k.block_number) FROM chain_checkpoints k) AS head
-      FROM payouts p
-      JOIN creators cr ON cr.id = p.creator_id
-      JOIN assets a ON a.id = p.asset_id
-      LEFT JOIN batches b ON b.id = p.batch_id
-"""
-
-
-def _payout_row(row: Any) -> dict[str, Any]:
-    included = row.block_number is not None and row.batch_state in (
-        "included",
-        "confirmed",
-        "finalized",
-    )
-    return {
-        "id": row.id,
-        "creator_id": row.creator_id,
-        "amount": str(int(row.amount)),
-        "asset": row.symbol,
-        "recipient": row.recipient,
-        "status": row.state,
-        "window_start": _iso(row.window_start),
-        "created_at": _iso(row.created_at),
-        "batch": None
-        if row.batch_id is None
-        else {"id": str(row.batch_id), "status": row.batch_state, "nonce": row.nonce},
-        "tx_hash": row.tx_hash,
-        "block_number": row.block_number if included else None,
-        "block_hash": row.block_hash if included else None,
-        # As of the last block the reconciler has read, not a live call to the node.
-        "confirmations": max(0, row.head - row.block_number + 1)
-        if included and row.head is not None
-        else 0,
-    }
-
-
-def payout(session: Session, marketplace_id: int, payout_id: int) -> dict[str, Any]:
-    row = session.execute(
-        text(_PAYOUT_SELECT + " WHERE p.id = :id AND cr.marketplace_id = :m"),
-        {"id": payout_id, "m": marketplace_id},
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"payout {payout_id}")
-    out = _payout_row(row)
-    out["transitions"] = [
-        {
-            "from": t.from_state,
-            "to": t.to_state,
-            "at": _iso(t.at),
-            "cause": t.cause,
-            "actor": t.actor,
-        }
-        for t in session.execute(
-            text(
-                "SELECT from_state, to_state, cause, actor, at FROM transitions"
-                " WHERE entity = 'payout' AND entity_id = :id ORDER BY id"
-            ),
-            {"id": payout_id},
-        )
-    ]
-    return out
-
-
-def payouts(
-    session: Session,
-    marketplace_id: int,
-    *,
-    creator_external_id: str | None,
-    before_id: int | None,
-    limit: int,
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Newest first; the second value is the id to continue from, None on the last page."""
-    rows = session.execute(
-        text(
-            _PAYOUT_SELECT
-            + """
-             WHERE cr.marketplace_id = :m
-               AND (CAST(:x AS text) IS NULL OR cr.external_id = :x)
-               AND (CAST(:before AS bigint) IS NULL OR p.id < :before)
-             ORDER BY p.id DESC LIMIT :limit
-            """
-        ),
-        {"m": marketplace_id, "x": creator_external_id, "before": before_id, "limit": limit + 1},
-    ).all()
-    page = [_payout_row(r) for r in rows[:limit]]
-    return page, (page[-1]["id"] if len(rows) > limit else None)

@@ -10,13 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from config.settings import REPO_ROOT, Settings
-from payouts.retry_tiers import RetryTiers
-
-
-def queues(settings: Settings) -> list[str]:
-    """Every queue the workers consume: the submit queue and its retry tiers among them."""
-    tiers = RetryTiers(settings.submit_retry_delays_seconds, settings.submit_retry_jitter_percent)
-    return ["rollup", "settle", *tiers.queues(), "reconcile"]
+from workers.queues import queues
 
 
 def purge_queues(settings: Settings, broker_url: str) -> None:

@@ -12,6 +12,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from config.settings import Settings
+
 
 def label(seconds: int) -> str:
     for unit, size in (("h", 3600), ("m", 60)):
@@ -43,3 +45,7 @@ class RetryTiers:
         base = self.delays[tier - 1]
         spread = base * self.jitter_percent / 100
         return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+def tiers_for(settings: Settings) -> RetryTiers:
+    return RetryTiers(settings.submit_retry_delays_seconds, settings.submit_retry_jitter_percent)

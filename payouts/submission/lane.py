@@ -1,41 +1,24 @@
-"""Signing and broadcasting a sealed batch, safe against a worker that dies at any line.
+"""The nonce lane: a sealed batch's transaction signed and stored before anything is sent.
 
-1. Under the nonce lane's row lock, the batch's transaction is built, signed and stored with
-   its nonce, and the lane advances. That commits before anything is sent.
-2. The stored raw bytes are broadcast. A worker that died before, during or after this step
-   is followed by one that finds the stored attempt and sends the very same bytes again: the
-   chain accepts one transaction per nonce, and the batcher refuses a batch id twice.
-3. The batch and its payouts move to broadcast / submitted.
+Under the lane's row lock (one lane per chain and hot wallet), the batch's transaction is
+built, signed and stored with its nonce, and the lane advances. That commits before anything
+is sent, so a worker that dies at any line is followed by one that finds the stored attempt
+and sends the very same bytes again: the chain accepts one transaction per nonce, and the
+batcher refuses a batch id twice. A replacement (higher fees) reuses the batch's nonce.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle, models
-from payouts.batching import BatchPolicy
-from payouts.chain import batcher as codec
-from payouts.chain.client import ChainClient, RpcError
+from payouts.chain import codec
+from payouts.chain.client import ChainClient
 from payouts.chain.fees import Fees, fees_for
 from payouts.chain.signer import Signer
-
-# Answers of a node that already has our transaction (or has mined it).
-_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
-_NONCE_USED = ("nonce too low", "nonce has already been used", "noncetoolow")
-# The node will not take it at these fees (the base fee rose past our max fee).
-_FEE_TOO_LOW = ("less than block base fee", "underpriced", "fee too low", "feecaptoolow")
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    batch_id: int
-    tx_hash: str | None
-    nonce: int | None
-    outcome: str  # broadcast | rebroadcast | skipped:<state> | nonce-consumed
+from payouts.db import models
+from payouts.settlement.policy import BatchPolicy
+from payouts.states import ATTEMPT_LIVE, BatchState, sql_in
 
 
 def _lock_lane(session: Session, chain: ChainClient, chain_id: int, address: str) -> int:
@@ -68,12 +51,12 @@ def sign_and_store(
 ) -> models.TxAttempt | None:
     """Return the batch's live attempt, signing and storing one if it has none. Caller commits."""
     batch = session.get(models.Batch, batch_id, with_for_update=True)
-    if batch is None or batch.state not in ("sealed", "broadcast"):
+    if batch is None or batch.state not in (BatchState.SEALED, BatchState.BROADCAST):
         return None
     live = session.execute(
         text(
-            "SELECT id FROM tx_attempts WHERE batch_id = :b AND state IN ('signed', 'broadcast')"
-            " ORDER BY id DESC LIMIT 1"
+            "SELECT id FROM tx_attempts WHERE batch_id = :b"
+            f" AND state IN {sql_in(*ATTEMPT_LIVE)} ORDER BY id DESC LIMIT 1"
         ),
         {"b": batch_id},
     ).scalar()
@@ -179,7 +162,7 @@ def live_attempts(session: Session, batch_id: int) -> list[models.TxAttempt]:
             select(models.TxAttempt)
             .where(
                 models.TxAttempt.batch_id == batch_id,
-                models.TxAttempt.state.in_(("signed", "broadcast")),
+                models.TxAttempt.state.in_(ATTEMPT_LIVE),
             )
             .order_by(models.TxAttempt.id.desc())
         )
@@ -195,104 +178,3 @@ def record_sent(session: Session, attempt_id: int, block: int) -> None:
         ),
         {"n": block, "id": attempt_id},
     )
-
-
-def broadcast(chain: ChainClient, attempt: models.TxAttempt, siblings: Sequence[str] = ()) -> str:
-    """Send the stored bytes; returns 'sent', 'known', 'nonce-used' or 'underpriced' (only a
-    replacement with higher fees can go now). Transient errors raise.
-
-    ``siblings`` are the hashes of the batch's other attempts (same nonce): if the nonce is
-    spent by one of them, it is ours and 'known', never a reason to fail the batch.
-    """
-    try:
-        chain.send_raw(attempt.raw)
-    except RpcError as exc:
-        message = exc.rpc_message.lower()
-        if any(m in message for m in _ALREADY_KNOWN):
-            return "known"
-        if any(m in message for m in _NONCE_USED):
-            # Ours, mined already? Then the reconciler will find it in the logs.
-            ours = any(chain.transaction(h) is not None for h in (attempt.tx_hash, *siblings))
-            return "known" if ours else "nonce-used"
-        if siblings and "replacement" in message:
-            # A sibling with higher fees sits in the pool: this one is redundant, not lost.
-            return "known"
-        if any(m in message for m in _FEE_TOO_LOW):
-            return "underpriced"
-        raise
-    return "sent"
-
-
-def mark_broadcast(
-    session: Session,
-    batch_id: int,
-    attempt_id: int | None,
-    *,
-    actor: str,
-    cause: str = "sent to node",
-) -> None:
-    """Record that the batch is out (the node took it, or the chain shows it); repeats no-op."""
-    if attempt_id is not None:
-        lifecycle.move(
-            session,
-            lifecycle.TX_ATTEMPT,
-            [attempt_id],
-            "broadcast",
-            cause=cause,
-            actor=actor,
-            from_states=["signed"],
-        )
-    if lifecycle.move(
-        session,
-        lifecycle.BATCH,
-        [batch_id],
-        "broadcast",
-        cause=cause,
-        actor=actor,
-        from_states=["sealed"],
-    ):
-        lifecycle.move_batch_payouts(
-            session,
-            batch_id,
-            "submitted",
-            cause=f"batch {batch_id}: {cause}",
-            actor=actor,
-            from_states=["batched"],
-        )
-
-
-def fail_batch(session: Session, batch_id: int, *, cause: str, actor: str) -> list[int]:
-    """The batch can never be mined (its nonce went to another transaction): fail it and put
-    its payouts back to pending, free for the next batch. Returns the payouts released.
-
-    Only for a batch none of whose attempts is on chain; the batch is failed before its
-    payouts are released, so a payout is never in two live batches.
-    """
-    moved = lifecycle.move(
-        session, lifecycle.BATCH, [batch_id], "failed", cause=cause, actor=actor, strict=True
-    )
-    if not moved:  # pragma: no cover - strict raises first
-        return []
-    lifecycle.move_where(
-        session,
-        lifecycle.TX_ATTEMPT,
-        "failed",
-        where="t.batch_id = :b",
-        params={"b": batch_id},
-        cause=cause,
-        actor=actor,
-        from_states=["signed", "broadcast"],
-    )
-    released = lifecycle.move_batch_payouts(
-        session,
-        batch_id,
-        "pending",
-        cause=f"batch {batch_id} failed: {cause}",
-        actor=actor,
-        from_states=["batched", "submitted"],
-    )
-    session.execute(
-        text("UPDATE payouts SET batch_id = NULL WHERE batch_id = :b AND state = 'pending'"),
-        {"b": batch_id},
-    )
-    return released

@@ -32,6 +32,15 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from payouts.states import (
+    BatchState,
+    CreatorState,
+    CreditState,
+    ExceptionState,
+    PayoutState,
+    TxAttemptState,
+)
+
 
 class BaseUnitsType(TypeDecorator[int]):
     """numeric(78,0) in the database, ``int`` in Python: never a Decimal or float in between."""
@@ -85,7 +94,8 @@ class Creator(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     payout_address: Mapped[str | None] = mapped_column(String(42))
     hold_until: Mapped[datetime | None]
-    # Set while an operator must look at the creator (a token refused their address).
+    # Held while an operator must look at the creator (a token refused their address).
+    state: Mapped[str] = mapped_column(String(16), server_default=CreatorState.ACTIVE.value)
     held_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
@@ -144,7 +154,7 @@ class Credit(Base):
             "credits_accrued_idx",
             "creator_id",
             "asset_id",
-            postgresql_where=text("state = 'accrued'"),
+            postgresql_where=text(f"state = {CreditState.ACCRUED.sql}"),
         ),
         Index("credits_payout_idx", "payout_id"),
     )
@@ -160,7 +170,7 @@ class Credit(Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime] = _now()
-    state: Mapped[str] = mapped_column(String(16), server_default="accrued")
+    state: Mapped[str] = mapped_column(String(16), server_default=CreditState.ACCRUED.value)
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     journal_id: Mapped[int] = mapped_column(ForeignKey("journals.id"))
 
@@ -197,7 +207,7 @@ class Payout(Base):
     recipient: Mapped[str] = mapped_column(String(42))
     window_start: Mapped[datetime]
     rollup_run_id: Mapped[int] = mapped_column(ForeignKey("rollup_runs.id"))
-    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    state: Mapped[str] = mapped_column(String(16), server_default=PayoutState.PENDING.value)
     # The one live batch this payout is in; NULL while pending.
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     created_at: Mapped[datetime] = _now()
@@ -214,7 +224,7 @@ class Batch(Base):
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
     chain_id: Mapped[int]
     payer: Mapped[str] = mapped_column(String(42))
-    state: Mapped[str] = mapped_column(String(16), server_default="open")
+    state: Mapped[str] = mapped_column(String(16), server_default=BatchState.OPEN.value)
     item_count: Mapped[int] = mapped_column(Integer)
     total: Mapped[int] = mapped_column(BaseUnitsType)
     gas_estimate: Mapped[int | None]
@@ -261,7 +271,7 @@ class TxAttempt(Base):
     gas_limit: Mapped[int]
     max_fee_per_gas: Mapped[int] = mapped_column(BaseUnitsType)
     max_priority_fee_per_gas: Mapped[int] = mapped_column(BaseUnitsType)
-    state: Mapped[str] = mapped_column(String(16), server_default="signed")
+    state: Mapped[str] = mapped_column(String(16), server_default=TxAttemptState.SIGNED.value)
     sent_block: Mapped[int | None]
     sent_at: Mapped[datetime | None]
     broadcasts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -327,7 +337,7 @@ class ReconException(Base):
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    state: Mapped[str] = mapped_column(String(16), server_default="open")
+    state: Mapped[str] = mapped_column(String(16), server_default=ExceptionState.OPEN.value)
     resolution: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     resolved_at: Mapped[datetime | None]

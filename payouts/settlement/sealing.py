@@ -21,25 +21,23 @@ from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
-from payouts.batching import BatchPolicy, Conditions
-from payouts.chain import batcher as codec
+from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.exception_queue import record_exception
 from payouts.money import Asset
+from payouts.settlement.finality import FinalityRule
+from payouts.settlement.policy import BatchPolicy, Conditions
+from payouts.states import (
+    BATCH_SEEN,
+    BATCH_UNMINED,
+    BatchState,
+    CreatorState,
+    PayoutState,
+    TxAttemptState,
+    sql_in,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FinalityRule:
-    """Business finality: the default depth, deeper for larger payouts (tiers by amount)."""
-
-    default_depth: int
-    tiers: Sequence[tuple[int, int]] = ()  # (at least this amount, this depth)
-
-    def depth_for(self, amount: int) -> int:
-        deeper = [depth for at_least, depth in self.tiers if amount >= at_least]
-        return max([self.default_depth, *deeper])
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ def _spendable(
     committed = session.execute(
         text(
             "SELECT coalesce(sum(total), 0) FROM batches"
-            " WHERE asset_id = :a AND payer = :w AND state IN ('open', 'sealed', 'broadcast')"
+            f" WHERE asset_id = :a AND payer = :w AND state IN {sql_in(*BATCH_UNMINED)}"
         ),
         {"a": asset_id, "w": wallet},
     ).scalar_one()
@@ -108,7 +106,7 @@ def _gas_money(
     unmined_gas = session.execute(
         text(
             "SELECT coalesce(sum(gas_estimate), 0) FROM batches"
-            " WHERE payer = :w AND state IN ('sealed', 'broadcast')"
+            f" WHERE payer = :w AND state IN {sql_in(BatchState.SEALED, BatchState.BROADCAST)}"
         ),
         {"w": wallet},
     ).scalar_one()
@@ -119,12 +117,12 @@ def _recent_outcomes(session: Session, asset_id: int, last: int = 10) -> list[bo
     """How the latest finished batches fared, oldest first: False if failed or retried."""
     rows = session.execute(
         text(
-            """
-            SELECT state <> 'failed' AND submit_tier = 0 AND NOT EXISTS (
+            f"""
+            SELECT state <> {BatchState.FAILED.sql} AND submit_tier = 0 AND NOT EXISTS (
                        SELECT 1 FROM tx_attempts t WHERE t.batch_id = b.id
-                          AND t.state = 'replaced') AS ok
+                          AND t.state = {TxAttemptState.REPLACED.sql}) AS ok
               FROM batches b
-             WHERE asset_id = :a AND state IN ('included', 'confirmed', 'finalized', 'failed')
+             WHERE asset_id = :a AND state IN {sql_in(*BATCH_SEEN, BatchState.FAILED)}
              ORDER BY id DESC LIMIT :n
             """
         ),
@@ -133,9 +131,10 @@ def _recent_outcomes(session: Session, asset_id: int, last: int = 10) -> list[bo
     return list(reversed(list(rows)))
 
 
-_ELIGIBLE = """
+_ELIGIBLE = f"""
     FROM payouts p JOIN creators c ON c.id = p.creator_id
-   WHERE p.state = 'pending' AND p.asset_id = :a AND c.held_reason IS NULL
+   WHERE p.state = {PayoutState.PENDING.sql} AND p.asset_id = :a
+     AND c.state = {CreatorState.ACTIVE.sql}
      AND (p.amount >= :min OR p.window_start < :overdue_before)
 """
 
@@ -243,7 +242,10 @@ def seal_batches(
         waiting -= batch.size
         reason = "sealed"
     pending_left = session.execute(
-        text("SELECT count(*) FROM payouts WHERE state = 'pending' AND asset_id = :a"),
+        text(
+            f"SELECT count(*) FROM payouts WHERE state = {PayoutState.PENDING.sql}"
+            " AND asset_id = :a"
+        ),
         {"a": asset_id},
     ).scalar_one()
     return SettlementPlan(sealed, int(pending_left), available, reason)
@@ -292,23 +294,22 @@ def _seal(
         ),
         {"b": batch_id, "ids": ids},
     )
-    session.execute(
-        text("UPDATE payouts SET batch_id = :b WHERE id = ANY(:ids)"), {"b": batch_id, "ids": ids}
-    )
     lifecycle.move(
         session,
         lifecycle.PAYOUT,
         ids,
-        "batched",
+        PayoutState.BATCHED,
         cause=f"sealed in batch {batch_id}",
         actor=actor,
         strict=True,
+        also={"batch_id": ":batch"},
+        params={"batch": batch_id},
     )
     lifecycle.move(
         session,
         lifecycle.BATCH,
         [batch_id],
-        "sealed",
+        BatchState.SEALED,
         cause=f"{len(ids)} payouts, gas estimate {estimate}",
         actor=actor,
         strict=True,

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from config.settings import Settings
+
 WEI_PER_NATIVE = 10**18
 
 
@@ -118,3 +120,18 @@ class BatchPolicy:
             return self
         per_payout = max(1, (estimate - min(self.base_gas, estimate)) // size)
         return replace(self, gas_per_payout=per_payout)
+
+
+def policy_for(settings: Settings, symbol: str | None = None) -> BatchPolicy:
+    """The configured policy, weighing gas against payouts of ``symbol`` where it has a price."""
+    asset = settings.asset(symbol) if symbol else None
+    return BatchPolicy(
+        gas_cap=settings.max_gas_per_tx,
+        max_size=settings.max_batch_size,
+        headroom_percent=settings.gas_limit_headroom_percent,
+        max_fee_per_gas=settings.max_fee_per_gas,
+        priority_fee=settings.priority_fee_per_gas,
+        defer_fee_per_gas=settings.defer_fee_per_gas,
+        units_per_native=asset.units_per_native if asset else None,
+        max_gas_share_bps=settings.max_gas_share_bps,
+    )

@@ -1,0 +1,160 @@
+"""Ingest handlers: earnings in, creators' payout addresses registered.
+
+The API, the CLI, the demo and the benchmarks call these: open a unit of work, record, commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from payouts import catalog
+from payouts.catalog import ensure_marketplace
+from payouts.errors import IdempotencyConflict, IdempotencyInFlight, NotFound
+from payouts.ingest import views
+from payouts.ingest.earnings import Earning, Recorded, record_earnings
+from payouts.runtime import Runtime
+
+
+def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[Recorded]:
+    rt.asset_ids()
+    with rt.uow() as session:
+        marketplace_id = ensure_marketplace(session, marketplace)
+        results = record_earnings(session, marketplace_id, earnings)
+        session.commit()
+    return results
+
+
+def record_for(rt: Runtime, marketplace_id: int, earnings: Sequence[Earning]) -> list[Recorded]:
+    """Record a marketplace's earnings in one transaction: all of them or, on any error, none."""
+    rt.asset_ids()
+    with rt.uow() as session:
+        results = record_earnings(session, marketplace_id, earnings)
+        session.commit()
+    return results
+
+
+# What one request of ``record_each`` gets: the body of its first response and whether this
+# was a replay, or the error that is its alone.
+Outcome = tuple[dict[str, object], bool] | Exception
+
+
+def record_each(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> list[Outcome]:
+    """Record independent single-earning requests (any marketplaces) in one transaction.
+
+    This is group commit: the API gathers the single earnings that arrive while the previous
+    transaction is committing and records them together, so each costs a share of one commit
+    instead of a commit of its own. The requests stay independent: a key still in flight or
+    reused with another body refuses that request only. Should the transaction fail as a
+    whole, each request is retried in a transaction of its own, so one bad request cannot
+    fail the others.
+    """
+    rt.asset_ids()
+    try:
+        return _record_together(rt, requests)
+    except Exception:
+        if len(requests) == 1:
+            raise
+        outcomes: list[Outcome] = []
+        for request in requests:
+            try:
+                outcomes.extend(_record_together(rt, [request]))
+            except Exception as exc:  # noqa: BLE001 - it is that request's answer
+                outcomes.append(exc)
+        return outcomes
+
+
+def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    with rt.uow() as session:
+        # A transaction-scoped advisory lock per key marks it in flight until this commits;
+        # a second request with the same key meanwhile is refused rather than queued. The lock
+        # dies with the transaction, so a crashed request never leaves a key stuck.
+        refused = session.execute(
+            text(
+                """
+                SELECT i FROM unnest(CAST(:keys AS text[]), CAST(:ms AS bigint[]))
+                              WITH ORDINALITY AS t(k, m, i)
+                 WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, m))
+                """
+            ),
+            {
+                "keys": [e.idempotency_key for _, e in requests],
+                "ms": [m for m, _ in requests],
+            },
+        ).scalars()
+        for i in refused:
+            outcomes[i - 1] = IdempotencyInFlight(requests[i - 1][1].idempotency_key)
+        by_marketplace: dict[int, list[int]] = {}
+        for index, (m, _) in enumerate(requests):
+            if outcomes[index] is None:
+                by_marketplace.setdefault(m, []).append(index)
+        for m, indexes in by_marketplace.items():
+            recorded: list[Recorded] = []
+            while indexes:
+                try:
+                    with session.begin_nested():
+                        recorded = record_earnings(session, m, [requests[i][1] for i in indexes])
+                    break
+                except IdempotencyConflict as exc:
+                    reused = set(exc.keys)
+                    for i in indexes:
+                        key = requests[i][1].idempotency_key
+                        if key in reused:
+                            outcomes[i] = IdempotencyConflict([key])
+                    indexes = [i for i in indexes if requests[i][1].idempotency_key not in reused]
+            bodies = views.earnings_created(session, m, [r.credit_id for r in recorded])
+            for i, r in zip(indexes, recorded, strict=True):
+                outcomes[i] = (bodies[r.credit_id], r.replayed)
+        session.commit()
+    answered = [o for o in outcomes if o is not None]
+    if len(answered) != len(requests):  # pragma: no cover - every branch above answers
+        raise RuntimeError("a request of the group got no outcome")
+    return answered
+
+
+def authenticate(rt: Runtime, api_key: str) -> int | None:
+    """The marketplace an API key belongs to, or None."""
+    with rt.uow() as session:
+        return catalog.marketplace_for_key(session, api_key)
+
+
+@dataclass(frozen=True)
+class AddressChange:
+    creator: dict[str, object]
+    created: bool  # the creator was unknown before this request
+    changed: bool  # the address differs from the one on file
+
+
+def set_payout_address(
+    rt: Runtime, marketplace_id: int, external_id: str, address: str, *, actor: str
+) -> AddressChange:
+    cool_down = timedelta(seconds=rt.settings.payout_address_cool_down_seconds)
+    with rt.uow() as session:
+        try:
+            before = views.creator(session, marketplace_id, external_id)
+        except NotFound:
+            before = None
+        catalog.set_payout_address(
+            session, marketplace_id, external_id, address, cool_down=cool_down, actor=actor
+        )
+        after = views.creator(session, marketplace_id, external_id)
+        session.commit()
+    return AddressChange(
+        after,
+        created=before is None,
+        changed=before is None or before["payout_address"] != after["payout_address"],
+    )
+
+
+def earning(rt: Runtime, marketplace_id: int, credit_id: int) -> dict[str, object]:
+    with rt.uow() as session:
+        return views.earning(session, marketplace_id, credit_id)
+
+
+def balance(rt: Runtime, marketplace_id: int, external_id: str) -> dict[str, object]:
+    with rt.uow() as session:
+        return views.balance(session, marketplace_id, external_id)

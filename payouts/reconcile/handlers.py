@@ -1,0 +1,46 @@
+"""The reconcile handler: beat's task every few seconds and an operator's ``payouts reconcile``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payouts.reconcile.finality import advance
+from payouts.reconcile.scan import ReconcileReport, scan
+from payouts.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class ReconcileOutcome:
+    scan: ReconcileReport
+    advance: ReconcileReport
+
+
+def reconcile(rt: Runtime, *, actor: str = "reconciler") -> ReconcileOutcome:
+    """Scan from the checkpoint to the head, then confirm, finalize or unwind what is out."""
+    head = rt.chain.block_number()
+    rt.asset_ids()
+    with rt.uow() as session:
+        scanned = scan(
+            session,
+            rt.chain,
+            chain_id=rt.settings.chain_id,
+            batcher_address=rt.batcher,
+            payer=rt.signer.address,
+            tokens=[a.address for a in rt.token_assets() if a.address],
+            head=head,
+            chunk=rt.settings.log_chunk_blocks,
+            actor=actor,
+        )
+        session.commit()
+    with rt.uow() as session:
+        advanced = advance(
+            session,
+            rt.chain,
+            head=head,
+            confirmation_depth=rt.settings.confirmation_depth,
+            finality_depth=rt.settings.finality_depth,
+            reorg_watch_blocks=rt.settings.reorg_watch_blocks,
+            actor=actor,
+        )
+        session.commit()
+    return ReconcileOutcome(scanned, advanced)

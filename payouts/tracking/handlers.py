@@ -1,0 +1,48 @@
+"""Tracking handlers: the pipeline's status, the ledger's proof, one item's trace, and a
+marketplace's payouts, read in one unit of work each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from payouts.runtime import Runtime
+from payouts.tracking import payouts as payout_views
+from payouts.tracking import reports
+
+
+def status(rt: Runtime) -> dict[str, Any]:
+    with rt.uow() as session:
+        return reports.status(session)
+
+
+def check(rt: Runtime) -> reports.CheckReport:
+    with rt.uow() as session:
+        return reports.check(session)
+
+
+def trace(rt: Runtime, kind: str, item_id: int) -> dict[str, Any]:
+    with rt.uow() as session:
+        return reports.trace(session, kind, item_id)
+
+
+def payout(rt: Runtime, marketplace_id: int, payout_id: int) -> dict[str, Any]:
+    with rt.uow() as session:
+        return payout_views.payout(session, marketplace_id, payout_id)
+
+
+def payouts(
+    rt: Runtime,
+    marketplace_id: int,
+    *,
+    creator_external_id: str | None,
+    before_id: int | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    with rt.uow() as session:
+        return payout_views.payouts(
+            session,
+            marketplace_id,
+            creator_external_id=creator_external_id,
+            before_id=before_id,
+            limit=limit,
+        )
