@@ -1,1 +1,1 @@
-"""Celery: the app, its queues and beat schedule, one base task, and thin tasks over the handlers."""
+"""Celery: the app, its queues and beat schedule, one base task, thin tasks over handlers."""
