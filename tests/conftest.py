@@ -25,9 +25,10 @@ import devstack
 from config.settings import Settings, get_settings
 from devstack.postgres import fresh_database
 from payouts.cli import app
-from payouts.db import engine_for
+from payouts.db import UnitOfWork, engine_for
 from payouts.db.migrate import upgrade
 from payouts.runtime import Runtime
+from tests.savepoints import in_transaction, savepoint_units
 
 _counter = itertools.count()
 
@@ -150,6 +151,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def make_runtime(
     db_url: str, anvil: devstack.Anvil, deployment: devstack.DevDeployment
 ) -> Callable[..., Runtime]:
+    """Runtimes on a database of their own (real commits), for what other processes read."""
+
     def make(**overrides: Any) -> Runtime:
         return Runtime(chain_settings(db_url, anvil.url, deployment, **overrides))
 
@@ -157,25 +160,74 @@ def make_runtime(
 
 
 @pytest.fixture
-def ledger_runtime(db_url: str, state_dir: Path) -> Runtime:
-    """A runtime with one configured token and no chain, for ledger-only tests."""
-    return Runtime(
-        Settings.model_validate(
-            {
-                "database_url": db_url,
-                "state_dir": str(state_dir),
-                "assets": [
-                    {
-                        "symbol": "USDC",
-                        "decimals": 6,
-                        "address": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
-                        "min_payout": 10_000,
-                        "rounding_unit": 100,
-                    }
-                ],
-            }
-        )
+def make_chain_runtime(
+    uow: UnitOfWork,
+    shared_db_url: str,
+    anvil: devstack.Anvil,
+    deployment: devstack.DevDeployment,
+) -> Callable[..., Runtime]:
+    """Runtimes on the real chain whose units of work are savepoints (tests/savepoints.py)."""
+
+    def make(**overrides: Any) -> Runtime:
+        return Runtime(chain_settings(shared_db_url, anvil.url, deployment, **overrides), uow=uow)
+
+    return make
+
+
+def ledger_settings(database_url: str, state_dir: Path) -> Settings:
+    """One configured token and no chain, for ledger-only tests."""
+    return Settings.model_validate(
+        {
+            "database_url": database_url,
+            "state_dir": str(state_dir),
+            "assets": [
+                {
+                    "symbol": "USDC",
+                    "decimals": 6,
+                    "address": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                    "min_payout": 10_000,
+                    "rounding_unit": 100,
+                }
+            ],
+        }
     )
+
+
+@pytest.fixture(scope="session")
+def shared_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """One database for every test that runs inside a rolled-back transaction."""
+    name = f"payouts_shared_{os.getpid()}"
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    engine_for(url).dispose()
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def uow(shared_db_url: str) -> Iterator[UnitOfWork]:
+    """Units of work as savepoints of one transaction that is rolled back after the test."""
+    with engine_for(shared_db_url).connect() as connection:
+        outer = in_transaction(connection)
+        try:
+            yield savepoint_units(connection)
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture
+def ledger_runtime(uow: UnitOfWork, shared_db_url: str, state_dir: Path) -> Runtime:
+    """A ledger-only runtime whose units of work are savepoints (see tests/savepoints.py)."""
+    return Runtime(ledger_settings(shared_db_url, state_dir), uow=uow)
+
+
+@pytest.fixture
+def committed_ledger_runtime(db_url: str, state_dir: Path) -> Runtime:
+    """A ledger-only runtime on a database of its own, for tests that need real commits:
+    other connections (threads, the CLI), commit-time checks, time passing in ``now()``."""
+    return Runtime(ledger_settings(db_url, state_dir))
 
 
 @pytest.fixture

@@ -106,8 +106,9 @@ def record_earnings(
     _raise_on_conflicts(existing, first)
     # Key order: two requests sharing keys then lock them in the same order (no deadlock).
     new_indexes = [i for k, (i, _) in sorted(first.items()) if k not in existing]
+    inserted: set[int] = set()
     if new_indexes:
-        _insert(
+        inserted = _insert(
             session,
             marketplace_id,
             [earnings[i] for i in new_indexes],
@@ -117,34 +118,32 @@ def record_earnings(
         # A concurrent request may have won a key between our read and our insert.
         existing = _existing(session, marketplace_id, keys)
         _raise_on_conflicts(existing, first)
-    new_keys = {earnings[i].idempotency_key for i in new_indexes}
+    # New is what this request's insert returned: a key another request inserted between our
+    # read and our insert is a replay here, though it committed in the meantime.
     results = []
     for e in earnings:
-        credit_id, _, state, inserted_now = existing[e.idempotency_key]
-        replayed = not (e.idempotency_key in new_keys and inserted_now)
-        results.append(Recorded(credit_id, e.idempotency_key, replayed, state))
+        credit_id, _, state = existing[e.idempotency_key]
+        results.append(Recorded(credit_id, e.idempotency_key, credit_id not in inserted, state))
     return results
 
 
 def _existing(
     session: Session, marketplace_id: int, keys: list[str]
-) -> dict[str, tuple[int, str, str, bool]]:
+) -> dict[str, tuple[int, str, str]]:
     rows = session.execute(
         text(
             """
-            SELECT c.id, c.idempotency_key, c.request_hash, c.state,
-                   j.created_txid = txid_current() AS inserted_now
-              FROM credits c JOIN journals j ON j.id = c.journal_id
+            SELECT c.id, c.idempotency_key, c.request_hash, c.state FROM credits c
              WHERE c.marketplace_id = :m AND c.idempotency_key = ANY(:keys)
             """
         ),
         {"m": marketplace_id, "keys": keys},
     )
-    return {r.idempotency_key: (r.id, r.request_hash, r.state, r.inserted_now) for r in rows}
+    return {r.idempotency_key: (r.id, r.request_hash, r.state) for r in rows}
 
 
 def _raise_on_conflicts(
-    existing: Mapping[str, tuple[int, str, str, bool]], first: Mapping[str, tuple[int, str]]
+    existing: Mapping[str, tuple[int, str, str]], first: Mapping[str, tuple[int, str]]
 ) -> None:
     conflicts = [k for k, row in existing.items() if row[1] != first[k][1]]
     if conflicts:
@@ -157,7 +156,8 @@ def _insert(
     earnings: Sequence[Earning],
     hashes: Sequence[str],
     known_assets: Mapping[str, int],
-) -> None:
+) -> set[int]:
+    """Insert the credits whose keys nobody holds yet; returns the ids this call inserted."""
     creators = ensure_creators(session, marketplace_id, (e.creator_id for e in earnings))
     used_assets = {known_assets[e.asset] for e in earnings}
     ensure_accounts(
@@ -226,12 +226,15 @@ def _insert(
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM new) AS credits,
-                       (SELECT count(*) FROM payable) AS legs
+                       (SELECT count(*) FROM payable) AS legs,
+                       (SELECT array_agg(id) FROM new) AS ids
                 """
             ),
             params,
         ).one()
         if inserted.credits == 0:
             savepoint.rollback()
-        elif inserted.legs != inserted.credits:  # pragma: no cover - accounts ensured above
+            return set()
+        if inserted.legs != inserted.credits:  # pragma: no cover - accounts ensured above
             raise RuntimeError("a credit found no payable account")
+    return set(inserted.ids)

@@ -57,6 +57,8 @@ def roll_up(
         )
 
     asset_list = sorted(rules)
+    # Dropped at commit; dropped here too, so a unit of work may roll up more than one window.
+    session.execute(text("DROP TABLE IF EXISTS pg_temp.rollup_credits, pg_temp.rollup_candidates"))
     session.execute(
         text(
             f"""

@@ -86,9 +86,9 @@ def _roll_up(rt: Runtime) -> None:
 
 
 def test_status_json_prints_counts_by_state_and_totals_by_asset(
-    cli: CliRunner, ledger_runtime: Runtime
+    cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
-    _record(ledger_runtime)
+    _record(committed_ledger_runtime)
     result = _run(cli, "status", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -110,10 +110,10 @@ def test_status_json_prints_counts_by_state_and_totals_by_asset(
 
 
 def test_status_json_follows_credits_into_payouts_after_a_rollup(
-    cli: CliRunner, ledger_runtime: Runtime
+    cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
-    _record(ledger_runtime)
-    _roll_up(ledger_runtime)
+    _record(committed_ledger_runtime)
+    _roll_up(committed_ledger_runtime)
     data = json.loads(_run(cli, "status", "--json").stdout)
     assert data["counts"]["credits"] == {"rolled_up": 3, "accrued": 1}
     assert data["counts"]["payouts"] == {"pending": 2}
@@ -123,9 +123,9 @@ def test_status_json_follows_credits_into_payouts_after_a_rollup(
 
 
 def test_status_prints_amounts_in_whole_units_for_people(
-    cli: CliRunner, ledger_runtime: Runtime
+    cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
-    _record(ledger_runtime)
+    _record(committed_ledger_runtime)
     result = _run(cli, "status")
     assert result.exit_code == 0, result.output
     assert re.search(r"credits\s+accrued 4", result.stdout)
@@ -138,10 +138,10 @@ def test_status_prints_amounts_in_whole_units_for_people(
 
 
 def test_trace_of_an_earning_prints_its_transitions_and_its_payout(
-    cli: CliRunner, ledger_runtime: Runtime
+    cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
-    credit_id = _record(ledger_runtime)[0]
-    _roll_up(ledger_runtime)
+    credit_id = _record(committed_ledger_runtime)[0]
+    _roll_up(committed_ledger_runtime)
     result = _run(cli, "trace", str(credit_id))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -160,19 +160,19 @@ def test_trace_of_an_earning_prints_its_transitions_and_its_payout(
 
 
 def test_trace_of_an_earning_not_yet_rolled_up_has_no_transitions(
-    cli: CliRunner, ledger_runtime: Runtime
+    cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
-    credit_id = _record(ledger_runtime)[3]
+    credit_id = _record(committed_ledger_runtime)[3]
     data = json.loads(_run(cli, "trace", str(credit_id)).stdout)
     assert data["earning"]["state"] == "accrued"
     assert data["earning_transitions"] == []
     assert "payout" not in data
 
 
-def test_trace_of_a_payout(cli: CliRunner, ledger_runtime: Runtime) -> None:
-    _record(ledger_runtime)
-    _roll_up(ledger_runtime)
-    with unit_of_work(ledger_runtime.database_url) as session:
+def test_trace_of_a_payout(cli: CliRunner, committed_ledger_runtime: Runtime) -> None:
+    _record(committed_ledger_runtime)
+    _roll_up(committed_ledger_runtime)
+    with unit_of_work(committed_ledger_runtime.database_url) as session:
         payout_id = session.execute(
             text("SELECT id FROM payouts WHERE recipient = :r"), {"r": BOB}
         ).scalar_one()
@@ -182,9 +182,9 @@ def test_trace_of_a_payout(cli: CliRunner, ledger_runtime: Runtime) -> None:
 
 
 def test_trace_of_an_unknown_earning_exits_1_with_a_clear_message(
-    cli: CliRunner, ledger_runtime: Runtime
+    cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
-    _record(ledger_runtime)
+    _record(committed_ledger_runtime)
     result = _run(cli, "trace", "999999")
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: not found: earning 999999"

@@ -1,21 +1,22 @@
-"""Recording earnings: one credit per idempotency key, balanced postings, set-based bulk inserts."""
+"""Recording earnings: one credit per idempotency key, balanced postings, set-based bulk inserts.
+
+Each test runs in a rolled-back transaction (tests/savepoints.py); the races, which need
+connections of their own, are in test_earnings_races.py.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import event, text
 
-from payouts.catalog import ensure_marketplace
-from payouts.db import engine_for, unit_of_work
+from payouts.db import engine_for
 from payouts.errors import IdempotencyConflict, InvalidInput
 from payouts.ingest import handlers as ingest
-from payouts.ingest.earnings import Earning, Recorded, record_earnings
+from payouts.ingest.earnings import Earning
 from payouts.runtime import Runtime
 from payouts.tracking import reports
 
@@ -23,16 +24,16 @@ MARKETPLACE = "market"
 TABLES = ("credits", "entries", "journals", "creators", "accounts", "marketplaces")
 
 
-def _counts(db_url: str) -> dict[str, int]:
-    with unit_of_work(db_url) as session:
+def _counts(rt: Runtime) -> dict[str, int]:
+    with rt.uow() as session:
         return {
             t: int(session.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in TABLES
         }
 
 
-def _payable(db_url: str, external_id: str) -> int:
+def _payable(rt: Runtime, external_id: str) -> int:
     """What we owe a creator: the payable account is a liability, so its balance is negative."""
-    with unit_of_work(db_url) as session:
+    with rt.uow() as session:
         owed = session.execute(
             text(
                 """
@@ -54,13 +55,13 @@ def _earnings(n: int, prefix: str = "k", creators: int = 50) -> list[Earning]:
 
 
 @contextmanager
-def _statements(db_url: str) -> Iterator[list[str]]:
+def _statements(rt: Runtime) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    engine = engine_for(db_url)
+    engine = engine_for(rt.database_url)
     event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
@@ -72,7 +73,7 @@ def _statements(db_url: str) -> Iterator[list[str]]:
 
 
 def test_one_earning_is_one_accrued_credit_posted_as_two_legs_that_sum_to_zero(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     [recorded] = ingest.record(
         ledger_runtime,
@@ -82,7 +83,7 @@ def test_one_earning_is_one_accrued_credit_posted_as_two_legs_that_sum_to_zero(
     assert recorded.replayed is False
     assert recorded.state == "accrued"
     assert recorded.idempotency_key == "order-1"
-    with unit_of_work(db_url) as session:
+    with ledger_runtime.uow() as session:
         credit = session.execute(
             text(
                 "SELECT amount, state, journal_id, reference, metadata FROM credits WHERE id = :id"
@@ -104,12 +105,12 @@ def test_one_earning_is_one_accrued_credit_posted_as_two_legs_that_sum_to_zero(
     ]
     assert sum(int(leg.amount) for leg in legs) == 0
     assert legs[0].credit_id == recorded.credit_id
-    assert _payable(db_url, "alice") == 12_345
-    assert _counts(db_url)["credits"] == 1
+    assert _payable(ledger_runtime, "alice") == 12_345
+    assert _counts(ledger_runtime)["credits"] == 1
 
 
 def test_the_creator_payable_balance_is_the_sum_of_the_creators_earnings(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     ingest.record(
         ledger_runtime,
@@ -121,9 +122,9 @@ def test_the_creator_payable_balance_is_the_sum_of_the_creators_earnings(
         ],
     )
     ingest.record(ledger_runtime, MARKETPLACE, [Earning("a-3", "alice", 1_000, "USDC")])
-    assert _payable(db_url, "alice") == 1_350
-    assert _payable(db_url, "bob") == 7
-    with unit_of_work(db_url) as session:
+    assert _payable(ledger_runtime, "alice") == 1_350
+    assert _payable(ledger_runtime, "bob") == 7
+    with ledger_runtime.uow() as session:
         assert reports.check(session).ok
 
 
@@ -138,11 +139,11 @@ def test_results_come_back_in_the_order_of_the_request(ledger_runtime: Runtime) 
 
 
 def test_the_same_key_and_body_returns_the_first_credit_and_writes_nothing(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     earning = Earning("order-1", "alice", 12_345, "USDC", reference="r", metadata={"a": [1, 2]})
     [first] = ingest.record(ledger_runtime, MARKETPLACE, [earning])
-    before = _counts(db_url)
+    before = _counts(ledger_runtime)
     [again] = ingest.record(
         ledger_runtime,
         MARKETPLACE,
@@ -151,13 +152,11 @@ def test_the_same_key_and_body_returns_the_first_credit_and_writes_nothing(
     assert again.credit_id == first.credit_id
     assert again.replayed is True
     assert first.replayed is False
-    assert _counts(db_url) == before
-    assert _payable(db_url, "alice") == 12_345
+    assert _counts(ledger_runtime) == before
+    assert _payable(ledger_runtime, "alice") == 12_345
 
 
-def test_a_replayed_batch_flags_only_the_new_keys_as_new(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
+def test_a_replayed_batch_flags_only_the_new_keys_as_new(ledger_runtime: Runtime) -> None:
     old = _earnings(3, "old")
     first = ingest.record(ledger_runtime, MARKETPLACE, old)
     new = _earnings(2, "new")
@@ -165,7 +164,7 @@ def test_a_replayed_batch_flags_only_the_new_keys_as_new(
     assert [r.replayed for r in results] == [True, False, True, False]
     assert results[0].credit_id == first[0].credit_id
     assert results[2].credit_id == first[2].credit_id
-    assert _counts(db_url)["credits"] == 5
+    assert _counts(ledger_runtime)["credits"] == 5
 
 
 @pytest.mark.parametrize(
@@ -180,18 +179,18 @@ def test_a_replayed_batch_flags_only_the_new_keys_as_new(
     ids=["amount", "creator", "asset", "reference", "metadata"],
 )
 def test_the_same_key_with_a_different_body_is_a_conflict_that_writes_nothing(
-    ledger_runtime: Runtime, db_url: str, changed: Earning
+    ledger_runtime: Runtime, changed: Earning
 ) -> None:
     [first] = ingest.record(
         ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 12_345, "USDC")]
     )
-    before = _counts(db_url)
+    before = _counts(ledger_runtime)
     with pytest.raises(IdempotencyConflict) as raised:
         ingest.record(ledger_runtime, MARKETPLACE, [changed])
     assert raised.value.keys == ["order-1"]
     assert raised.value.code == "idempotency_key_reused"
-    assert _counts(db_url) == before
-    with unit_of_work(db_url) as session:
+    assert _counts(ledger_runtime) == before
+    with ledger_runtime.uow() as session:
         amount = session.execute(
             text("SELECT amount FROM credits WHERE id = :id"), {"id": first.credit_id}
         ).scalar_one()
@@ -199,10 +198,10 @@ def test_the_same_key_with_a_different_body_is_a_conflict_that_writes_nothing(
 
 
 def test_one_conflicting_item_leaves_no_row_of_the_rest_of_its_batch(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     ingest.record(ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 100, "USDC")])
-    before = _counts(db_url)
+    before = _counts(ledger_runtime)
     batch = [
         Earning("fresh-1", "new-creator-1", 500, "USDC"),
         Earning("order-1", "alice", 999, "USDC"),  # the conflict
@@ -211,26 +210,26 @@ def test_one_conflicting_item_leaves_no_row_of_the_rest_of_its_batch(
     with pytest.raises(IdempotencyConflict) as raised:
         ingest.record(ledger_runtime, MARKETPLACE, batch)
     assert raised.value.keys == ["order-1"]
-    assert _counts(db_url) == before
-    with unit_of_work(db_url) as session:
+    assert _counts(ledger_runtime) == before
+    with ledger_runtime.uow() as session:
         keys = session.execute(text("SELECT idempotency_key FROM credits")).scalars().all()
         assert keys == ["order-1"]
 
 
 def test_a_key_repeated_with_the_same_body_inside_one_batch_is_recorded_once(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     earning = Earning("order-1", "alice", 300, "USDC")
     results = ingest.record(
         ledger_runtime, MARKETPLACE, [earning, Earning("order-2", "alice", 5, "USDC"), earning]
     )
     assert results[0].credit_id == results[2].credit_id
-    assert _counts(db_url)["credits"] == 2
-    assert _payable(db_url, "alice") == 305
+    assert _counts(ledger_runtime)["credits"] == 2
+    assert _payable(ledger_runtime, "alice") == 305
 
 
 def test_a_key_repeated_with_another_body_inside_one_batch_is_a_conflict(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     with pytest.raises(IdempotencyConflict):
         ingest.record(
@@ -238,31 +237,27 @@ def test_a_key_repeated_with_another_body_inside_one_batch_is_a_conflict(
             MARKETPLACE,
             [Earning("order-1", "alice", 300, "USDC"), Earning("order-1", "alice", 301, "USDC")],
         )
-    assert _counts(db_url)["credits"] == 0
+    assert _counts(ledger_runtime)["credits"] == 0
 
 
-def test_idempotency_keys_are_scoped_to_their_marketplace(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
+def test_idempotency_keys_are_scoped_to_their_marketplace(ledger_runtime: Runtime) -> None:
     [a] = ingest.record(ledger_runtime, "market-a", [Earning("order-1", "alice", 100, "USDC")])
     [b] = ingest.record(ledger_runtime, "market-b", [Earning("order-1", "alice", 999, "USDC")])
     assert a.credit_id != b.credit_id
     assert not a.replayed
     assert not b.replayed
-    assert _counts(db_url)["credits"] == 2
+    assert _counts(ledger_runtime)["credits"] == 2
 
 
 # -- validation ------------------------------------------------------------------------------
 
 
-def test_an_unknown_asset_is_invalid_input_and_writes_nothing(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
+def test_an_unknown_asset_is_invalid_input_and_writes_nothing(ledger_runtime: Runtime) -> None:
     with pytest.raises(InvalidInput) as raised:
         ingest.record(ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 100, "DOGE")])
     assert raised.value.code == "unknown_asset"
     assert raised.value.field == "asset"
-    assert _counts(db_url)["credits"] == 0
+    assert _counts(ledger_runtime)["credits"] == 0
 
 
 def test_an_invalid_item_in_a_batch_is_named_by_its_position(ledger_runtime: Runtime) -> None:
@@ -289,198 +284,51 @@ def test_an_invalid_item_in_a_batch_is_named_by_its_position(ledger_runtime: Run
     ids=["empty-key", "long-key", "empty-creator", "zero", "negative", "bool"],
 )
 def test_invalid_earnings_are_refused_before_anything_is_written(
-    ledger_runtime: Runtime, db_url: str, earning: Earning, code: str, field: str
+    ledger_runtime: Runtime, earning: Earning, code: str, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as raised:
         ingest.record(ledger_runtime, MARKETPLACE, [earning])
     assert (raised.value.code, raised.value.field) == (code, field)
-    assert _counts(db_url)["credits"] == 0
+    assert _counts(ledger_runtime)["credits"] == 0
 
 
-def test_an_empty_request_records_nothing(ledger_runtime: Runtime, db_url: str) -> None:
+def test_an_empty_request_records_nothing(ledger_runtime: Runtime) -> None:
     assert ingest.record(ledger_runtime, MARKETPLACE, []) == []
-    assert _counts(db_url)["credits"] == 0
+    assert _counts(ledger_runtime)["credits"] == 0
 
 
 # -- bulk ------------------------------------------------------------------------------------
 
 
 def test_a_bulk_of_5000_earnings_takes_a_bounded_number_of_statements(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     ingest.record(ledger_runtime, MARKETPLACE, [Earning("warm-up", "creator-0", 1, "USDC")])
-    with _statements(db_url) as small:
+    with _statements(ledger_runtime) as small:
         ingest.record(ledger_runtime, MARKETPLACE, _earnings(100, "small"))
-    with _statements(db_url) as bulk:
+    with _statements(ledger_runtime) as bulk:
         results = ingest.record(ledger_runtime, MARKETPLACE, _earnings(5_000, "bulk", 700))
     assert len(results) == 5_000
     assert not any(r.replayed for r in results)
     assert len(bulk) < 20
     assert len(bulk) == len(small)
-    counts = _counts(db_url)
+    counts = _counts(ledger_runtime)
     assert counts["credits"] == 5_101
     assert counts["journals"] == 3
     assert counts["entries"] == 5_101 + 3  # one payable leg per credit, one funding leg a batch
-    with unit_of_work(db_url) as session:
+    with ledger_runtime.uow() as session:
         assert reports.check(session).ok
 
 
 def test_a_bulk_replay_takes_no_more_statements_than_the_first_recording(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     earnings = _earnings(2_000)
-    with _statements(db_url) as first:
+    with _statements(ledger_runtime) as first:
         ingest.record(ledger_runtime, MARKETPLACE, earnings)
-    before = _counts(db_url)
-    with _statements(db_url) as replay:
+    before = _counts(ledger_runtime)
+    with _statements(ledger_runtime) as replay:
         results = ingest.record(ledger_runtime, MARKETPLACE, earnings)
     assert all(r.replayed for r in results)
     assert len(replay) <= len(first)
-    assert _counts(db_url) == before
-
-
-# -- concurrency -----------------------------------------------------------------------------
-
-
-def _in_threads(calls: Sequence[Callable[[], list[Recorded]]]) -> list[list[Recorded]]:
-    results: list[list[Recorded] | None] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    return _joined(threads, results, errors)
-
-
-def _joined(
-    threads: list[threading.Thread],
-    results: list[list[Recorded] | None],
-    errors: list[BaseException],
-) -> list[list[Recorded]]:
-    for t in threads:
-        t.join(timeout=30)
-        assert not t.is_alive()
-    assert errors == []
-    return [r for r in results if r is not None]
-
-
-def _waiting_on(db_url: str, table: str) -> int:
-    with unit_of_work(db_url) as session:
-        return int(
-            session.execute(
-                text(
-                    """
-                    SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-                     WHERE c.relname = :t AND NOT l.granted
-                       AND l.database = (SELECT oid FROM pg_database
-                                          WHERE datname = current_database())
-                    """
-                ),
-                {"t": table},
-            ).scalar_one()
-        )
-
-
-def _record_racing(
-    rt: Runtime, db_url: str, batches: Sequence[list[Earning]]
-) -> list[list[Recorded]]:
-    """Let every batch read "no such key" first, then race them into the credits table.
-
-    A third session holds a lock that blocks INSERT (not SELECT) on credits until every
-    recording waits on it, so the recordings truly overlap on the same keys.
-    """
-    results: list[list[Recorded] | None] = [None] * len(batches)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            with unit_of_work(db_url) as session:
-                marketplace_id = ensure_marketplace(session, MARKETPLACE)
-                results[index] = record_earnings(session, marketplace_id, batches[index])
-                session.commit()
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batches))]
-    with unit_of_work(db_url) as gate:
-        gate.execute(text("LOCK TABLE credits IN SHARE ROW EXCLUSIVE MODE"))
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 20
-        while _waiting_on(db_url, "credits") < len(batches):
-            assert time.monotonic() < deadline, "the recordings never reached the insert"
-            time.sleep(0.01)
-        gate.rollback()
-    return _joined(threads, results, errors)
-
-
-@pytest.fixture
-def known_creators(ledger_runtime: Runtime) -> None:
-    """The creators and their accounts exist, so concurrent recordings only race on credits."""
-    ingest.record(
-        ledger_runtime,
-        MARKETPLACE,
-        [Earning(f"seed-{i}", f"creator-{i}", 1, "USDC") for i in range(50)],
-    )
-
-
-def test_two_threads_recording_the_same_keys_yield_one_credit_per_key(
-    ledger_runtime: Runtime, db_url: str, known_creators: None
-) -> None:
-    earnings = _earnings(200)
-    first, second = _record_racing(ledger_runtime, db_url, [earnings, earnings])
-    assert [r.credit_id for r in first] == [r.credit_id for r in second]
-    # each key is new for exactly one of the two requests
-    for a, b in zip(first, second, strict=True):
-        assert sorted([a.replayed, b.replayed]) == [False, True]
-    with unit_of_work(db_url) as session:
-        per_key = session.execute(
-            text(
-                "SELECT idempotency_key, count(*) FROM credits WHERE idempotency_key LIKE 'k-%'"
-                " GROUP BY 1"
-            )
-        ).all()
-        assert len(per_key) == 200
-        assert {n for _, n in per_key} == {1}
-        assert reports.check(session).ok
-
-
-def test_two_threads_recording_the_same_keys_in_opposite_orders_yield_one_credit_per_key(
-    ledger_runtime: Runtime, db_url: str, known_creators: None
-) -> None:
-    """A retried batch need not keep its order; the two requests meet in the middle."""
-    earnings = _earnings(2_000)
-    first, second = _record_racing(ledger_runtime, db_url, [earnings, earnings[::-1]])
-    assert [r.credit_id for r in first] == [r.credit_id for r in reversed(second)]
-    with unit_of_work(db_url) as session:
-        assert (
-            session.execute(
-                text("SELECT count(*) FROM credits WHERE idempotency_key LIKE 'k-%'")
-            ).scalar_one()
-            == 2_000
-        )
-        assert reports.check(session).ok
-
-
-def test_two_services_recording_the_same_new_creators_at_once_agree(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
-    earnings = _earnings(300, creators=300)
-    first, second = _in_threads(
-        [
-            lambda: ingest.record(ledger_runtime, MARKETPLACE, earnings),
-            lambda: ingest.record(ledger_runtime, MARKETPLACE, earnings),
-        ]
-    )
-    assert [r.credit_id for r in first] == [r.credit_id for r in second]
-    counts = _counts(db_url)
-    assert counts["credits"] == 300
-    assert counts["creators"] == 300
-    with unit_of_work(db_url) as session:
-        assert reports.check(session).ok
+    assert _counts(ledger_runtime) == before

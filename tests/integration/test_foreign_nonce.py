@@ -27,9 +27,9 @@ def sign_without_sending(rt: Runtime, batch_id: int) -> int:
 
 
 def test_a_batch_whose_nonce_went_elsewhere_fails_and_its_payouts_are_paid_by_the_next(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime()
+    rt = make_chain_runtime()
     recipients = seed(rt, creators=5)
     roll_up_now(rt)
     (first,) = settlement.settle(rt, actor="test")["USDC"].sealed

@@ -1,7 +1,10 @@
 """PostgreSQL itself refuses what the ledger must never contain (migration 0002's triggers).
 
-Every test talks to a fresh, migrated database through plain SQL, as a careless script or a
-buggy service would: the refusal must come from the database, not from our Python code.
+Every test talks to a migrated database through plain SQL, as a careless script or a buggy
+service would: the refusal must come from the database, not from our Python code. Most run in
+a rolled-back transaction (tests/savepoints.py); the checks that only a commit runs (the
+deferred zero-sum check, a journal closed by its commit) commit for real on a database of
+their own.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from payouts.db import unit_of_work
+from payouts.db import UnitOfWork, unit_of_work, units_of_work
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
 from payouts.ledger.accounts import AccountKind, ensure_accounts
@@ -36,11 +39,10 @@ class Books:
     gas_eth: int
 
 
-@pytest.fixture
-def books(ledger_runtime: Runtime) -> Books:
+def _books(rt: Runtime) -> Books:
     """Two assets and a few house accounts, committed."""
-    with unit_of_work(ledger_runtime.database_url) as session:
-        assets = ledger_runtime.sync_assets(session)
+    with rt.uow() as session:
+        assets = rt.sync_assets(session)
         usdc, eth = assets["USDC"], assets["ETH"]
         ids = ensure_accounts(
             session,
@@ -63,8 +65,18 @@ def books(ledger_runtime: Runtime) -> Books:
 
 
 @pytest.fixture
-def committed_journal(db_url: str, books: Books) -> int:
-    with unit_of_work(db_url) as session:
+def books(ledger_runtime: Runtime) -> Books:
+    return _books(ledger_runtime)
+
+
+@pytest.fixture
+def committed_books(committed_ledger_runtime: Runtime) -> Books:
+    """The accounts on a database of its own, for the checks that only a real commit runs."""
+    return _books(committed_ledger_runtime)
+
+
+def _journal(uow: UnitOfWork, books: Books) -> int:
+    with uow() as session:
         journal_id = post(
             session,
             "test",
@@ -75,17 +87,27 @@ def committed_journal(db_url: str, books: Books) -> int:
     return journal_id
 
 
+@pytest.fixture
+def committed_journal(uow: UnitOfWork, books: Books) -> int:
+    return _journal(uow, books)
+
+
+@pytest.fixture
+def journal_committed_for_real(db_url: str, committed_books: Books) -> int:
+    return _journal(units_of_work(db_url), committed_books)
+
+
 def _sqlstate(error: DBAPIError) -> str | None:
     return getattr(error.orig, "sqlstate", None)
 
 
-def _count(db_url: str, table: str) -> int:
-    with unit_of_work(db_url) as session:
+def _count(uow: UnitOfWork, table: str) -> int:
+    with uow() as session:
         return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
-def _refused(db_url: str, sql: str, params: dict[str, object], match: str) -> DBAPIError:
-    with unit_of_work(db_url) as session:
+def _refused(uow: UnitOfWork, sql: str, params: dict[str, object], match: str) -> DBAPIError:
+    with uow() as session:
         with pytest.raises(DBAPIError, match=match) as raised:
             session.execute(text(sql), params)
         session.rollback()
@@ -106,12 +128,12 @@ def _refused(db_url: str, sql: str, params: dict[str, object], match: str) -> DB
     ],
 )
 def test_entries_and_journals_refuse_update_and_delete(
-    db_url: str, committed_journal: int, table: str, sql: str
+    uow: UnitOfWork, committed_journal: int, table: str, sql: str
 ) -> None:
     verb = sql.split()[0]
-    error = _refused(db_url, sql, {"j": committed_journal}, f"{table} is append-only: {verb}")
+    error = _refused(uow, sql, {"j": committed_journal}, f"{table} is append-only: {verb}")
     assert _sqlstate(error) == RESTRICT_VIOLATION
-    with unit_of_work(db_url) as session:
+    with uow() as session:
         legs = session.execute(
             text("SELECT amount FROM entries WHERE journal_id = :j ORDER BY amount"),
             {"j": committed_journal},
@@ -119,8 +141,8 @@ def test_entries_and_journals_refuse_update_and_delete(
         assert [int(a) for a in legs] == [-500, 500]
 
 
-def _audit_row(db_url: str) -> int:
-    with unit_of_work(db_url) as session:
+def _audit_row(uow: UnitOfWork) -> int:
+    with uow() as session:
         row_id = session.execute(
             text(
                 "INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)"
@@ -139,40 +161,40 @@ def _audit_row(db_url: str) -> int:
         "DELETE FROM transitions WHERE id = :id",
     ],
 )
-def test_the_audit_trail_refuses_update_and_delete(db_url: str, sql: str) -> None:
-    row_id = _audit_row(db_url)
-    error = _refused(db_url, sql, {"id": row_id}, "transitions is append-only")
+def test_the_audit_trail_refuses_update_and_delete(uow: UnitOfWork, sql: str) -> None:
+    row_id = _audit_row(uow)
+    error = _refused(uow, sql, {"id": row_id}, "transitions is append-only")
     assert _sqlstate(error) == RESTRICT_VIOLATION
-    assert _count(db_url, "transitions") == 1
+    assert _count(uow, "transitions") == 1
 
 
 @pytest.mark.parametrize("table", ["entries", "journals", "transitions"])
 def test_truncate_of_the_append_only_tables_is_refused(
-    db_url: str, committed_journal: int, table: str
+    uow: UnitOfWork, committed_journal: int, table: str
 ) -> None:
-    _audit_row(db_url)
+    _audit_row(uow)
     # CASCADE so that no foreign key answers before the trigger does.
-    error = _refused(db_url, f"TRUNCATE {table} CASCADE", {}, "is append-only: TRUNCATE refused")
+    error = _refused(uow, f"TRUNCATE {table} CASCADE", {}, "is append-only: TRUNCATE refused")
     assert _sqlstate(error) == RESTRICT_VIOLATION
-    assert _count(db_url, "entries") == 2
-    assert _count(db_url, "journals") == 1
-    assert _count(db_url, "transitions") == 1
+    assert _count(uow, "entries") == 2
+    assert _count(uow, "journals") == 1
+    assert _count(uow, "transitions") == 1
 
 
 # -- balanced journals -----------------------------------------------------------------------
 
 
-def test_a_balanced_journal_commits(db_url: str, books: Books) -> None:
+def test_a_balanced_journal_commits(db_url: str, committed_books: Books) -> None:
     with unit_of_work(db_url) as session:
         journal_id = post(
             session,
             "test",
             "balanced in two assets",
             [
-                Leg(books.hot_usdc, 700),
-                Leg(books.funding_usdc, -700),
-                Leg(books.gas_eth, 21_000),
-                Leg(books.hot_eth, -21_000),
+                Leg(committed_books.hot_usdc, 700),
+                Leg(committed_books.funding_usdc, -700),
+                Leg(committed_books.gas_eth, 21_000),
+                Leg(committed_books.hot_eth, -21_000),
             ],
         )
         session.commit()
@@ -183,10 +205,15 @@ def test_a_balanced_journal_commits(db_url: str, books: Books) -> None:
         assert total == 0
 
 
-def test_an_unbalanced_journal_is_refused_at_commit_not_before(db_url: str, books: Books) -> None:
+def test_an_unbalanced_journal_is_refused_at_commit_not_before(
+    db_url: str, committed_books: Books
+) -> None:
     with unit_of_work(db_url) as session:
         journal_id = post(
-            session, "test", "off by one", [Leg(books.hot_usdc, 100), Leg(books.funding_usdc, -99)]
+            session,
+            "test",
+            "off by one",
+            [Leg(committed_books.hot_usdc, 100), Leg(committed_books.funding_usdc, -99)],
         )
         # Deferred: inside the transaction the half-written journal is allowed...
         assert (
@@ -199,39 +226,43 @@ def test_an_unbalanced_journal_is_refused_at_commit_not_before(db_url: str, book
         with pytest.raises(DBAPIError, match=f"journal {journal_id} does not balance") as raised:
             session.commit()
         assert _sqlstate(raised.value) == CHECK_VIOLATION
-    assert _count(db_url, "journals") == 0
-    assert _count(db_url, "entries") == 0
+    assert _count(units_of_work(db_url), "journals") == 0
+    assert _count(units_of_work(db_url), "entries") == 0
 
 
-def test_a_journal_must_balance_per_asset_not_only_in_total(db_url: str, books: Books) -> None:
+def test_a_journal_must_balance_per_asset_not_only_in_total(
+    db_url: str, committed_books: Books
+) -> None:
     with unit_of_work(db_url) as session:
         post(
             session,
             "test",
             "sums to zero across two assets",
-            [Leg(books.hot_usdc, 100), Leg(books.hot_eth, -100)],
+            [Leg(committed_books.hot_usdc, 100), Leg(committed_books.hot_eth, -100)],
         )
         with pytest.raises(DBAPIError, match="does not balance: asset"):
             session.commit()
-    assert _count(db_url, "entries") == 0
+    assert _count(units_of_work(db_url), "entries") == 0
 
 
-def test_a_journal_with_no_entries_is_refused_at_commit(db_url: str, books: Books) -> None:
+def test_a_journal_with_no_entries_is_refused_at_commit(
+    db_url: str, committed_books: Books
+) -> None:
     with unit_of_work(db_url) as session:
         journal_id = open_journal(session, "test", "empty")
         with pytest.raises(DBAPIError, match=f"journal {journal_id} has no entries") as raised:
             session.commit()
         assert _sqlstate(raised.value) == CHECK_VIOLATION
-    assert _count(db_url, "journals") == 0
+    assert _count(units_of_work(db_url), "journals") == 0
 
 
-def test_post_refuses_a_journal_of_only_zero_legs(db_url: str, books: Books) -> None:
-    with unit_of_work(db_url) as session, pytest.raises(ValueError, match="non-zero leg"):
+def test_post_refuses_a_journal_of_only_zero_legs(uow: UnitOfWork, books: Books) -> None:
+    with uow() as session, pytest.raises(ValueError, match="non-zero leg"):
         post(session, "test", "nothing", [Leg(books.hot_usdc, 0)])
 
 
-def test_a_zero_entry_is_refused_by_the_database(db_url: str, books: Books) -> None:
-    with unit_of_work(db_url) as session:
+def test_a_zero_entry_is_refused_by_the_database(uow: UnitOfWork, books: Books) -> None:
+    with uow() as session:
         journal_id = open_journal(session, "test", "zero leg")
         with pytest.raises(DBAPIError, match="entry_amount_nonzero"):
             session.execute(
@@ -241,7 +272,7 @@ def test_a_zero_entry_is_refused_by_the_database(db_url: str, books: Books) -> N
 
 
 def test_entries_cannot_join_a_journal_committed_earlier(
-    db_url: str, books: Books, committed_journal: int
+    db_url: str, committed_books: Books, journal_committed_for_real: int
 ) -> None:
     # Even a balanced pair is refused: a committed journal is closed for good.
     with (
@@ -255,10 +286,14 @@ def test_entries_cannot_join_a_journal_committed_earlier(
                 "INSERT INTO entries (journal_id, account_id, amount)"
                 " VALUES (:j, :hot, 1), (:j, :funding, -1)"
             ),
-            {"j": committed_journal, "hot": books.hot_usdc, "funding": books.funding_usdc},
+            {
+                "j": journal_committed_for_real,
+                "hot": committed_books.hot_usdc,
+                "funding": committed_books.funding_usdc,
+            },
         )
     assert _sqlstate(raised.value) == RESTRICT_VIOLATION
-    assert _count(db_url, "entries") == 2
+    assert _count(units_of_work(db_url), "entries") == 2
 
 
 # -- credits and payouts ---------------------------------------------------------------------
@@ -294,14 +329,14 @@ def _one_payout(rt: Runtime) -> int:
         return int(session.execute(text("SELECT id FROM payouts")).scalar_one())
 
 
-def _force(db_url: str, sql: str, params: dict[str, object]) -> None:
-    with unit_of_work(db_url) as session:
+def _force(uow: UnitOfWork, sql: str, params: dict[str, object]) -> None:
+    with uow() as session:
         session.execute(text(sql), params)
         session.commit()
 
 
-def _state(db_url: str, table: str, row_id: int) -> str:
-    with unit_of_work(db_url) as session:
+def _state(uow: UnitOfWork, table: str, row_id: int) -> str:
+    with uow() as session:
         return str(
             session.execute(
                 text(f"SELECT state FROM {table} WHERE id = :id"), {"id": row_id}
@@ -311,18 +346,18 @@ def _state(db_url: str, table: str, row_id: int) -> str:
 
 @pytest.mark.parametrize(("final", "back_to"), [("paid", "rolled_up"), ("voided", "accrued")])
 def test_a_credit_in_a_final_state_keeps_it(
-    ledger_runtime: Runtime, db_url: str, final: str, back_to: str
+    ledger_runtime: Runtime, uow: UnitOfWork, final: str, back_to: str
 ) -> None:
     credit_id = _one_credit(ledger_runtime)
-    _force(db_url, "UPDATE credits SET state = :s WHERE id = :id", {"s": final, "id": credit_id})
+    _force(uow, "UPDATE credits SET state = :s WHERE id = :id", {"s": final, "id": credit_id})
     error = _refused(
-        db_url,
+        uow,
         "UPDATE credits SET state = :s WHERE id = :id",
         {"s": back_to, "id": credit_id},
         f"credits {credit_id} is in final state {final}: refused change to {back_to}",
     )
     assert _sqlstate(error) == RESTRICT_VIOLATION
-    assert _state(db_url, "credits", credit_id) == final
+    assert _state(uow, "credits", credit_id) == final
 
 
 @pytest.mark.parametrize(
@@ -330,27 +365,27 @@ def test_a_credit_in_a_final_state_keeps_it(
     [("finalized", "pending"), ("finalized", "confirmed"), ("cancelled", "pending")],
 )
 def test_a_payout_in_a_final_state_keeps_it(
-    ledger_runtime: Runtime, db_url: str, final: str, back_to: str
+    ledger_runtime: Runtime, uow: UnitOfWork, final: str, back_to: str
 ) -> None:
     payout_id = _one_payout(ledger_runtime)
-    assert _state(db_url, "payouts", payout_id) == "pending"
-    _force(db_url, "UPDATE payouts SET state = :s WHERE id = :id", {"s": final, "id": payout_id})
+    assert _state(uow, "payouts", payout_id) == "pending"
+    _force(uow, "UPDATE payouts SET state = :s WHERE id = :id", {"s": final, "id": payout_id})
     _refused(
-        db_url,
+        uow,
         "UPDATE payouts SET state = :s WHERE id = :id",
         {"s": back_to, "id": payout_id},
         f"payouts {payout_id} is in final state {final}: refused change to {back_to}",
     )
-    assert _state(db_url, "payouts", payout_id) == final
+    assert _state(uow, "payouts", payout_id) == final
 
 
 def test_a_final_row_may_be_rewritten_with_the_same_state(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime, uow: UnitOfWork
 ) -> None:
     payout_id = _one_payout(ledger_runtime)
-    _force(db_url, "UPDATE payouts SET state = 'finalized' WHERE id = :id", {"id": payout_id})
-    _force(db_url, "UPDATE payouts SET state = 'finalized' WHERE id = :id", {"id": payout_id})
-    assert _state(db_url, "payouts", payout_id) == "finalized"
+    _force(uow, "UPDATE payouts SET state = 'finalized' WHERE id = :id", {"id": payout_id})
+    _force(uow, "UPDATE payouts SET state = 'finalized' WHERE id = :id", {"id": payout_id})
+    assert _state(uow, "payouts", payout_id) == "finalized"
 
 
 CREDIT_MONEY_CHANGES = [
@@ -365,33 +400,33 @@ CREDIT_MONEY_CHANGES = [
 ]
 
 
-def test_money_columns_of_a_credit_never_change(ledger_runtime: Runtime, db_url: str) -> None:
+def test_money_columns_of_a_credit_never_change(ledger_runtime: Runtime, uow: UnitOfWork) -> None:
     credit_id = _one_credit(ledger_runtime)
     for change in CREDIT_MONEY_CHANGES:
         error = _refused(
-            db_url,
+            uow,
             f"UPDATE credits SET {change} WHERE id = :id",
             {"id": credit_id},
             "credits: money-bearing columns never change",
         )
         assert _sqlstate(error) == RESTRICT_VIOLATION, change
-    with unit_of_work(db_url) as session:
+    with uow() as session:
         row = session.execute(
             text("SELECT amount, idempotency_key FROM credits WHERE id = :id"), {"id": credit_id}
         ).one()
     assert (row.amount, row.idempotency_key) == (12_345, "k-1")
 
 
-def test_a_credit_may_still_change_state(ledger_runtime: Runtime, db_url: str) -> None:
+def test_a_credit_may_still_change_state(ledger_runtime: Runtime, uow: UnitOfWork) -> None:
     credit_id = _one_credit(ledger_runtime)
-    _force(db_url, "UPDATE credits SET state = 'held' WHERE id = :id", {"id": credit_id})
-    assert _state(db_url, "credits", credit_id) == "held"
+    _force(uow, "UPDATE credits SET state = 'held' WHERE id = :id", {"id": credit_id})
+    assert _state(uow, "credits", credit_id) == "held"
 
 
-def test_a_credit_cannot_be_deleted(ledger_runtime: Runtime, db_url: str) -> None:
+def test_a_credit_cannot_be_deleted(ledger_runtime: Runtime, uow: UnitOfWork) -> None:
     credit_id = _one_credit(ledger_runtime)
-    _refused(db_url, "DELETE FROM credits WHERE id = :id", {"id": credit_id}, "append-only")
-    assert _count(db_url, "credits") == 1
+    _refused(uow, "DELETE FROM credits WHERE id = :id", {"id": credit_id}, "append-only")
+    assert _count(uow, "credits") == 1
 
 
 PAYOUT_MONEY_CHANGES = [
@@ -402,16 +437,16 @@ PAYOUT_MONEY_CHANGES = [
 ]
 
 
-def test_money_columns_of_a_payout_never_change(ledger_runtime: Runtime, db_url: str) -> None:
+def test_money_columns_of_a_payout_never_change(ledger_runtime: Runtime, uow: UnitOfWork) -> None:
     payout_id = _one_payout(ledger_runtime)
     for change in PAYOUT_MONEY_CHANGES:
         _refused(
-            db_url,
+            uow,
             f"UPDATE payouts SET {change} WHERE id = :id",
             {"id": payout_id},
             "payouts: money-bearing columns never change",
         )
-    with unit_of_work(db_url) as session:
+    with uow() as session:
         assert (
             session.execute(
                 text("SELECT amount FROM payouts WHERE id = :id"), {"id": payout_id}

@@ -38,9 +38,9 @@ def rows(rt: Runtime, sql: str) -> list[Any]:
 
 
 def test_a_refused_recipient_goes_back_to_pending_on_hold_and_the_others_are_paid(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime()
+    rt = make_chain_runtime()
     recipients = seed(rt, creators=4)
     roll_up_now(rt)
     refused = recipients["c1-2"]
@@ -95,15 +95,15 @@ def test_a_refused_recipient_goes_back_to_pending_on_hold_and_the_others_are_pai
     ]
 
 
-def test_larger_payouts_are_final_only_deeper(make_runtime: Callable[..., Runtime]) -> None:
-    rt = make_runtime(
+def test_larger_payouts_are_final_only_deeper(make_chain_runtime: Callable[..., Runtime]) -> None:
+    rt = make_chain_runtime(
         confirmation_depth=1,
         finality_depth=2,
         assets=[
             {
                 "symbol": "USDC",
                 "decimals": 6,
-                "address": make_runtime().settings.assets[0].address,
+                "address": make_chain_runtime().settings.assets[0].address,
                 "min_payout": 10_000,
                 "rounding_unit": 100,
                 "finality_tiers": [{"at_least": 1, "depth": 4}, {"at_least": 10**12, "depth": 99}],
@@ -127,9 +127,9 @@ def test_larger_payouts_are_final_only_deeper(make_runtime: Callable[..., Runtim
 
 
 def test_a_reorg_past_finality_alerts_an_operator_and_rewrites_nothing(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime(confirmation_depth=1, finality_depth=2, reorg_watch_blocks=64)
+    rt = make_chain_runtime(confirmation_depth=1, finality_depth=2, reorg_watch_blocks=64)
     seed(rt, creators=3)
     roll_up_now(rt)
     mine(rt, 10)

@@ -33,9 +33,9 @@ def state_of(rt: Runtime, sql: str) -> set[str]:
     ids=["depth-1-same-tx-in-new-block", "depth-3-tx-lost", "depth-20-tx-lost"],
 )
 def test_a_reorged_batch_is_paid_exactly_once(
-    make_runtime: Callable[..., Runtime], depth: int, carried_again: bool
+    make_chain_runtime: Callable[..., Runtime], depth: int, carried_again: bool
 ) -> None:
-    rt = make_runtime(confirmation_depth=2, finality_depth=depth + 10)
+    rt = make_chain_runtime(confirmation_depth=2, finality_depth=depth + 10)
     recipients = seed(rt, creators=6)
     roll_up_now(rt)
     mine(rt, depth + 5)  # the reorg must not reach back to the contracts' deployment
@@ -106,11 +106,11 @@ def filler_transaction(rt: Runtime) -> str:
 
 
 def test_a_rolled_back_block_unwinds_the_batch_and_the_same_bytes_pay_once(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
     """anvil_rollback removes the head blocks without replacing them: the block that carried
     the batch does not exist any more, which is a reorg too."""
-    rt = make_runtime(confirmation_depth=1, finality_depth=10)
+    rt = make_chain_runtime(confirmation_depth=1, finality_depth=10)
     recipients = seed(rt, creators=4)
     roll_up_now(rt)
     mine(rt, 5)

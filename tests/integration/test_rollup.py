@@ -60,9 +60,9 @@ def _window() -> datetime:
     return datetime.now(UTC)
 
 
-def _payouts(db_url: str) -> dict[str, tuple[int, str, str, datetime]]:
+def _payouts(rt: Runtime) -> dict[str, tuple[int, str, str, datetime]]:
     """external id -> (amount, recipient, state, window_start) of its payouts, one per window."""
-    with unit_of_work(db_url) as session:
+    with rt.uow() as session:
         rows = session.execute(
             text(
                 "SELECT c.external_id, p.amount, p.recipient, p.state, p.window_start"
@@ -80,8 +80,8 @@ def _payouts(db_url: str) -> dict[str, tuple[int, str, str, datetime]]:
     return out
 
 
-def _credit_states(db_url: str, ids: list[int]) -> list[str]:
-    with unit_of_work(db_url) as session:
+def _credit_states(rt: Runtime, ids: list[int]) -> list[str]:
+    with rt.uow() as session:
         return list(
             session.execute(
                 text("SELECT state FROM credits WHERE id = ANY(:ids) ORDER BY id"), {"ids": ids}
@@ -89,15 +89,15 @@ def _credit_states(db_url: str, ids: list[int]) -> list[str]:
         )
 
 
-def _scalar(db_url: str, sql: str, **params: object) -> int:
-    with unit_of_work(db_url) as session:
+def _scalar(rt: Runtime, sql: str, **params: object) -> int:
+    with rt.uow() as session:
         return int(session.execute(text(sql), params).scalar_one())
 
 
-def _dust(db_url: str, external_id: str) -> int:
+def _dust(rt: Runtime, external_id: str) -> int:
     """What the creator's dust account carries for them (a liability: minus its balance)."""
     return _scalar(
-        db_url,
+        rt,
         """
         SELECT -coalesce(sum(e.amount), 0) FROM creators c
           JOIN accounts a ON a.owner_id = c.id AND a.kind = 'creator_dust'
@@ -108,8 +108,8 @@ def _dust(db_url: str, external_id: str) -> int:
     )
 
 
-def _check_ok(db_url: str) -> reports.CheckReport:
-    with unit_of_work(db_url) as session:
+def _check_ok(rt: Runtime) -> reports.CheckReport:
+    with rt.uow() as session:
         report = reports.check(session)
     assert report.ok, [r for r in report.results if not r.ok]
     return report
@@ -119,7 +119,7 @@ def _check_ok(db_url: str) -> reports.CheckReport:
 
 
 def test_each_creator_with_an_address_gets_one_payout_per_window_and_asset(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     addresses = _give_addresses(ledger_runtime, "alice", "bob")
     credits = _earn(
@@ -128,19 +128,19 @@ def test_each_creator_with_an_address_gets_one_payout_per_window_and_asset(
     start = _window()
     result = rollups.rollup(ledger_runtime, window_start=start)
     assert result == RollupResult(start, start + HOUR, True, 2, 4, 36_000)
-    payouts = _payouts(db_url)
+    payouts = _payouts(ledger_runtime)
     assert sorted(payouts.values()) == sorted(
         [
             (16_000, addresses["alice"], "pending", start),
             (20_000, addresses["bob"], "pending", start),
         ]
     )
-    assert _credit_states(db_url, credits) == ["rolled_up"] * 4
-    _check_ok(db_url)
+    assert _credit_states(ledger_runtime, credits) == ["rolled_up"] * 4
+    _check_ok(ledger_runtime)
 
 
 def test_creators_below_the_minimum_wait_and_are_paid_once_they_reach_it(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     _give_addresses(ledger_runtime, "alice", "bob")
     small = _earn(ledger_runtime, ("alice", 6_000), ("alice", 3_000))  # 9_000 < 10_000
@@ -148,89 +148,85 @@ def test_creators_below_the_minimum_wait_and_are_paid_once_they_reach_it(
     first = _window()
     result = rollups.rollup(ledger_runtime, window_start=first)
     assert (result.payouts, result.credits, result.total) == (1, 1, 10_000)
-    assert _credit_states(db_url, small) == ["accrued", "accrued"]
-    assert _credit_states(db_url, paid) == ["rolled_up"]
+    assert _credit_states(ledger_runtime, small) == ["accrued", "accrued"]
+    assert _credit_states(ledger_runtime, paid) == ["rolled_up"]
 
     # still short in the next window: nothing for alice
     rollups.rollup(ledger_runtime, window_start=first + HOUR)
-    assert _credit_states(db_url, small) == ["accrued", "accrued"]
+    assert _credit_states(ledger_runtime, small) == ["accrued", "accrued"]
 
     more = _earn(ledger_runtime, ("alice", 1_000))
     result = rollups.rollup(ledger_runtime, window_start=first + 2 * HOUR)
     assert (result.payouts, result.credits, result.total) == (1, 3, 10_000)
-    assert _credit_states(db_url, small + more) == ["rolled_up"] * 3
-    alice = [p for k, p in _payouts(db_url).items() if k.startswith("alice@")]
+    assert _credit_states(ledger_runtime, small + more) == ["rolled_up"] * 3
+    alice = [p for k, p in _payouts(ledger_runtime).items() if k.startswith("alice@")]
     assert [(p[0], p[3]) for p in alice] == [(10_000, first + 2 * HOUR)]
-    _check_ok(db_url)
+    _check_ok(ledger_runtime)
 
 
-def test_a_creator_without_a_payout_address_is_not_rolled_up(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
+def test_a_creator_without_a_payout_address_is_not_rolled_up(ledger_runtime: Runtime) -> None:
     _give_addresses(ledger_runtime, "bob")
     waiting = _earn(ledger_runtime, ("alice", 50_000))
     _earn(ledger_runtime, ("bob", 50_000))
     start = _window()
     result = rollups.rollup(ledger_runtime, window_start=start)
     assert result.payouts == 1
-    assert list(_payouts(db_url)) == [f"bob@{start.isoformat()}"]
-    assert _credit_states(db_url, waiting) == ["accrued"]
-    _check_ok(db_url)
+    assert list(_payouts(ledger_runtime)) == [f"bob@{start.isoformat()}"]
+    assert _credit_states(ledger_runtime, waiting) == ["accrued"]
+    _check_ok(ledger_runtime)
 
     addresses = _give_addresses(ledger_runtime, "alice")
     rollups.rollup(ledger_runtime, window_start=start + HOUR)
-    assert _credit_states(db_url, waiting) == ["rolled_up"]
-    assert _payouts(db_url)[f"alice@{(start + HOUR).isoformat()}"][:2] == (
+    assert _credit_states(ledger_runtime, waiting) == ["rolled_up"]
+    assert _payouts(ledger_runtime)[f"alice@{(start + HOUR).isoformat()}"][:2] == (
         50_000,
         addresses["alice"],
     )
 
 
 def test_a_creator_on_hold_after_an_address_change_waits_for_the_hold_to_end(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     _give_addresses(ledger_runtime, "alice")
-    with unit_of_work(db_url) as session:
+    with ledger_runtime.uow() as session:
         marketplace_id = ensure_marketplace(session, MARKETPLACE)
         set_payout_address(session, marketplace_id, "alice", _address(), cool_down=HOUR * 24)
         session.commit()
     held = _earn(ledger_runtime, ("alice", 50_000))
     assert rollups.rollup(ledger_runtime, window_start=_window()).payouts == 0
-    assert _credit_states(db_url, held) == ["accrued"]
+    assert _credit_states(ledger_runtime, held) == ["accrued"]
 
 
 # -- rounding and dust -----------------------------------------------------------------------
 
 
-def test_a_rounded_payout_carries_its_dust_into_the_next_window(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
+def test_a_rounded_payout_carries_its_dust_into_the_next_window(ledger_runtime: Runtime) -> None:
     _give_addresses(ledger_runtime, "alice")
     _earn(ledger_runtime, ("alice", 12_345))
     first = _window()
     assert rollups.rollup(ledger_runtime, window_start=first).total == 12_300
-    assert _dust(db_url, "alice") == 45
-    _check_ok(db_url)
+    assert _dust(ledger_runtime, "alice") == 45
+    _check_ok(ledger_runtime)
 
     # 10_000 + 45 carried pays 10_000: the 45 is still carried
     _earn(ledger_runtime, ("alice", 10_000))
     assert rollups.rollup(ledger_runtime, window_start=first + HOUR).total == 10_000
-    assert _dust(db_url, "alice") == 45
+    assert _dust(ledger_runtime, "alice") == 45
 
     # 10_055 + 45 carried pays 10_100: the dust is used up
     _earn(ledger_runtime, ("alice", 10_055))
     assert rollups.rollup(ledger_runtime, window_start=first + 2 * HOUR).total == 10_100
-    assert _dust(db_url, "alice") == 0
+    assert _dust(ledger_runtime, "alice") == 0
 
-    amounts = sorted(p[0] for p in _payouts(db_url).values())
+    amounts = sorted(p[0] for p in _payouts(ledger_runtime).values())
     assert amounts == [10_000, 10_100, 12_300]
-    credited = _scalar(db_url, "SELECT sum(amount) FROM credits")
-    assert sum(amounts) + _dust(db_url, "alice") == credited == 32_400
-    _check_ok(db_url)
+    credited = _scalar(ledger_runtime, "SELECT sum(amount) FROM credits")
+    assert sum(amounts) + _dust(ledger_runtime, "alice") == credited == 32_400
+    _check_ok(ledger_runtime)
 
 
 def test_nothing_is_lost_to_rounding_across_many_creators_and_windows(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     creators = [f"creator-{i}" for i in range(30)]
     _give_addresses(ledger_runtime, *creators)
@@ -238,54 +234,57 @@ def test_nothing_is_lost_to_rounding_across_many_creators_and_windows(
     for window in range(3):
         _earn(ledger_runtime, *[(c, 3_337 + 1_013 * i + window) for i, c in enumerate(creators)])
         rollups.rollup(ledger_runtime, window_start=start + window * HOUR)
-    paid = _scalar(db_url, "SELECT coalesce(sum(amount), 0) FROM payouts")
+    paid = _scalar(ledger_runtime, "SELECT coalesce(sum(amount), 0) FROM payouts")
     owed = _scalar(
-        db_url,
+        ledger_runtime,
         "SELECT coalesce(sum(amount), 0) FROM credits WHERE state = 'accrued'",
     )
-    dust = sum(_dust(db_url, c) for c in creators)
-    assert paid + dust + owed == _scalar(db_url, "SELECT sum(amount) FROM credits")
-    assert _scalar(db_url, "SELECT count(*) FROM payouts WHERE amount % 100 <> 0") == 0
-    _check_ok(db_url)
+    dust = sum(_dust(ledger_runtime, c) for c in creators)
+    assert paid + dust + owed == _scalar(ledger_runtime, "SELECT sum(amount) FROM credits")
+    assert _scalar(ledger_runtime, "SELECT count(*) FROM payouts WHERE amount % 100 <> 0") == 0
+    _check_ok(ledger_runtime)
 
 
 # -- exactly once ----------------------------------------------------------------------------
 
 
-def _row_counts(db_url: str) -> dict[str, int]:
+def _row_counts(rt: Runtime) -> dict[str, int]:
     tables = ("payouts", "rollup_runs", "journals", "entries", "transitions")
-    return {t: _scalar(db_url, f"SELECT count(*) FROM {t}") for t in tables}
+    return {t: _scalar(rt, f"SELECT count(*) FROM {t}") for t in tables}
 
 
 def test_rolling_up_the_same_window_twice_creates_nothing_the_second_time(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     _give_addresses(ledger_runtime, "alice", "bob")
     _earn(ledger_runtime, ("alice", 12_345), ("bob", 20_000))
     start = _window()
     first = rollups.rollup(ledger_runtime, window_start=start)
-    before = _row_counts(db_url)
+    before = _row_counts(ledger_runtime)
     _earn(ledger_runtime, ("alice", 50_000))  # arrives late: belongs to a later window
     again = rollups.rollup(ledger_runtime, window_start=start)
     assert first.created is True
     assert again == RollupResult(start, start + HOUR, False, 2, 2, 32_300)
-    after = _row_counts(db_url)
+    after = _row_counts(ledger_runtime)
     assert after["payouts"] == before["payouts"]
     assert after["rollup_runs"] == before["rollup_runs"]
     assert after["transitions"] == before["transitions"]
-    _check_ok(db_url)
+    _check_ok(ledger_runtime)
 
 
 def _waiting_on(db_url: str, table: str) -> int:
-    return _scalar(
-        db_url,
-        """
-        SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-         WHERE c.relname = :t AND NOT l.granted
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        """,
-        t=table,
-    )
+    with unit_of_work(db_url) as session:
+        waiting = session.execute(
+            text(
+                """
+                SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 WHERE c.relname = :t AND NOT l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """
+            ),
+            {"t": table},
+        ).scalar_one()
+    return int(waiting)
 
 
 def _racing_rollups(rt: Runtime, db_url: str) -> tuple[list[RollupResult], list[BaseException]]:
@@ -324,23 +323,31 @@ def _racing_rollups(rt: Runtime, db_url: str) -> tuple[list[RollupResult], list[
 
 
 def test_two_concurrent_rollups_of_one_window_make_exactly_one_set_of_payouts(
-    ledger_runtime: Runtime, db_url: str
+    committed_ledger_runtime: Runtime, db_url: str
 ) -> None:
-    results, _ = _racing_rollups(ledger_runtime, db_url)
+    results, _ = _racing_rollups(committed_ledger_runtime, db_url)
     assert [r.created for r in results].count(True) == 1
-    assert _scalar(db_url, "SELECT count(*) FROM payouts") == 20
-    assert _scalar(db_url, "SELECT count(*) FROM rollup_runs") == 1
-    assert _scalar(db_url, "SELECT count(*) FROM credits WHERE state = 'rolled_up'") == 20
-    assert _scalar(db_url, "SELECT count(*) FROM transitions WHERE entity = 'credit'") == 20
-    _check_ok(db_url)
+    assert _scalar(committed_ledger_runtime, "SELECT count(*) FROM payouts") == 20
+    assert _scalar(committed_ledger_runtime, "SELECT count(*) FROM rollup_runs") == 1
+    assert (
+        _scalar(committed_ledger_runtime, "SELECT count(*) FROM credits WHERE state = 'rolled_up'")
+        == 20
+    )
+    assert (
+        _scalar(
+            committed_ledger_runtime, "SELECT count(*) FROM transitions WHERE entity = 'credit'"
+        )
+        == 20
+    )
+    _check_ok(committed_ledger_runtime)
 
 
 def test_the_loser_of_two_concurrent_rollups_is_a_no_op_that_reports_the_winners_run(
-    ledger_runtime: Runtime, db_url: str
+    committed_ledger_runtime: Runtime, db_url: str
 ) -> None:
     """rollup.py: "a second run (a retried task, a second beat) [is] a no-op that waits for the
     first to commit" -- also when the second run started before the first committed."""
-    results, errors = _racing_rollups(ledger_runtime, db_url)
+    results, errors = _racing_rollups(committed_ledger_runtime, db_url)
     assert errors == []
     assert sorted(r.created for r in results) == [False, True]
     assert {(r.payouts, r.credits, r.total) for r in results} == {(20, 20, 300_000)}
@@ -350,7 +357,7 @@ def test_the_loser_of_two_concurrent_rollups_is_a_no_op_that_reports_the_winners
 
 
 def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_payout(
-    ledger_runtime: Runtime, db_url: str
+    ledger_runtime: Runtime,
 ) -> None:
     _give_addresses(ledger_runtime, "alice", "bob", "carol")
     credits = _earn(
@@ -362,7 +369,7 @@ def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_pay
         ("bob", 300),
     )
     rollups.rollup(ledger_runtime, window_start=_window(), actor="operator")
-    with unit_of_work(db_url) as session:
+    with ledger_runtime.uow() as session:
         rows = session.execute(
             text(
                 """
@@ -388,7 +395,7 @@ def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_pay
     assert carol.payout_id is None
     assert carol.to_state is None
     # a payout's amount is the sum of the credits linked to it (no dust in these amounts)
-    with unit_of_work(db_url) as session:
+    with ledger_runtime.uow() as session:
         mismatched = session.execute(
             text(
                 "SELECT p.id FROM payouts p JOIN credits c ON c.payout_id = p.id"
@@ -398,13 +405,11 @@ def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_pay
     assert mismatched == []
 
 
-def test_the_rollup_journal_moves_payable_into_payouts_in_flight(
-    ledger_runtime: Runtime, db_url: str
-) -> None:
+def test_the_rollup_journal_moves_payable_into_payouts_in_flight(ledger_runtime: Runtime) -> None:
     _give_addresses(ledger_runtime, "alice")
     _earn(ledger_runtime, ("alice", 12_345))
     rollups.rollup(ledger_runtime, window_start=_window())
-    with unit_of_work(db_url) as session:
+    with ledger_runtime.uow() as session:
         legs = session.execute(
             text(
                 "SELECT a.kind, e.amount FROM entries e JOIN accounts a ON a.id = e.account_id"
@@ -431,12 +436,12 @@ def cli_env(
 
 
 def test_check_passes_after_a_rollup_and_reports_a_corrupted_ledger(
-    ledger_runtime: Runtime, db_url: str, cli_env: dict[str, str]
+    committed_ledger_runtime: Runtime, db_url: str, cli_env: dict[str, str]
 ) -> None:
-    _give_addresses(ledger_runtime, "alice", "bob")
-    _earn(ledger_runtime, ("alice", 12_345), ("bob", 30_000), ("bob", 77))
-    rollups.rollup(ledger_runtime, window_start=_window())
-    report = _check_ok(db_url)
+    _give_addresses(committed_ledger_runtime, "alice", "bob")
+    _earn(committed_ledger_runtime, ("alice", 12_345), ("bob", 30_000), ("bob", 77))
+    rollups.rollup(committed_ledger_runtime, window_start=_window())
+    report = _check_ok(committed_ledger_runtime)
     assert len(report.results) >= 5
     runner = CliRunner(env=cli_env)
     healthy = runner.invoke(app, ["check"])

@@ -25,9 +25,9 @@ from tests.chainkit import (
 
 
 def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime()
+    rt = make_chain_runtime()
     recipients = seed(rt, creators=25)
     assert roll_up_now(rt) == 25
     batches = settle_and_submit(rt)
@@ -44,8 +44,8 @@ def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
         assert reports.check(session).ok
 
 
-def test_reconciling_twice_changes_nothing(make_runtime: Callable[..., Runtime]) -> None:
-    rt = make_runtime()
+def test_reconciling_twice_changes_nothing(make_chain_runtime: Callable[..., Runtime]) -> None:
+    rt = make_chain_runtime()
     seed(rt, creators=5)
     roll_up_now(rt)
     settle_and_submit(rt)
@@ -62,9 +62,9 @@ def test_reconciling_twice_changes_nothing(make_runtime: Callable[..., Runtime])
 
 
 def test_submitting_a_batch_twice_sends_one_transaction(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime()
+    rt = make_chain_runtime()
     seed(rt, creators=4)
     roll_up_now(rt)
     batch_id = settlement.settle(rt, actor="test")["USDC"].sealed[0].batch_id
@@ -79,8 +79,10 @@ def test_submitting_a_batch_twice_sends_one_transaction(
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 4
 
 
-def test_dry_run_shows_batches_but_keeps_nothing(make_runtime: Callable[..., Runtime]) -> None:
-    rt = make_runtime()
+def test_dry_run_shows_batches_but_keeps_nothing(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
     seed(rt, creators=6)
     roll_up_now(rt)
     plan = settlement.settle(rt, dry_run=True)["USDC"]
@@ -89,9 +91,9 @@ def test_dry_run_shows_batches_but_keeps_nothing(make_runtime: Callable[..., Run
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'pending'") == 6
 
 
-def test_batches_are_split_to_fit_the_gas_cap(make_runtime: Callable[..., Runtime]) -> None:
+def test_batches_are_split_to_fit_the_gas_cap(make_chain_runtime: Callable[..., Runtime]) -> None:
     cap = 400_000  # room for about a dozen fresh recipients with headroom
-    rt = make_runtime(max_gas_per_tx=cap)
+    rt = make_chain_runtime(max_gas_per_tx=cap)
     seed(rt, creators=40)
     roll_up_now(rt)
     batches = settle_and_submit(rt)
@@ -109,9 +111,9 @@ def test_batches_are_split_to_fit_the_gas_cap(make_runtime: Callable[..., Runtim
 
 
 def test_the_wallet_never_seals_more_than_it_can_pay(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime()
+    rt = make_chain_runtime()
     seed(rt, creators=5)
     roll_up_now(rt)
     token = rt.settings.assets[0].address

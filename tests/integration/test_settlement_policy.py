@@ -12,16 +12,16 @@ from tests.chainkit import roll_up_now, scalar, seed
 GWEI = 10**9
 
 
-def runtime_with(make_runtime: Callable[..., Runtime], **asset: Any) -> Runtime:
+def runtime_with(make_chain_runtime: Callable[..., Runtime], **asset: Any) -> Runtime:
     """A runtime whose USDC carries extra asset settings (price, alert levels)."""
-    base = make_runtime().settings.assets[0].model_dump()
-    return make_runtime(assets=[{**base, **asset}])
+    base = make_chain_runtime().settings.assets[0].model_dump()
+    return make_chain_runtime(assets=[{**base, **asset}])
 
 
 def test_fees_above_the_soft_limit_wait_unless_payouts_are_overdue(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime(defer_fee_per_gas=1)  # any fee is too high
+    rt = make_chain_runtime(defer_fee_per_gas=1)  # any fee is too high
     seed(rt, creators=3)
     roll_up_now(rt)
 
@@ -29,15 +29,15 @@ def test_fees_above_the_soft_limit_wait_unless_payouts_are_overdue(
 
     assert plan.sealed == []
     assert "deferred" in plan.reason
-    overdue = make_runtime(defer_fee_per_gas=1, payout_overdue_seconds=0)
+    overdue = make_chain_runtime(defer_fee_per_gas=1, payout_overdue_seconds=0)
     assert len(settlement.settle(overdue, actor="test")["USDC"].sealed) == 1
 
 
 def test_payouts_too_small_for_todays_gas_wait_for_a_cheaper_window(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
     # Gas priced so high in USDC that no payout of this test is worth it.
-    rt = runtime_with(make_runtime, units_per_native=10**18)
+    rt = runtime_with(make_chain_runtime, units_per_native=10**18)
     seed(rt, creators=3)
     roll_up_now(rt)
 
@@ -46,13 +46,15 @@ def test_payouts_too_small_for_todays_gas_wait_for_a_cheaper_window(
     assert plan.sealed == []
     assert "wait for cheaper gas" in plan.reason
     assert plan.pending_left == 3
-    overdue = runtime_with(make_runtime, units_per_native=10**18)
+    overdue = runtime_with(make_chain_runtime, units_per_native=10**18)
     overdue.settings.payout_overdue_seconds = 0
     assert len(settlement.settle(overdue, actor="test")["USDC"].sealed) == 1
 
 
-def test_a_low_hot_wallet_alerts_an_operator_once(make_runtime: Callable[..., Runtime]) -> None:
-    rt = runtime_with(make_runtime, low_balance_alert=10**30)
+def test_a_low_hot_wallet_alerts_an_operator_once(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = runtime_with(make_chain_runtime, low_balance_alert=10**30)
     seed(rt, creators=2)
     roll_up_now(rt)
     settlement.settle(rt, actor="test", dry_run=True)
@@ -62,8 +64,8 @@ def test_a_low_hot_wallet_alerts_an_operator_once(make_runtime: Callable[..., Ru
     assert scalar(rt, "SELECT count(*) FROM exceptions WHERE kind = 'low_balance'") == 1
 
 
-def test_no_batch_the_wallet_cannot_pay_gas_for(make_runtime: Callable[..., Runtime]) -> None:
-    rt = make_runtime(low_gas_balance_wei=10**18)
+def test_no_batch_the_wallet_cannot_pay_gas_for(make_chain_runtime: Callable[..., Runtime]) -> None:
+    rt = make_chain_runtime(low_gas_balance_wei=10**18)
     seed(rt, creators=2)
     roll_up_now(rt)
     rt.chain.rpc("anvil_setBalance", [rt.signer.address, hex(10**12)])

@@ -58,10 +58,10 @@ def finish(rt: Runtime) -> None:
 
 
 def test_a_stuck_transaction_is_replaced_with_higher_fees_and_paid_once(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
     """Blocks are full (their gas limit is below our transaction's): it sits in the pool."""
-    rt = make_runtime(stuck_after_blocks=3)
+    rt = make_chain_runtime(stuck_after_blocks=3)
     recipients = seed(rt, creators=4)
     roll_up_now(rt)
     with automine_off(rt):
@@ -94,11 +94,11 @@ def test_a_stuck_transaction_is_replaced_with_higher_fees_and_paid_once(
 
 
 def test_a_fee_spike_that_evicts_the_transaction_gets_a_replacement_that_pays_it(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
     """anvil drops a transaction whose max fee is below the base fee; sending the same bytes
     again is refused, so a replacement with fees above the new base fee goes instead."""
-    rt = make_runtime(max_fee_per_gas=100 * GWEI)
+    rt = make_chain_runtime(max_fee_per_gas=100 * GWEI)
     recipients = seed(rt, creators=3)
     roll_up_now(rt)
     with automine_off(rt):
@@ -120,9 +120,11 @@ def test_a_fee_spike_that_evicts_the_transaction_gets_a_replacement_that_pays_it
 
 
 def test_no_replacement_above_the_fee_cap_an_operator_is_told(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime(stuck_after_blocks=1, max_fee_per_gas=2 * GWEI, priority_fee_per_gas=GWEI)
+    rt = make_chain_runtime(
+        stuck_after_blocks=1, max_fee_per_gas=2 * GWEI, priority_fee_per_gas=GWEI
+    )
     recipients = seed(rt, creators=2)
     roll_up_now(rt)
     with automine_off(rt):
@@ -145,9 +147,9 @@ def test_no_replacement_above_the_fee_cap_an_operator_is_told(
 
 
 def test_a_dropped_transaction_is_sent_again_from_its_stored_bytes(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
-    rt = make_runtime()
+    rt = make_chain_runtime()
     recipients = seed(rt, creators=3)
     roll_up_now(rt)
     with automine_off(rt):
@@ -169,10 +171,10 @@ def test_a_dropped_transaction_is_sent_again_from_its_stored_bytes(
 
 
 def test_a_nonce_gap_left_by_a_dropped_transaction_is_filled_by_resending_it(
-    make_runtime: Callable[..., Runtime],
+    make_chain_runtime: Callable[..., Runtime],
 ) -> None:
     """Batch 1 (nonce n) is dropped; batch 2 (nonce n+1) cannot be mined until n is."""
-    rt = make_runtime(max_batch_size=3)
+    rt = make_chain_runtime(max_batch_size=3)
     recipients = seed(rt, creators=6)
     roll_up_now(rt)
     with automine_off(rt):

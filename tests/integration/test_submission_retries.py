@@ -1,5 +1,8 @@
 """A submission that keeps failing climbs the retry tiers, then waits for an operator, who can
-replay it from the CLI once the cause is fixed."""
+replay it from the CLI once the cause is fixed.
+
+On a database of its own with real commits: the tiers are timed by the database's ``now()``,
+which must move on, and the CLI reads the database from a connection of its own."""
 
 from __future__ import annotations
 
