@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     submit_retry_jitter_percent: int = Field(default=20, ge=0, le=100)
     # A sealed batch nobody has tried to send for this long is picked up again (a lost task).
     resubmit_grace_seconds: float = Field(default=30.0, ge=0)
+    # A task that fails for a recoverable reason (database, broker or node unavailable) is
+    # retried up to task_max_retries times, after a random wait of up to
+    # min(max, backoff * 2**retries) seconds.
+    task_max_retries: int = Field(default=8, ge=0)
+    task_retry_backoff_seconds: float = Field(default=15.0, gt=0)
+    task_retry_backoff_max_seconds: float = Field(default=600.0, gt=0)
     # After this many node failures in a row, calls stop for breaker_reset_seconds.
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_seconds: float = Field(default=30.0, gt=0)

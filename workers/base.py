@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -59,9 +60,6 @@ class PayoutsTask(Task):  # type: ignore[misc]
 
     abstract = True
     acks_late = True
-    max_retries = 8
-    retry_backoff_seconds = 15
-    retry_backoff_max_seconds = 600
     _runtime: Runtime | None = None
 
     @property
@@ -83,15 +81,20 @@ class PayoutsTask(Task):  # type: ignore[misc]
             except PayoutsError as exc:
                 if not exc.recoverable or self.request.called_directly:
                     raise
-                log.warning("recoverable: %s: %s; retrying", type(exc).__name__, exc)
-                raise self.retry(exc=exc, countdown=self.backoff(self.request.retries)) from exc
+                settings = self.runtime.settings
+                retries = self.request.retries
+                if retries >= settings.task_max_retries:
+                    log.error("gave up after %d retries: %s: %s", retries, type(exc).__name__, exc)
+                    raise
+                wait = self.backoff(retries)
+                log.warning("recoverable: %s: %s; retry in %.1f s", type(exc).__name__, exc, wait)
+                raise self.retry(exc=exc, countdown=wait, max_retries=None) from exc
             except Exception:
                 log.exception("unmapped error in %s", self.name)
                 raise
 
     def backoff(self, retries: int) -> float:
         """Exponential, capped, with full jitter, so tasks that failed together spread out."""
-        import random
-
-        ceiling = min(self.retry_backoff_max_seconds, self.retry_backoff_seconds * 2**retries)
-        return random.uniform(0, ceiling)
+        settings = self.runtime.settings
+        base, cap = settings.task_retry_backoff_seconds, settings.task_retry_backoff_max_seconds
+        return random.uniform(0, min(cap, base * 2**retries))

@@ -16,7 +16,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from payouts.errors import (
+    BrokerUnavailable,
     ChainError,
+    DatabaseRefused,
+    DatabaseUnavailable,
     IdempotencyConflict,
     IdempotencyInFlight,
     IllegalTransition,
@@ -61,6 +64,9 @@ _STATUS: list[tuple[type[PayoutsError], int]] = [
     (IllegalTransition, 409),
     (TransientChainError, 503),
     (ChainError, 502),
+    (DatabaseUnavailable, 503),
+    (BrokerUnavailable, 503),
+    (DatabaseRefused, 500),
     (InvariantViolation, 500),
 ]
 
@@ -114,7 +120,7 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     field = getattr(exc, "field", None)
     if isinstance(exc, IdempotencyConflict | IdempotencyInFlight):
         field = "idempotency_key"
-    headers = {"Retry-After": "1"} if isinstance(exc, IdempotencyInFlight) else None
+    headers = {"Retry-After": "1"} if exc.recoverable else None
     return error_response(status, exc.code, str(exc), field=field, headers=headers)
 
 
