@@ -134,7 +134,7 @@ def _settings(
 
 
 def serial(servers: stack.Servers, sizes: EndToEndSizes, source: str) -> float:
-    """The baseline: the same services called one after the other from this process."""
+    """The baseline: the same handlers called one after the other from this process."""
     with (
         stack.chain(servers, block_time=1, extra_args=ANVIL_ARGS) as (anvil, deployment),
         stack.cloned_db(servers, source, "end_to_end_serial") as url,
@@ -231,7 +231,7 @@ def run(
                 [
                     "measure",
                     "worker + beat",
-                    "baseline: services in sequence, one process",
+                    "baseline: handlers in sequence, one process",
                     "ratio (baseline ÷ value)",
                     "target",
                     "met",

@@ -283,7 +283,7 @@ def run(servers: stack.Servers, sizes: GasSizes) -> ScenarioResult:
         setup=(
             "TestToken (6 decimals) and PayoutBatcher on anvil (automine, default hardfork, "
             "`--steps-tracing`); "
-            "`payERC20` from the hot wallet, gas limit as `payouts.chain.submitter` sets it. "
+            "`payERC20` from the hot wallet, gas limit as `payouts.submission.lane` sets it. "
             f"Baseline: {sizes.transfers} plain `transfer` transactions per kind of recipient. "
             f"The policy's largest batch is {largest} (settings' defaults: "
             f"MAX_BATCH_SIZE {policy.max_size}, gas cap {policy.gas_cap:,}, "

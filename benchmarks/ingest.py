@@ -206,7 +206,7 @@ def run(servers: stack.Servers, sizes: IngestSizes) -> ScenarioResult:
 
     baseline = sizes.orm / orm_s
     paths = [
-        ("bulk service path (`ingest.record`, 10,000 per call)", sizes.bulk / bulk_s, True),
+        ("bulk handler (`ingest.handlers.record`, 10,000 per call)", sizes.bulk / bulk_s, True),
         ("batch HTTP endpoint (`POST /v1/earnings/batch`, 10,000 per request, 2 connections)",
          sizes.http_batch / batch_load.seconds, False),
         (f"single HTTP endpoint (`POST /v1/earnings`, {sizes.concurrency} connections)",

@@ -1,8 +1,8 @@
 """Scenario 4: a hundred thousand payouts on chain, matched and finalized by the reconciler.
 
-The payouts are sealed and sent by the real services (``settle``, ``submit``) on anvil
+The payouts are sealed and sent by the real handlers (``settle``, ``submit``) on anvil
 (automine), the chain is mined past the finality depth, and the database is copied. Then
-one ``reconciler.reconcile`` call matches every batch's logs and finalizes every payout; the
+one ``reconcile.handlers.reconcile`` call matches every batch's logs and finalizes every payout; the
 baseline is the same reconciler on the copy, reading its logs the naive way: one
 ``eth_getTransactionReceipt`` per transaction the wallet sent, instead of ranges of
 ``eth_getLogs``. Both decode raw logs with eth_abi (``payouts.chain.batcher``).
@@ -126,10 +126,10 @@ def run(servers: stack.Servers, sizes: ReconcileSizes) -> ScenarioResult:
         key="reconcile",
         title="4. Reconciliation",
         setup=(
-            f"{sizes.payouts:,} payouts to fresh addresses, sealed by `settlement.settle` into "
-            f"{batches} batches and sent by `submission.submit` ({fmt_seconds(sending.seconds)}, "
+            f"{sizes.payouts:,} payouts to fresh addresses, sealed by `settle` into "
+            f"{batches} batches and sent by `submit` ({fmt_seconds(sending.seconds)}, "
             "estimate, sign and send included) on anvil with automine, then "
-            f"{rt.settings.finality_depth + 1} blocks mined. Measured: one `reconciler.reconcile` "
+            f"{rt.settings.finality_depth + 1} blocks mined. Measured: one `reconcile` "
             "that matches every batch and finalizes every payout (ledger postings, states, "
             "credits paid). Baseline: the same call on a copy of the database, its logs read "
             f"with one receipt per transaction ({len(hashes)} receipts)."

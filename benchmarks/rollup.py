@@ -1,10 +1,10 @@
 """Scenario 2: a window of a million credits rolled up into payouts, in seconds and memory.
 
-The roll-up under test is ``rollups.rollup`` (set-based SQL in ``payouts.rollup``). The
-baseline is the loop a first version would write: per creator, read its accrued credits,
-sum them in Python, insert its payout, move its credits and post its legs. Both run on
-copies of one seeded ledger, for the same window, each in a fresh process whose peak RSS is
-reported. The baseline is linear in creators (one loop iteration each), so on a full-size
+The roll-up under test is the handler ``payouts.rollup.handlers.rollup`` (set-based SQL in
+``payouts.rollup.runs``). The baseline is the loop a first version would write: per
+creator, read its accrued credits, sum them in Python, insert its payout, move its credits and
+post its legs. Both run on copies of one seeded ledger, for the same window, each in a fresh
+process whose peak RSS is reported. The baseline is linear in creators (one loop iteration each), so on a full-size
 run it is measured on the first ``baseline_creators`` creators and scaled; the table says so.
 """
 
@@ -254,7 +254,7 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
         setup=(
             f"{sizes.credits:,} accrued credits over {sizes.creators:,} creators, seeded in "
             f"{fmt_seconds(seed_seconds)} by `benchmarks/seed.py` (generate_series, ledger "
-            "guards on), rolled up by `rollups.rollup` into "
+            "guards on), rolled up by `rollup.handlers.rollup` into "
             f"{fast.payouts:,} payouts. Baseline: a Python loop per creator (read its credits, "
             "sum, insert the payout, move the credits, post the legs), on a copy of the same "
             "ledger. Each ran in a fresh process (peak RSS is that process's)."
