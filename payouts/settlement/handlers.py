@@ -14,15 +14,15 @@ def settle(rt: Runtime, *, dry_run: bool = False, actor: str = "beat") -> dict[s
     """Seal pending payouts into batches (per asset); with ``dry_run`` nothing is kept."""
     plans = {}
     settings = rt.settings
+    asset_ids = rt.asset_ids()
     for asset in rt.token_assets():
         config = settings.asset(asset.symbol)
         with rt.uow() as session:
-            asset_id = rt.asset_ids()[asset.symbol]
             plans[asset.symbol] = seal_batches(
                 session,
                 rt.chain,
                 asset=asset,
-                asset_id=asset_id,
+                asset_id=asset_ids[asset.symbol],
                 wallet=rt.signer.address,
                 batcher_address=rt.batcher,
                 policy=policy_for(settings, asset.symbol),
