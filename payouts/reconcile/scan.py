@@ -190,6 +190,7 @@ def _match_batch(
                 "seen": [(r, str(a)) for r, a in match.seen][:50],
                 "expected_count": len(match.expected),
                 "seen_count": len(match.seen),
+                "refusals": [(i, r, str(a)) for i, r, a in match.refusals][:50],
             },
             batch_id=batch.id,
             tx_hash=ref.tx_hash,

@@ -11,10 +11,15 @@ is still in the pool, how many blocks it has waited) and carry out what these fu
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
-# Answers of a node that already has our transaction (or has mined it).
-_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "alreadyknown")
+# Answers of a node that already has our transaction (or has mined it); "unknown transaction"
+# is not one of them.
+_ALREADY_KNOWN = re.compile(
+    r"already known|(?<!un)known transaction|already imported|alreadyknown"
+    r"|existing txn with same hash"
+)
 _NONCE_USED = ("nonce too low", "nonce has already been used", "noncetoolow")
 # The node will not take it at these fees (the base fee rose past our max fee).
 _FEE_TOO_LOW = ("less than block base fee", "underpriced", "fee too low", "feecaptoolow")
@@ -69,7 +74,7 @@ class SubmitOutcome(StrEnum):
 def refusal_of(message: str, *, has_siblings: bool) -> Refusal:
     """Classify a node's refusal; ``has_siblings``: the batch has other attempts (same nonce)."""
     text = message.lower()
-    if any(m in text for m in _ALREADY_KNOWN):
+    if _ALREADY_KNOWN.search(text):
         return Refusal.ALREADY_KNOWN
     if any(m in text for m in _NONCE_USED):
         return Refusal.NONCE_USED
