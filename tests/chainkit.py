@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from payouts.settlement import handlers as settlement
 from payouts.submission import handlers as submission
 from payouts.submission.handlers import SubmitResult
 from payouts.tracking import reports
+from tests.waiting import wait_until
 
 MARKETPLACE = "test-marketplace"
 
@@ -136,10 +136,12 @@ def block_recipient(rt: Runtime, recipient: str, blocked: bool = True) -> None:
     )
     tx = {"from": devstack.DEV_ADDRESSES[0], "to": token, "data": "0x" + data.hex()}
     tx_hash = rt.chain.rpc("eth_sendTransaction", [tx])
-    deadline = time.monotonic() + 30  # with automine off, a miner thread brings the block
-    while (receipt := rt.chain.receipt(tx_hash)) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert receipt is not None
+    receipt = wait_until(  # with automine off, a miner thread brings the block
+        lambda: rt.chain.receipt(tx_hash),
+        timeout=30,
+        interval=0.1,
+        what=f"the receipt of setBlocked({recipient}, {blocked})",
+    )
     assert receipt["status"] == "0x1"
 
 

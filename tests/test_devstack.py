@@ -32,6 +32,7 @@ from devstack import (
 )
 from devstack.contracts import MAX_UINT256
 from payouts.chain.artifacts import load_artifact
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -153,10 +154,12 @@ def test_anvil_starts_stops_and_restarts_on_the_same_port(tmp_path: Path) -> Non
 def test_anvil_block_time_mines_without_transactions(tmp_path: Path) -> None:
     with Anvil(state_dir=tmp_path / "state", block_time=0.2) as chain:
         w3 = Web3(Web3.HTTPProvider(chain.url))
-        deadline = time.monotonic() + 10
-        while w3.eth.block_number < 2:
-            assert time.monotonic() < deadline, "anvil mined no blocks on its own"
-            time.sleep(0.1)
+        wait_until(
+            lambda: w3.eth.block_number >= 2,
+            timeout=10,
+            interval=0.1,
+            what="anvil to mine blocks on its own",
+        )
 
 
 def test_missing_anvil_binary_says_to_run_npm_ci(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,22 @@ class Miner:
     paused: bool = False
     spike_base_fee: int | None = None  # while set, every block is mined at this base fee
     _stop: threading.Event = field(default_factory=threading.Event)
+    _mining: threading.Lock = field(default_factory=threading.Lock)  # held while mining a block
 
     def run(self) -> None:
         while not self._stop.wait(self.interval):
-            if self.paused:
-                continue
-            if self.spike_base_fee is not None:
-                self.chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(self.spike_base_fee)])
-            self.chain.rpc("evm_mine", [])
+            with self._mining:
+                if self.paused:
+                    continue
+                if self.spike_base_fee is not None:
+                    self.chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(self.spike_base_fee)])
+                self.chain.rpc("evm_mine", [])
+
+    def pause(self) -> None:
+        """Stop mining; on return no block is being mined (one under way has been mined), so
+        the head stays where it is until ``paused`` is False again."""
+        with self._mining:
+            self.paused = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,15 +128,6 @@ def running(settings: Settings, *, beat: bool = True) -> Iterator[None]:
         if scheduler is not None:
             processes.stop(scheduler)
         processes.stop(worker)
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def count(rt: Runtime, sql: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,15 +25,7 @@ from tests.chainkit import (
 )
 from tests.conftest import chain_settings, settings_env
 from tests.rpc_proxy import RpcProxy
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -66,10 +57,10 @@ def test_earnings_are_paid_on_chain_by_worker_and_beat(
     worker = processes.start_celery("worker", settings_env(settings), state_dir / "w1")
     beat = processes.start_celery("beat", settings_env(settings), state_dir / "w1")
     try:
-        _wait(
+        wait_until(
             lambda: scalar(rt, "SELECT count(*) FROM credits WHERE state <> 'paid'") == 0,
-            120,
-            "every credit paid",
+            timeout=120,
+            what="every credit paid",
         )
     finally:
         processes.stop(beat)
@@ -125,10 +116,10 @@ def test_worker_killed_after_signing_pays_every_creator_exactly_once(
         worker = processes.start_celery("worker", env, logs, concurrency=1)
         try:
             client.send_task("payouts.watch_unmined", queue="submit")
-            _wait(
+            wait_until(
                 lambda: scalar(rt, "SELECT count(*) FROM batches WHERE state = 'broadcast'") == 1,
-                60,
-                "the batch to be resent",
+                timeout=60,
+                what="the batch to be resent",
             )
         finally:
             processes.stop(worker)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from web3.exceptions import ContractCustomError
 from web3.types import EventData, TxParams, TxReceipt, Wei
 
 from payouts.chain.artifacts import load_artifact
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.chain
 
@@ -61,14 +61,14 @@ def anvil_url() -> Iterator[str]:
     )
     try:
         probe = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 2}))
-        deadline = time.monotonic() + 30
-        while not probe.is_connected():
+
+        def answers() -> bool:
             if process.poll() is not None:
                 stderr = process.stderr.read().decode() if process.stderr else ""
                 pytest.fail(f"anvil exited with {process.returncode}: {stderr}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"anvil did not answer on {url} within 30 s")
-            time.sleep(0.05)
+            return probe.is_connected()
+
+        wait_until(answers, timeout=30, what=f"anvil to answer on {url}")
         yield url
     finally:
         process.terminate()

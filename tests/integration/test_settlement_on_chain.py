@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from sqlalchemy import text
@@ -22,6 +21,7 @@ from tests.chainkit import (
     settle_and_submit,
     token_balance,
 )
+from tests.waiting import wait_until
 
 
 def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
@@ -133,10 +133,11 @@ def test_the_wallet_never_seals_more_than_it_can_pay(
     )
     tx_hash = rt.chain.rpc("eth_sendTransaction", [{"from": wallet, "to": token, "data": data}])
     # anvil may answer before it mines: wait for the receipt before reading the balance.
-    deadline = time.monotonic() + 30
-    while rt.chain.receipt(tx_hash) is None:
-        assert time.monotonic() < deadline, "the transfer out of the hot wallet was not mined"
-        time.sleep(0.05)
+    wait_until(
+        lambda: rt.chain.receipt(tx_hash),
+        timeout=30,
+        what="the transfer out of the hot wallet to be mined",
+    )
     assert token_balance(rt, token, wallet) == 5_000
     plan = settlement.settle(rt)["USDC"]
     assert plan.sealed == []
