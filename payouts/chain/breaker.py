@@ -35,10 +35,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import redis
+
+from payouts.errors import BrokerUnavailable
 
 QUIET_PERIODS = 10  # failures are forgotten after this many reset periods without one
 
@@ -168,6 +171,15 @@ return 0
 """
 
 
+@contextmanager
+def _broker() -> Iterator[None]:
+    """Redis errors leave as the project's (recoverable) ``BrokerUnavailable``."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+
+
 class RedisStore:
     """Each method is one round trip (the scripts run atomically on the server)."""
 
@@ -175,24 +187,32 @@ class RedisStore:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
     def get(self, *keys: str) -> list[str | None]:
-        return [v.decode() if isinstance(v, bytes) else v for v in self._redis.mget(keys)]
+        with _broker():
+            values = self._redis.mget(keys)
+        return [v.decode() if isinstance(v, bytes) else v for v in values]
 
     def incr_streak(
         self, counter: str, stamp: str, *, now: float, since: float, ttl_ms: int
     ) -> int:
-        return int(
-            self._redis.eval(_INCR_STREAK, 2, counter, stamp, repr(since), repr(now), ttl_ms)
-        )
+        with _broker():
+            return int(
+                self._redis.eval(_INCR_STREAK, 2, counter, stamp, repr(since), repr(now), ttl_ms)
+            )
 
     def set(self, key: str, value: str, ttl_ms: int) -> None:
-        self._redis.set(key, value, px=ttl_ms)
+        with _broker():
+            self._redis.set(key, value, px=ttl_ms)
 
     def compare_and_set(self, key: str, expected: str | None, value: str, ttl_ms: int) -> bool:
         flag = "0" if expected is None else "1"
-        return bool(self._redis.eval(_COMPARE_AND_SET, 1, key, flag, expected or "", value, ttl_ms))
+        with _broker():
+            return bool(
+                self._redis.eval(_COMPARE_AND_SET, 1, key, flag, expected or "", value, ttl_ms)
+            )
 
     def delete(self, *keys: str) -> None:
-        self._redis.delete(*keys)
+        with _broker():
+            self._redis.delete(*keys)
 
 
 class MemoryStore:

@@ -17,7 +17,12 @@ import pytest
 
 from config.settings import Settings
 from devstack import free_port
-from payouts.errors import DatabaseUnavailable, PayoutsError, TransientChainError
+from payouts.errors import (
+    BrokerUnavailable,
+    DatabaseUnavailable,
+    PayoutsError,
+    TransientChainError,
+)
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
 from payouts.ops import handlers as ops
@@ -124,4 +129,16 @@ def test_a_live_database_and_no_node_give_the_projects_chain_error(
     with pytest.raises(Exception) as raised:
         call(Runtime(settings, uow=uow))
     assert isinstance(raised.value, TransientChainError), type(raised.value)
+    _assert_mapped(raised.value)
+
+
+def test_no_redis_gives_the_projects_broker_error(
+    shared_db_url: str, uow: Any, tmp_path: Path
+) -> None:
+    """The circuit breaker is shared through Redis: without Redis the node is not called, and
+    the error says why."""
+    settings = _settings(shared_db_url, f"http://127.0.0.1:{free_port()}", tmp_path)
+    settings = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with pytest.raises(BrokerUnavailable) as raised:
+        settlement.settle(Runtime(settings, uow=uow))
     _assert_mapped(raised.value)
