@@ -7,6 +7,7 @@ servers of this project's machines are not there, the embedded ones are started 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -72,16 +73,25 @@ def template_db(pg_server_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def _clone(pg_server_url: str, template: str, name: str) -> Iterator[str]:
+    """A database cloned from the migrated template, dropped afterwards; yields its URL."""
+    with _admin(pg_server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with _admin(pg_server_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
-    name = f"payouts_t_{os.getpid()}_{next(_counter)}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    engine_for(url).dispose()
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A database of the test's own, with real commits."""
+    with _clone(pg_server_url, template_db, f"payouts_t_{os.getpid()}_{next(_counter)}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -196,14 +206,8 @@ def ledger_settings(database_url: str, state_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def shared_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """One database for every test that runs inside a rolled-back transaction."""
-    name = f"payouts_shared_{os.getpid()}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    engine_for(url).dispose()
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _clone(pg_server_url, template_db, f"payouts_shared_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture
