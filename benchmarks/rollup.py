@@ -4,8 +4,9 @@ The roll-up under test is the handler ``payouts.rollup.handlers.rollup`` (set-ba
 ``payouts.rollup.runs``). The baseline is the loop a first version would write: per
 creator, read its accrued credits, sum them in Python, insert its payout, move its credits and
 post its legs. Both run on copies of one seeded ledger, for the same window, each in a fresh
-process whose peak RSS is reported. The baseline is linear in creators (one loop iteration each), so on a full-size
-run it is measured on the first ``baseline_creators`` creators and scaled; the table says so.
+process whose peak RSS is reported. The baseline is linear in creators (one loop iteration
+each), so on a full-size run it is measured on the first ``baseline_creators`` creators and
+scaled; the table says so.
 """
 
 from __future__ import annotations
