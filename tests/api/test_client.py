@@ -7,7 +7,6 @@ way back, the client resends the same idempotency key and the earning exists onc
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from payouts.runtime import Runtime
 from tests.apikit import Tenant, api_settings, count, make_tenant
 from tests.conftest import settings_env
 from tests.tcp_proxy import CuttingProxy
+from tests.waiting import WaitTimeout, wait_until
 
 ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
@@ -42,17 +42,20 @@ def served(db_url: str, redis_url: str, state_dir: Path, tmp_path: Path) -> Iter
     settings = api_settings(db_url, redis_url, state_dir)
     port = free_port()
     process = start_api(settings_env(settings), tmp_path, port)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise WaitTimeout("the API process exited")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            pytest.fail((tmp_path / "api.log").read_text())
-        time.sleep(0.1)
+            return False
+
+    try:
+        wait_until(ready, timeout=30, interval=0.1, what="the API to answer /readyz")
+    except WaitTimeout as exc:
+        stop(process)
+        pytest.fail(f"{exc}\n{(tmp_path / 'api.log').read_text()}")
     rt = Runtime(settings)
     rt.port = port  # type: ignore[attr-defined]
     yield rt

@@ -8,7 +8,6 @@ mock of it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from payouts.runtime import Runtime
 from tests.chainkit import scalar, seed
 from tests.conftest import chain_settings, settings_env
 from tests.tcp_proxy import CuttingProxy
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -34,15 +34,9 @@ def database_proxy(db_url: str) -> Iterator[CuttingProxy]:
         proxy.close()
 
 
-def _log_has(path: Path, *needles: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-        for line in text.splitlines():
-            if all(n in line for n in needles):
-                return line
-        time.sleep(0.2)
-    raise AssertionError(f"no line with {needles} in {path} after {timeout:.0f} s")
+def _line_with(path: Path, *needles: str) -> str | None:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return next((line for line in text.splitlines() if all(n in line for n in needles)), None)
 
 
 def test_a_task_that_loses_its_database_is_retried_and_completes_when_it_returns(
@@ -73,13 +67,18 @@ def test_a_task_that_loses_its_database_is_retried_and_completes_when_it_returns
     try:
         client = Celery(broker=redis_url)
         client.send_task("payouts.rollup", queue="rollup")
-        retried = _log_has(log, "recoverable: DatabaseUnavailable", "task=payouts.rollup")
+        retried = wait_until(
+            lambda: _line_with(log, "recoverable: DatabaseUnavailable", "task=payouts.rollup"),
+            timeout=60,
+            what="the worker to log the retry with the task's context",
+        )
         assert "task_id=" in retried
         database_proxy.come_back()
-        deadline = time.monotonic() + 60
-        while scalar(direct, "SELECT count(*) FROM payouts") < 3:
-            assert time.monotonic() < deadline, "the retried roll-up never completed"
-            time.sleep(0.2)
+        wait_until(
+            lambda: scalar(direct, "SELECT count(*) FROM payouts") == 3,
+            timeout=60,
+            what="the retried roll-up to complete",
+        )
     finally:
         processes.stop(worker)
     assert scalar(direct, "SELECT count(*) FROM rollup_runs") == 1

@@ -7,7 +7,6 @@ database of its own with real commits.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -19,6 +18,7 @@ from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning, Recorded, record_earnings
 from payouts.runtime import Runtime
 from payouts.tracking import reports
+from tests.waiting import wait_until
 
 MARKETPLACE = "market"
 TABLES = ("credits", "entries", "journals", "creators", "accounts", "marketplaces")
@@ -107,10 +107,12 @@ def _record_racing(
         gate.execute(text("LOCK TABLE credits IN SHARE ROW EXCLUSIVE MODE"))
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while _waiting_on(db_url, "credits") < len(batches):
-            assert time.monotonic() < deadline, "the recordings never reached the insert"
-            time.sleep(0.01)
+        wait_until(
+            lambda: _waiting_on(db_url, "credits") >= len(batches),
+            timeout=20,
+            interval=0.01,
+            what="every recording to reach the insert",
+        )
         gate.rollback()
     return _joined(threads, results, errors)
 

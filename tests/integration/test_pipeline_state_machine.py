@@ -18,7 +18,6 @@ another's rows or logs.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -74,6 +73,7 @@ from payouts.tracking import reports
 from tests.chainkit import mine, token_balance
 from tests.conftest import chain_settings
 from tests.savepoints import savepoint_units
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.chain
 
@@ -349,10 +349,12 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def _wait_until_mined(self, tx_hash: str) -> None:
         """anvil mines each transaction as it comes, but may answer before the block is there."""
-        deadline = time.monotonic() + 30
-        while self.rt.chain.receipt(tx_hash) is None:
-            assert time.monotonic() < deadline, f"{tx_hash} was not mined"
-            time.sleep(0.02)
+        wait_until(
+            lambda: self.rt.chain.receipt(tx_hash),
+            timeout=30,
+            interval=0.02,
+            what=f"{tx_hash} mined",
+        )
 
     def _batch_state(self, batch_id: int) -> str:
         return str(one(self.rt, "SELECT state FROM batches WHERE id = :b", {"b": batch_id}))

@@ -8,7 +8,6 @@ created, so that every credit recorded so far falls before the window's end.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from payouts.rollup import handlers as rollups
 from payouts.rollup.windows import RollupResult
 from payouts.runtime import Runtime
 from payouts.tracking import reports
+from tests.waiting import wait_until
 
 MARKETPLACE = "market"
 HOUR = timedelta(hours=1)
@@ -311,10 +311,12 @@ def _racing_rollups(rt: Runtime, db_url: str) -> tuple[list[RollupResult], list[
         gate.execute(text("LOCK TABLE rollup_runs IN SHARE ROW EXCLUSIVE MODE"))
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while _waiting_on(db_url, "rollup_runs") < 2:
-            assert time.monotonic() < deadline, "the roll-ups never reached their insert"
-            time.sleep(0.01)
+        wait_until(
+            lambda: _waiting_on(db_url, "rollup_runs") >= 2,
+            timeout=20,
+            interval=0.01,
+            what="both roll-ups to reach their insert",
+        )
         gate.rollback()
     for t in threads:
         t.join(timeout=30)
