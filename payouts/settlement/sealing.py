@@ -4,8 +4,11 @@ Pending payouts are claimed with ``FOR UPDATE SKIP LOCKED``, so two settlement r
 an operator) never seal the same payout; a payout belongs to at most one live batch because
 ``payouts.batch_id`` has room for one. Before sealing, the hot wallet's token balance and
 allowance and its gas money are checked, ``BatchPolicy.plan`` decides how many payouts to try
-(or why to wait), and the chain estimates the candidate's gas. Payouts of creators on hold and
-payouts too small to be worth today's gas (unless overdue) wait.
+(or why to wait), ``selection`` picks the payouts (marketplaces in turn; one the funds cannot
+cover is passed over, never blocking the ones behind), and the chain estimates the candidate's
+gas. Payouts of creators on hold and payouts too small to be worth today's gas (unless
+overdue) wait; a payout waiting for funds raises the low-balance alert with the amount
+missing, and one no batch can ever carry (over the gas cap alone) is an exception at once.
 """
 
 from __future__ import annotations
@@ -15,23 +18,24 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
-from payouts.exception_queue import record_exception
+from payouts.exception_queue import record_exception, resolve_exception
 from payouts.money import Asset
 from payouts.settlement.finality import FinalityRule
 from payouts.settlement.policy import BatchPolicy, Conditions
+from payouts.settlement.selection import Candidate, fair_order, select, shortfall
 from payouts.states import (
     BATCH_SEEN,
     BATCH_UNMINED,
     BatchState,
     CreatorState,
+    ExceptionState,
     PayoutState,
     TxAttemptState,
     sql_in,
@@ -42,25 +46,55 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BalanceAlerts:
-    """An operator hears, once an hour at most, that the hot wallet is running low."""
+    """An operator hears, once an hour at most, that the hot wallet is running low: below the
+    configured floor, or short of what the payouts waiting for funds need (with the amount
+    missing). When neither holds any more, the open alert closes itself with the reason."""
 
     token_below: int
     gas_below: int
 
-    def check(self, session: Session, asset: Asset, token_available: int, gas: int) -> None:
+    def check(
+        self,
+        session: Session,
+        asset: Asset,
+        token_available: int,
+        gas: int,
+        *,
+        missing: int = 0,
+        waiting: int = 0,
+    ) -> None:
         hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
-        for what, have, floor in (
-            (asset.symbol, token_available, self.token_below),
-            ("gas", gas, self.gas_below),
+        for what, have, floor, short in (
+            (asset.symbol, token_available, self.token_below, missing),
+            ("gas", gas, self.gas_below, 0),
         ):
-            if have < floor:
-                log.warning("hot wallet low on %s: %d < %d", what, have, floor)
-                record_exception(
-                    session,
-                    "low_balance",
-                    f"{what}:{hour}",
-                    {"what": what, "available": str(have), "alert_below": str(floor)},
+            if have < floor or short > 0:
+                log.warning(
+                    "hot wallet low on %s: %d (floor %d, missing %d)", what, have, floor, short
                 )
+                detail = {"what": what, "available": str(have), "alert_below": str(floor)}
+                if short:
+                    detail.update(missing=str(short), payouts_waiting=str(waiting))
+                record_exception(session, "low_balance", f"{what}:{hour}", detail)
+            else:
+                _close_low_balance(
+                    session,
+                    what,
+                    f"{what} available {have}, at least the floor {floor}, nothing waiting",
+                )
+
+
+def _close_low_balance(session: Session, what: str, resolution: str) -> None:
+    """The cause is gone: the wallet's open alerts about ``what`` close with the reason."""
+    open_ids = session.execute(
+        text(
+            f"SELECT id FROM exceptions WHERE kind = 'low_balance'"
+            f" AND state = {ExceptionState.OPEN.sql} AND detail->>'what' = :what ORDER BY id"
+        ),
+        {"what": what},
+    ).scalars()
+    for exception_id in open_ids:
+        resolve_exception(session, exception_id, resolution, actor="settlement")
 
 
 @dataclass(frozen=True)
@@ -131,12 +165,48 @@ def _recent_outcomes(session: Session, asset_id: int, last: int = 10) -> list[bo
     return list(reversed(list(rows)))
 
 
-_ELIGIBLE = f"""
-    FROM payouts p JOIN creators c ON c.id = p.creator_id
-   WHERE p.state = {PayoutState.PENDING.sql} AND p.asset_id = :a
-     AND c.state = {CreatorState.ACTIVE.sql}
-     AND (p.amount >= :min OR p.window_start < :overdue_before)
-"""
+def _eligible(
+    session: Session, asset_id: int, min_amount: int, overdue_before: datetime
+) -> tuple[list[Candidate], bool]:
+    """The payouts that may go now, in fair order, and whether any of them is overdue.
+
+    Read without locks: each batch locks its own choice (``_claim``), so a payout another run
+    took meanwhile is simply not sealed twice."""
+    rows = session.execute(
+        text(
+            f"""
+            SELECT p.id, c.marketplace_id, p.creator_id, p.recipient, p.amount,
+                   p.window_start < :overdue_before AS overdue
+              FROM payouts p JOIN creators c ON c.id = p.creator_id
+             WHERE p.state = {PayoutState.PENDING.sql} AND p.asset_id = :a
+               AND c.state = {CreatorState.ACTIVE.sql}
+               AND (p.amount >= :min OR p.window_start < :overdue_before)
+            """
+        ),
+        {"a": asset_id, "min": min_amount, "overdue_before": overdue_before},
+    ).all()
+    queue = fair_order(
+        Candidate(r.id, r.marketplace_id, r.creator_id, r.recipient, int(r.amount)) for r in rows
+    )
+    return queue, any(r.overdue for r in rows)
+
+
+def _claim(session: Session, chosen: Sequence[Candidate]) -> list[Candidate]:
+    """Lock the chosen payouts still pending, in the order chosen; ones another settlement
+    run holds or sealed meanwhile are left to it."""
+    locked = set(
+        session.execute(
+            text(
+                f"""
+                SELECT p.id FROM payouts p
+                 WHERE p.id = ANY(:ids) AND p.state = {PayoutState.PENDING.sql}
+                 ORDER BY p.id FOR UPDATE OF p SKIP LOCKED
+                """
+            ),
+            {"ids": [c.payout_id for c in chosen]},
+        ).scalars()
+    )
+    return [c for c in chosen if c.payout_id in locked]
 
 
 def seal_batches(
@@ -162,85 +232,69 @@ def seal_batches(
     assert head is not None
     worst_fee = min(policy.max_fee_per_gas, 2 * head.base_fee_per_gas + policy.priority_fee)
     gas_balance, gas_money = _gas_money(session, chain, wallet, policy, worst_fee)
-    if alerts is not None:
-        alerts.check(session, asset, available, gas_balance)
     outcomes = _recent_outcomes(session, asset_id)
-    overdue_before = datetime.now(UTC) - overdue_after
     min_amount = policy.min_amount(head.base_fee_per_gas + policy.priority_fee)
-    waiting, overdue = session.execute(
-        text(
-            "SELECT count(*), count(*) FILTER (WHERE p.window_start < :overdue_before)" + _ELIGIBLE
-        ),
-        {"a": asset_id, "min": min_amount, "overdue_before": overdue_before},
-    ).one()
+    queue, overdue = _eligible(session, asset_id, min_amount, datetime.now(UTC) - overdue_after)
+    waiting_for_funds = False
     sealed: list[SealedBatch] = []
     reason = "no pending payouts"
     while len(sealed) < max_batches:
         decision = policy.plan(
             Conditions(
-                available=int(waiting),
+                available=len(queue),
                 base_fee=head.base_fee_per_gas,
                 block_gas_limit=head.gas_limit,
                 gas_balance=gas_money,
                 recent_outcomes=outcomes,
-                overdue=bool(overdue),
+                overdue=overdue,
             )
         )
         if decision.size <= 0:
             reason = decision.reason
-            if not sealed and not waiting and min_amount:
+            if not sealed and not queue and min_amount:
                 reason = f"payouts below {min_amount} wait for cheaper gas"
             break
-        rows = session.execute(
-            text(
-                "SELECT p.id, p.recipient, p.amount, c.id AS creator_id"
-                + _ELIGIBLE
-                + " ORDER BY p.id LIMIT :n FOR UPDATE OF p SKIP LOCKED"
-            ),
-            {
-                "a": asset_id,
-                "n": decision.size,
-                "min": min_amount,
-                "overdue_before": overdue_before,
-            },
-        ).all()
-        if not rows:
-            reason = "no pending payouts"
+        pick = select(queue, funds=available, size=decision.size)
+        if not pick.chosen:
+            waiting_for_funds = True
+            reason = (
+                f"hot wallet cannot pay the {len(queue)} payouts left"
+                f" ({shortfall(queue, available)} missing)"
+            )
             break
-        # Never seal what the wallet cannot pay: take payouts in order while they fit.
-        affordable, running = [], 0
-        for row in rows:
-            if running + int(row.amount) > available:
-                break
-            affordable.append(row)
-            running += int(row.amount)
-        if not affordable:
-            reason = "hot wallet cannot pay the next payout"
-            break
-        candidate = affordable
+        taken = {c.payout_id for c in pick.chosen}
+        queue = [c for c in queue if c.payout_id not in taken]
+        candidate = _claim(session, pick.chosen)
         public_id = uuid.uuid4()
         estimate = 0
         while candidate:
             data = codec.pay_erc20_calldata(
-                public_id.int, asset.address, [(r.recipient, int(r.amount)) for r in candidate]
+                public_id.int, asset.address, [(c.recipient, c.amount) for c in candidate]
             )
             estimate = chain.estimate_gas(wallet, batcher_address, data)
             if policy.fits(estimate):
                 break
-            candidate = candidate[: policy.shrink(len(candidate), estimate)]
+            if len(candidate) == 1:  # alone over the gas cap: no batch will ever carry it
+                _record_oversized(session, candidate[0], estimate, policy)
+                candidate = []
+                break
+            kept = candidate[: max(1, policy.shrink(len(candidate), estimate))]
+            queue = candidate[len(kept) :] + queue  # the rest go first in the next batch
+            candidate = kept
         if not candidate:
-            reason = "a single payout does not fit the gas cap"
-            break
+            continue
         policy = policy.learn(len(candidate), estimate)
-        depth = finality.depth_for(max(int(r.amount) for r in candidate)) if finality else None
+        depth = finality.depth_for(max(c.amount for c in candidate)) if finality else None
         batch = _seal(
             session, candidate, public_id, asset_id, asset.chain_id, wallet, estimate, depth, actor
         )
         sealed.append(batch)
         available -= batch.total
         gas_money = max(0, gas_money - policy.gas_limit(estimate) * worst_fee)
-        waiting -= batch.size
         reason = "sealed"
+    if alerts is not None:
+        missing = shortfall(queue, available) if waiting_for_funds else 0
+        alerts.check(session, asset, available, gas_balance, missing=missing, waiting=len(queue))
     pending_left = session.execute(
         text(
             f"SELECT count(*) FROM payouts WHERE state = {PayoutState.PENDING.sql}"
@@ -251,9 +305,29 @@ def seal_batches(
     return SettlementPlan(sealed, int(pending_left), available, reason)
 
 
+def _record_oversized(
+    session: Session, payout: Candidate, estimate: int, policy: BatchPolicy
+) -> None:
+    """A payout that cannot be paid for a reason that will not fix itself: the operator hears
+    at once, with the evidence; the payout stays pending and is passed over meanwhile."""
+    record_exception(
+        session,
+        "payout_over_gas_cap",
+        str(payout.payout_id),
+        {
+            "recipient": payout.recipient,
+            "amount": str(payout.amount),
+            "gas_estimate": estimate,
+            "gas_limit": policy.gas_limit(estimate),
+            "gas_cap": policy.gas_cap,
+        },
+        payout_id=payout.payout_id,
+    )
+
+
 def _seal(
     session: Session,
-    rows: Sequence[Row[Any]],
+    rows: Sequence[Candidate],
     public_id: uuid.UUID,
     asset_id: int,
     chain_id: int,
@@ -262,7 +336,7 @@ def _seal(
     finality_depth: int | None,
     actor: str,
 ) -> SealedBatch:
-    total = sum(int(r.amount) for r in rows)
+    total = sum(r.amount for r in rows)
     batch_id = session.execute(
         text(
             """
@@ -282,7 +356,7 @@ def _seal(
             "depth": finality_depth,
         },
     ).scalar_one()
-    ids = [r.id for r in rows]
+    ids = [r.payout_id for r in rows]
     session.execute(
         text(
             """
