@@ -4,14 +4,17 @@ Fair between tenants: the queue takes marketplaces in turn (the oldest payout of
 the second oldest of each, ...), so one marketplace's backlog cannot starve another's.
 
 Skip, never stall: a payout the wallet cannot pay now is passed over and waits for funds; the
-ones behind it that fit still go. Nothing is dropped: what is passed over stays pending, and
-the sealing step says why and how much is missing.
+ones behind it that fit still go. A payout that would take a velocity limit or an outflow
+ceiling past it is held with the rule and its figures (``risk``). Nothing is dropped: what is
+passed over stays pending, what is held waits for an operator, and the sealing step says why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from payouts.settlement.risk import Limit, Tripped, Usage, tripped
 
 
 @dataclass(frozen=True)
@@ -39,25 +42,42 @@ def fair_order(candidates: Iterable[Candidate]) -> list[Candidate]:
 
 @dataclass(frozen=True)
 class Selection:
-    chosen: list[Candidate]  # in queue order, together at most the funds
+    chosen: list[Candidate]  # in queue order, together at most the funds, within every limit
     passed_over: list[Candidate]  # looked at, but more than the funds left at their turn
+    held: list[Tripped] = field(default_factory=list)  # a limit would be exceeded
+    usage: Usage = field(default_factory=Usage)  # with the chosen ones counted
 
 
-def select(queue: Sequence[Candidate], *, funds: int, size: int) -> Selection:
-    """Take payouts in queue order while fewer than ``size`` are chosen, each one that fits
-    what is left of ``funds``; pass over the ones that do not."""
+def select(
+    queue: Sequence[Candidate],
+    *,
+    funds: int,
+    size: int,
+    limits: Sequence[Limit] = (),
+    usage: Usage | None = None,
+    approved: frozenset[int] = frozenset(),
+) -> Selection:
+    """Take payouts in queue order while fewer than ``size`` are chosen: hold one that would
+    exceed a limit (unless an operator approved it), pass over one that does not fit what is
+    left of ``funds``, choose the others."""
+    used = usage.copy() if usage is not None else Usage()
     chosen: list[Candidate] = []
     passed_over: list[Candidate] = []
+    held: list[Tripped] = []
     left = funds
     for candidate in queue:
         if len(chosen) >= size:
             break
-        if candidate.amount <= left:
+        trip = None if candidate.payout_id in approved else tripped(candidate, limits, used)
+        if trip is not None:
+            held.append(trip)
+        elif candidate.amount <= left:
             chosen.append(candidate)
             left -= candidate.amount
+            used.add(candidate)
         else:
             passed_over.append(candidate)
-    return Selection(chosen, passed_over)
+    return Selection(chosen, passed_over, held, used)
 
 
 def shortfall(queue: Sequence[Candidate], funds: int) -> int:

@@ -12,6 +12,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from payouts.settlement.risk import Limit, Usage
 from payouts.settlement.selection import Candidate, fair_order, select, shortfall
 
 
@@ -97,3 +98,79 @@ def test_the_fair_order_is_every_marketplace_in_turn_oldest_first(
         for other, count in total.items():
             if seen[other] < count:
                 assert seen[c.marketplace_id] <= seen[other] + 1
+
+
+limits = st.lists(
+    st.builds(
+        Limit,
+        scope=st.sampled_from(["creator", "marketplace", "asset"]),
+        window=st.sampled_from(["hour", "day"]),
+        measure=st.sampled_from(["amount", "count"]),
+        ceiling=st.integers(0, 3 * 10**6),
+    ),
+    max_size=4,
+)
+
+
+def _usage_after(queue: list[Candidate], chosen: list[Candidate]) -> Usage:
+    usage = Usage()
+    for c in chosen:
+        usage.add(c)
+    return usage
+
+
+@given(queue=candidates, funds=st.integers(0, 5 * 10**6), size=st.integers(0, 30), rules=limits)
+def test_no_limit_is_exceeded_by_what_is_chosen(
+    queue: list[Candidate], funds: int, size: int, rules: list[Limit]
+) -> None:
+    picked = select(queue, funds=funds, size=size, limits=rules)
+    usage = _usage_after(queue, picked.chosen)
+    for limit in rules:
+        for c in picked.chosen:
+            owner = {"creator": c.creator_id, "marketplace": c.marketplace_id, "asset": 0}
+            key = (limit.scope, limit.window, limit.measure, owner[limit.scope])
+            assert usage.used[key] <= limit.ceiling, limit.rule
+
+
+@given(queue=candidates, funds=st.integers(0, 5 * 10**6), size=st.integers(0, 30), rules=limits)
+def test_with_limits_no_payout_that_fits_is_left_behind_and_none_is_dropped(
+    queue: list[Candidate], funds: int, size: int, rules: list[Limit]
+) -> None:
+    picked = select(queue, funds=funds, size=size, limits=rules)
+    held = {t.candidate.payout_id for t in picked.held}
+    passed = {c.payout_id for c in picked.passed_over}
+    chosen = {c.payout_id for c in picked.chosen}
+    assert not held & passed
+    assert not held & chosen
+    assert not passed & chosen
+    spent, taken = 0, 0
+    for c in queue:
+        if taken >= size:
+            break
+        if c.payout_id in chosen:
+            spent, taken = spent + c.amount, taken + 1
+        elif c.payout_id in passed:
+            assert c.amount > funds - spent, "a payout that fit was left behind"
+        else:
+            assert c.payout_id in held, "a payout looked at was neither chosen, passed nor held"
+
+
+def test_a_payout_over_a_creators_hourly_amount_is_held_with_its_figures() -> None:
+    hourly = Limit("creator", "hour", "amount", 1_000)
+    used = Usage()
+    used.add(_c(9, 1, 700))  # paid earlier this hour to creator 9
+    queue = [Candidate(10, 1, 9, "0x" + "0" * 39 + "a", 400), _c(11, 1, 300)]
+    picked = select(queue, funds=10**6, size=10, limits=[hourly], usage=used)
+    assert [c.payout_id for c in picked.chosen] == [11]
+    [trip] = picked.held
+    assert trip.figures == {
+        "rule": "velocity:creator:hour:amount",
+        "ceiling": "1000",
+        "used": "700",
+        "with_this_payout": "1100",
+        "amount": "400",
+    }
+    approved = select(
+        queue, funds=10**6, size=10, limits=[hourly], usage=used, approved=frozenset({10})
+    )
+    assert [c.payout_id for c in approved.chosen] == [10, 11]
