@@ -1,13 +1,15 @@
 """The operators' queue: what the system could not settle by itself, with its evidence.
 
 An exception is opened once per (kind, dedupe key) by whoever finds the fault (see
-``record_exception``) and closed once by an operator with a resolution; a resolved
-exception is final, and the closing is written to the audit trail like any state change.
+``record_exception``) and closed once, with a resolution: by an operator, or by the stage
+that sees its cause gone (``resolve_for_batch``). A resolved exception is final and stays in
+the history, and the closing is written to the audit trail like any state change.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,12 @@ from payouts.errors import IllegalTransition, InvalidInput, NotFound
 from payouts.states import ExceptionState
 
 STATES = tuple(ExceptionState)
+
+# A stuck transaction could not be replaced: the fee cap leaves no room for a bump.
+FEE_CAP_REACHED = "fee_cap_reached"
+# Exceptions about a batch's transaction not getting mined (stuck, dropped): their cause is
+# gone once the batch is final, its transaction mined for good.
+CLOSED_WHEN_BATCH_LANDS = (FEE_CAP_REACHED,)
 
 
 def record_exception(
@@ -126,6 +134,30 @@ def resolve_exception(
         )
     _release_hold_if_last(session, exception_id, resolution, actor)
     return get_exception(session, exception_id)
+
+
+def resolve_for_batch(
+    session: Session, batch_id: int, kinds: Sequence[str], resolution: str, *, actor: str
+) -> list[int]:
+    """Close the batch's open exceptions of ``kinds`` whose cause is gone, each through
+    ``resolve_exception`` (audited, final). Rows are locked first, so one an operator closes
+    meanwhile is skipped, not closed twice. Returns the ids closed."""
+    open_ids = list(
+        session.execute(
+            text(
+                f"""
+                SELECT id FROM exceptions
+                 WHERE batch_id = :b AND kind = ANY(:kinds)
+                   AND state = {ExceptionState.OPEN.sql}
+                 ORDER BY id FOR UPDATE
+                """
+            ),
+            {"b": batch_id, "kinds": list(kinds)},
+        ).scalars()
+    )
+    for exception_id in open_ids:
+        resolve_exception(session, exception_id, resolution, actor=actor)
+    return open_ids
 
 
 def _release_hold_if_last(session: Session, exception_id: int, resolution: str, actor: str) -> None:

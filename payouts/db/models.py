@@ -324,6 +324,25 @@ class OnchainTransfer(Base):
     succeeded: Mapped[bool] = mapped_column(Boolean)
 
 
+class OrphanedInclusion(Base):
+    """An inclusion (a batch's transaction in one block) that a reorg took off the chain.
+
+    Written by the reconciler's unwind; append-only. Readers count the transfers of canonical
+    inclusions only: those not recorded here, and the one its batch stands in now (a block
+    that comes back is taken back by the scan)."""
+
+    __tablename__ = "orphaned_inclusions"
+    __table_args__ = (Index("orphaned_inclusions_batch_idx", "batch_id"),)
+
+    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    block_number: Mapped[int]
+    # The audit row of the batch's move back to broadcast; the batch landed again after it.
+    unwound_by: Mapped[int | None] = mapped_column(ForeignKey("transitions.id"))
+    seen_at: Mapped[datetime] = _now()
+
+
 class ReconException(Base):
     """Something the reconciler could not match, kept with its evidence for an operator."""
 

@@ -3,9 +3,10 @@
 Every inclusion not yet final is re-checked against the canonical chain (its block hash must
 still be there), moved to confirmed at ``confirmation_depth`` and finalized at the batch's own
 depth (chosen at sealing for its largest payout): ledger in flight -> hot wallet, payouts
-finalized, credits paid, gas booked. An inclusion whose block left the chain is unwound: the
-batch is out again and the same signed bytes are resent. A reorg past finality changes
-nothing final and alerts an operator.
+finalized, credits paid, gas booked, and the exceptions its transaction's troubles opened
+(stuck under the fee cap) resolved. An inclusion whose block left the chain is unwound and
+recorded orphaned (``inclusions``): the batch is out again and the same signed bytes are
+resent. A reorg past finality changes nothing final and alerts an operator.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from sqlalchemy.orm import Session
 from payouts import lifecycle
 from payouts.catalog import hold_creators
 from payouts.chain.client import ChainClient
-from payouts.exception_queue import record_exception
+from payouts.exception_queue import CLOSED_WHEN_BATCH_LANDS, record_exception, resolve_for_batch
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import Leg, post
+from payouts.reconcile.inclusions import CANONICAL_TRANSFERS, record_orphaned
 from payouts.reconcile.scan import ReconcileReport
 from payouts.states import (
     BATCH_ON_CHAIN,
@@ -148,10 +150,12 @@ def _watch_finalized(
 def _unwind(session: Session, b: Any, actor: str) -> None:
     """The block that carried a batch was reorganised away: the batch is out again.
 
-    Batch back to broadcast, its confirmed payouts back to submitted, its mined attempt back
-    to broadcast (so the submit queue resends the very same bytes if the chain lost them), and
-    the log checkpoint back before that block, so wherever the transaction lands next is read
-    again. Nothing was final yet, so the ledger has nothing to undo.
+    Batch back to broadcast, no longer naming a block or a transaction; the inclusion recorded
+    orphaned (its transfers stay in ``onchain_transfers``, and readers leave them out); its
+    confirmed payouts back to submitted, its mined attempt back to broadcast (so the submit
+    queue resends the very same bytes if the chain lost them), and the log checkpoint back
+    before that block, so wherever the transaction lands next is read again. Nothing was final
+    yet, so the ledger has nothing to undo.
     """
     cause = f"block {b.block_number} ({b.block_hash}) reorganised away"
     lifecycle.move(
@@ -161,7 +165,14 @@ def _unwind(session: Session, b: Any, actor: str) -> None:
         BatchState.BROADCAST,
         cause=cause,
         actor=actor,
-        also={"block_number": "NULL", "block_hash": "NULL"},
+        also={"block_number": "NULL", "block_hash": "NULL", "tx_hash": "NULL"},
+    )
+    record_orphaned(
+        session,
+        b.id,
+        block_number=int(b.block_number),
+        block_hash=b.block_hash,
+        tx_hash=b.tx_hash,
     )
     lifecycle.move_batch_payouts(
         session,
@@ -195,8 +206,8 @@ def _finalize(
 ) -> None:
     paid = session.execute(
         text(
-            """
-            SELECT o.payout_id, o.amount FROM onchain_transfers o
+            f"""
+            SELECT o.payout_id, o.amount FROM ({CANONICAL_TRANSFERS}) o
              WHERE o.batch_id = :b AND o.tx_hash = :tx AND o.block_hash = :bh AND o.succeeded
              ORDER BY o.position
             """
@@ -252,6 +263,15 @@ def _finalize(
         actor=actor,
         strict=True,
     )
+    # Its transaction is mined for good: what its troubles opened (stuck under the fee cap)
+    # has no cause left. Only now: before finality a reorg could leave it unmined again.
+    resolve_for_batch(
+        session,
+        b.id,
+        CLOSED_WHEN_BATCH_LANDS,
+        f"batch {b.id} finalized: {b.tx_hash} in block {b.block_number}, {depth} blocks deep",
+        actor=actor,
+    )
 
 
 def _release_refused(session: Session, b: Any, actor: str) -> None:
@@ -260,8 +280,8 @@ def _release_refused(session: Session, b: Any, actor: str) -> None:
     a reorg could still carry the transfer in another block."""
     refused = session.execute(
         text(
-            """
-            SELECT o.payout_id, p.creator_id, o.recipient FROM onchain_transfers o
+            f"""
+            SELECT o.payout_id, p.creator_id, o.recipient FROM ({CANONICAL_TRANSFERS}) o
               JOIN payouts p ON p.id = o.payout_id
              WHERE o.batch_id = :b AND o.tx_hash = :tx AND o.block_hash = :bh
                AND NOT o.succeeded

@@ -24,6 +24,7 @@ from payouts import lifecycle
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.exception_queue import record_exception
+from payouts.reconcile.inclusions import was_orphaned
 from payouts.reconcile.matching import Mismatch, Paid, Position, Refused, Reported, match_batch
 from payouts.states import BatchState, TxAttemptState
 from payouts.submission.moves import mark_broadcast
@@ -198,6 +199,10 @@ def _match_batch(
             report.exceptions += 1
         return
     _store_reported(session, batch.id, ref, match.rows)
+    if was_orphaned(session, block_hash=ref.block_hash, tx_hash=ref.tx_hash):
+        # A block seen gone is back (a node behind answered null for it, or the fork choice
+        # flipped back): the batch stands in it again, which makes it canonical to readers.
+        report.notes.append(f"batch {batch.id}: block {ref.block_number} is back on the chain")
     for refused, payout_id in match.refused:
         if record_exception(
             session,

@@ -209,7 +209,7 @@ def _replace(rt: Runtime, batch_id: int, newest: models.TxAttempt, *, actor: str
         if fees is None:
             exception_queue.record_exception(
                 session,
-                "fee_cap_reached",
+                exception_queue.FEE_CAP_REACHED,
                 f"{batch_id}:{newest.tx_hash}",
                 {
                     "max_fee_per_gas": str(newest.max_fee_per_gas),

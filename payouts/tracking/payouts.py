@@ -46,7 +46,8 @@ def _payout_row(row: Any) -> dict[str, Any]:
         "batch": None
         if row.batch_id is None
         else {"id": str(row.batch_id), "status": row.batch_state, "nonce": row.nonce},
-        "tx_hash": row.tx_hash,
+        # The transaction that carries it on the canonical chain, none while it is out.
+        "tx_hash": row.tx_hash if included else None,
         "block_number": row.block_number if included else None,
         "block_hash": row.block_hash if included else None,
         # As of the last block the reconciler has read, not a live call to the node.

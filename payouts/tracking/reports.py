@@ -1,4 +1,10 @@
-"""Read-only views for operators: status, the invariant check and the trace of one item."""
+"""Read-only views for operators: status, the invariant check and the trace of one item.
+
+What the chain paid is read from canonical inclusions only (``CANONICAL_TRANSFERS``): a block
+a reorg took away keeps its rows in ``onchain_transfers``, and they count for nothing. One
+check keeps that filter honest: no finalized payout may owe its payment to an inclusion
+recorded orphaned unless its batch landed again after the reorg.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.errors import NotFound
+from payouts.reconcile.inclusions import CANONICAL_TRANSFERS, orphaned_of
 from payouts.states import CREDIT_UNROLLED, PAYOUT_IN_FLIGHT, ExceptionState, sql_in
 from payouts.states import BatchState as B
 from payouts.states import CreditState as C
@@ -28,14 +35,20 @@ def status(session: Session) -> dict[str, Any]:
     for row in session.execute(
         text(
             f"""
+            WITH transfers AS (
+              -- A transaction pays a position once on any one chain, whichever block it is in.
+              SELECT DISTINCT ON (o.tx_hash, o.position) o.batch_id, o.amount
+                FROM ({CANONICAL_TRANSFERS}) o WHERE o.succeeded
+               ORDER BY o.tx_hash, o.position),
+            onchain AS (
+              SELECT b.asset_id, sum(t.amount) AS paid FROM transfers t
+                JOIN batches b ON b.id = t.batch_id GROUP BY b.asset_id)
             SELECT a.symbol, a.decimals,
               (SELECT coalesce(sum(amount), 0) FROM credits c WHERE c.asset_id = a.id) AS earned,
               (SELECT coalesce(sum(amount), 0) FROM payouts p
                 WHERE p.asset_id = a.id AND p.state = {P.FINALIZED.sql}) AS ledger_paid,
-              (SELECT coalesce(sum(o.amount), 0) FROM onchain_transfers o
-                 JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
-                  AND b.block_hash = o.block_hash
-                WHERE b.asset_id = a.id AND o.succeeded) AS onchain_paid,
+              coalesce((SELECT paid FROM onchain WHERE onchain.asset_id = a.id), 0)
+                AS onchain_paid,
               (SELECT coalesce(sum(amount), 0) FROM payouts p
                 WHERE p.asset_id = a.id AND p.state IN {IN_FLIGHT}) AS in_flight
               FROM assets a ORDER BY a.symbol
@@ -109,16 +122,29 @@ CHECKS: list[tuple[str, str]] = [
     ),
     (
         "every finalized payout was paid on chain exactly once",
-        f"""SELECT p.id, count(o.id) FROM payouts p
-             LEFT JOIN onchain_transfers o ON o.payout_id = p.id AND o.succeeded
-             LEFT JOIN batches b ON b.id = o.batch_id AND b.tx_hash = o.tx_hash
-                  AND b.block_hash = o.block_hash
-            WHERE p.state = {P.FINALIZED.sql} GROUP BY p.id HAVING count(b.id) <> 1""",
+        f"""SELECT p.id, count(DISTINCT o.tx_hash) FROM payouts p
+             LEFT JOIN ({CANONICAL_TRANSFERS}) o ON o.payout_id = p.id AND o.succeeded
+            WHERE p.state = {P.FINALIZED.sql} GROUP BY p.id
+           HAVING count(DISTINCT o.tx_hash) <> 1""",
     ),
     (
         "no payout was paid by two transactions",
-        """SELECT payout_id, count(DISTINCT tx_hash) FROM onchain_transfers WHERE succeeded
-            GROUP BY payout_id HAVING count(DISTINCT tx_hash) > 1""",
+        f"""SELECT o.payout_id, count(DISTINCT o.tx_hash) FROM ({CANONICAL_TRANSFERS}) o
+            WHERE o.succeeded GROUP BY o.payout_id HAVING count(DISTINCT o.tx_hash) > 1""",
+    ),
+    (
+        # The two checks above leave orphaned inclusions out; this one keeps that honest. A
+        # reorg's record is written as its batch goes back to broadcast (``unwound_by``), and
+        # a batch is final only after it landed again, later. A record no such landing
+        # followed hides a transfer that may be on the chain: a payment counted nowhere.
+        "no finalized payout's paying transfer is in an orphaned inclusion",
+        f"""SELECT p.id, x.batch_id, x.tx_hash, x.block_hash FROM payouts p
+             JOIN onchain_transfers o ON o.payout_id = p.id AND o.succeeded
+             JOIN orphaned_inclusions x ON x.block_hash = o.block_hash AND x.tx_hash = o.tx_hash
+            WHERE p.state = {P.FINALIZED.sql} AND NOT EXISTS (
+                  SELECT 1 FROM transitions t WHERE t.entity = 'batch'
+                     AND t.entity_id = x.batch_id AND t.to_state = {B.INCLUDED.sql}
+                     AND t.id > x.unwound_by)""",
     ),
     (
         "a paid credit belongs to a finalized payout",
@@ -205,7 +231,13 @@ def trace(session: Session, kind: str, item_id: int) -> dict[str, Any]:
         "payout": {**payout._asdict(), "amount": str(int(payout.amount))},
         "payout_transitions": _transitions(session, "payout", item_id),
         "batches": [
-            {**b._asdict(), "transitions": _transitions(session, "batch", b.id)} for b in batches
+            {
+                **b._asdict(),
+                "transitions": _transitions(session, "batch", b.id),
+                # Where a reorg took the batch's transaction away (history, paid nothing).
+                "orphaned_inclusions": orphaned_of(session, b.id),
+            }
+            for b in batches
         ],
     }
 
