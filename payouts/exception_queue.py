@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle
-from payouts.catalog import release_creator
+from payouts import holds, lifecycle
 from payouts.errors import IllegalTransition, InvalidInput, NotFound
 from payouts.states import ExceptionState
 
@@ -176,6 +175,10 @@ def _release_hold_if_last(session: Session, exception_id: int, resolution: str, 
         {"id": exception_id},
     ).scalar()
     if creator_id is not None:
-        release_creator(
-            session, creator_id, f"exception {exception_id} resolved: {resolution}", actor=actor
+        holds.release_creator(
+            session,
+            creator_id,
+            actor=actor,
+            resolution=f"exception {exception_id} resolved: {resolution}",
+            rule=holds.TRANSFER_FAILED,
         )

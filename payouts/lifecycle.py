@@ -29,6 +29,7 @@ from payouts.states import (
     CreatorState,
     CreditState,
     ExceptionState,
+    HoldState,
     PayoutState,
     State,
     TxAttemptState,
@@ -97,7 +98,8 @@ PAYOUT = _lifecycle(
     PayoutState,
     P.PENDING,
     {
-        P.PENDING: {P.BATCHED, P.CANCELLED},
+        P.PENDING: {P.BATCHED, P.CANCELLED, P.HELD},
+        P.HELD: {P.PENDING, P.CANCELLED},  # released, or rejected in review
         P.BATCHED: {P.SUBMITTED, P.PENDING},
         P.SUBMITTED: {P.CONFIRMED, P.PENDING},
         # back to submitted when a reorg drops its block; back to pending when, at finality,
@@ -158,7 +160,16 @@ EXCEPTION = _lifecycle(
     {ExceptionState.RESOLVED},
 )
 
-LIFECYCLES = {lc.entity: lc for lc in (CREDIT, PAYOUT, BATCH, TX_ATTEMPT, CREATOR, EXCEPTION)}
+HOLD = _lifecycle(
+    "hold",
+    "holds",
+    HoldState,
+    HoldState.ACTIVE,
+    {HoldState.ACTIVE: {HoldState.RELEASED, HoldState.REJECTED}},
+    {HoldState.RELEASED, HoldState.REJECTED},
+)
+
+LIFECYCLES = {lc.entity: lc for lc in (CREDIT, PAYOUT, BATCH, TX_ATTEMPT, CREATOR, EXCEPTION, HOLD)}
 
 
 def _sources(

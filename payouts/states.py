@@ -38,6 +38,7 @@ class CreditState(State):
 
 class PayoutState(State):
     PENDING = "pending"
+    HELD = "held"
     BATCHED = "batched"
     SUBMITTED = "submitted"
     CONFIRMED = "confirmed"
@@ -75,11 +76,18 @@ class ExceptionState(State):
     RESOLVED = "resolved"
 
 
+class HoldState(State):
+    ACTIVE = "active"
+    RELEASED = "released"
+    REJECTED = "rejected"
+
+
 # Credits whose amount is still owed to the creator outside any payout.
 CREDIT_UNROLLED = (CreditState.ACCRUED, CreditState.HELD)
 # Payouts whose money has left the creator's balance but is not paid for good.
 PAYOUT_IN_FLIGHT = (
     PayoutState.PENDING,
+    PayoutState.HELD,
     PayoutState.BATCHED,
     PayoutState.SUBMITTED,
     PayoutState.CONFIRMED,

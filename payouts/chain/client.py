@@ -10,6 +10,7 @@ Nothing from ``requests`` or ``web3`` leaks past this module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -73,25 +74,56 @@ class ChainClient:
         reraise=True,
     )
     def rpc(self, method: str, params: list[Any]) -> Any:
+        [answer] = self._guarded(method, lambda: [self._request(method, params)])
+        return _result(method, answer)
+
+    @retry(
+        retry=retry_if_exception(_worth_retrying),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+        reraise=True,
+    )
+    def rpc_batch(self, method: str, many_params: list[list[Any]]) -> list[Any]:
+        """The same method with many parameter lists in one JSON-RPC batch (one round trip);
+        results in order. An error answer to any of them raises ``RpcError``."""
+        if not many_params:
+            return []
+        answers = self._guarded(method, lambda: self._batch(method, many_params))
+        if len(answers) != len(many_params):  # the node refused the batch as a whole
+            return [_result(method, answers[0])]
+        # web3 numbers the requests of a batch in order; answers may come in any order.
+        ordered = sorted(answers, key=lambda a: int(a.get("id", 0)))
+        return [_result(method, a) for a in ordered]
+
+    def _guarded(
+        self, method: str, send: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
         breaker = self.breaker
         if breaker is not None and not breaker.allow():
             raise CircuitOpen(f"{method}: node failed repeatedly; calls paused (circuit open)")
         try:
-            answer = self._request(method, params)
+            answers = send()
         except TransientChainError:
             if breaker is not None:
                 breaker.failed()
             raise
         if breaker is not None:
             breaker.succeeded()
-        error = answer.get("error")
-        if error:
-            if isinstance(error, dict):
-                raise RpcError(
-                    method, error.get("code"), str(error.get("message")), error.get("data")
-                )
-            raise RpcError(method, None, str(error))
-        return answer.get("result")
+        return answers
+
+    def _batch(self, method: str, many_params: list[list[Any]]) -> list[dict[str, Any]]:
+        calls = [(cast(Any, method), params) for params in many_params]
+        try:
+            answers = self.w3.provider.make_batch_request(calls)  # type: ignore[attr-defined]
+        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+            raise TransientChainError(f"{method}: node unreachable ({type(exc).__name__})") from exc
+        except requests.HTTPError as exc:
+            raise TransientChainError(f"{method}: HTTP error from node") from exc
+        except Web3Exception as exc:
+            raise TransientChainError(f"{method}: {type(exc).__name__}") from exc
+        if not isinstance(answers, list):  # the node refused the batch as a whole
+            return [cast(dict[str, Any], answers)]
+        return [cast(dict[str, Any], a) for a in answers]
 
     def _request(self, method: str, params: list[Any]) -> dict[str, Any]:
         try:
@@ -128,6 +160,15 @@ class ChainClient:
 
     def balance(self, address: str) -> int:
         return _hex_int(self.rpc("eth_getBalance", [address, "latest"]))
+
+    def call_many(self, calls: list[tuple[str, str]]) -> list[str]:
+        """``eth_call`` of each (to, data) at the latest block, all in one JSON-RPC batch."""
+        return [
+            cast(str, r)
+            for r in self.rpc_batch(
+                "eth_call", [[{"to": to, "data": d}, "latest"] for to, d in calls]
+            )
+        ]
 
     def call(self, to: str, data: str, sender: str | None = None) -> str:
         tx: dict[str, Any] = {"to": to, "data": data}
@@ -166,3 +207,12 @@ class ChainClient:
     # Writes ------------------------------------------------------------------------------
     def send_raw(self, raw: bytes) -> str:
         return cast(str, self.rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
+
+
+def _result(method: str, answer: dict[str, Any]) -> Any:
+    error = answer.get("error")
+    if error:
+        if isinstance(error, dict):
+            raise RpcError(method, error.get("code"), str(error.get("message")), error.get("data"))
+        raise RpcError(method, None, str(error))
+    return answer.get("result")

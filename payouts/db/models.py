@@ -37,6 +37,7 @@ from payouts.states import (
     CreatorState,
     CreditState,
     ExceptionState,
+    HoldState,
     PayoutState,
     TxAttemptState,
 )
@@ -360,6 +361,26 @@ class ReconException(Base):
     resolution: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     resolved_at: Mapped[datetime | None]
+
+
+class Hold(Base):
+    """A payout, or a creator and so all their payouts, kept out of batches (payouts.holds)."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("creators.id"))
+    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
+    rule: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(16), server_default=HoldState.ACTIVE.value)
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
 
 
 class Transition(Base):

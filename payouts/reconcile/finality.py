@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle
-from payouts.catalog import hold_creators
+from payouts import holds, lifecycle
 from payouts.chain.client import ChainClient
 from payouts.exception_queue import CLOSED_WHEN_BATCH_LANDS, record_exception, resolve_for_batch
+from payouts.holds import TRANSFER_FAILED, NewHold
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import Leg, post
 from payouts.reconcile.inclusions import CANONICAL_TRANSFERS, record_orphaned
@@ -302,9 +302,13 @@ def _release_refused(session: Session, b: Any, actor: str) -> None:
         strict=True,
         also={"batch_id": "NULL"},
     )
-    hold_creators(
+    refused_by_creator = {r.creator_id: r.recipient for r in refused}
+    holds.place(
         session,
-        {r.creator_id: f"token refused a transfer to {r.recipient}" for r in refused},
+        [
+            NewHold(creator_id, TRANSFER_FAILED, f"token refused a transfer to {recipient}")
+            for creator_id, recipient in sorted(refused_by_creator.items())
+        ],
         actor=actor,
     )
 

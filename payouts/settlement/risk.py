@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from payouts.settlement.selection import Candidate
@@ -52,6 +52,15 @@ class Usage:
             for scope, owner in _owners(c):
                 self.used[(scope, window, "amount", owner)] += c.amount
                 self.used[(scope, window, "count", owner)] += 1
+
+    def count(self, scope: Scope, owner: int, row: Any) -> None:
+        """Add a row of paid-out figures (``hour_amount``, ``hour_count``, ``day_amount``,
+        ``day_count``) to ``scope``'s ``owner``."""
+        for window in ("hour", "day"):
+            for measure in ("amount", "count"):
+                self.used[(scope, window, measure, owner)] += int(
+                    getattr(row, f"{window}_{measure}")
+                )
 
     @classmethod
     def of(cls, rows: Mapping[Key, int]) -> Usage:

@@ -22,13 +22,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle
+from payouts import holds, lifecycle
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.exception_queue import record_exception, resolve_exception
+from payouts.holds import NewHold
 from payouts.money import Asset
 from payouts.settlement.finality import FinalityRule
 from payouts.settlement.policy import BatchPolicy, Conditions
+from payouts.settlement.risk import Limit, Tripped, Usage
 from payouts.settlement.selection import Candidate, fair_order, select, shortfall
 from payouts.states import (
     BATCH_SEEN,
@@ -223,10 +225,13 @@ def seal_batches(
     alerts: BalanceAlerts | None = None,
     finality: FinalityRule | None = None,
     max_batches: int = 100,
+    limits: Sequence[Limit] = (),
 ) -> SettlementPlan:
-    """Seal as many batches as the wallet and the policy allow. The caller commits."""
+    """Seal as many batches as the wallet, the policy and the limits allow. The caller
+    commits."""
     if asset.address is None:
         raise NotImplementedError("native-currency payouts are not batched yet")
+    holds.expire(session, actor=actor)
     available = _spendable(session, chain, asset, asset_id, wallet, batcher_address)
     head = chain.block("latest")
     assert head is not None
@@ -235,6 +240,8 @@ def seal_batches(
     outcomes = _recent_outcomes(session, asset_id)
     min_amount = policy.min_amount(head.base_fee_per_gas + policy.priority_fee)
     queue, overdue = _eligible(session, asset_id, min_amount, datetime.now(UTC) - overdue_after)
+    usage = _usage(session, asset_id) if limits else Usage()
+    approved = holds.approved_payouts(session, [c.payout_id for c in queue]) if limits else None
     waiting_for_funds = False
     sealed: list[SealedBatch] = []
     reason = "no pending payouts"
@@ -254,7 +261,18 @@ def seal_batches(
             if not sealed and not queue and min_amount:
                 reason = f"payouts below {min_amount} wait for cheaper gas"
             break
-        pick = select(queue, funds=available, size=decision.size)
+        pick = select(
+            queue,
+            funds=available,
+            size=decision.size,
+            limits=limits,
+            usage=usage,
+            approved=approved or frozenset(),
+        )
+        if pick.held:
+            _hold(session, pick.held, actor)
+            tripped = {t.candidate.payout_id for t in pick.held}
+            queue = [c for c in queue if c.payout_id not in tripped]
         if not pick.chosen:
             waiting_for_funds = True
             reason = (
@@ -289,6 +307,8 @@ def seal_batches(
             session, candidate, public_id, asset_id, asset.chain_id, wallet, estimate, depth, actor
         )
         sealed.append(batch)
+        for c in candidate:
+            usage.add(c)
         available -= batch.total
         gas_money = max(0, gas_money - policy.gas_limit(estimate) * worst_fee)
         reason = "sealed"
@@ -303,6 +323,54 @@ def seal_batches(
         {"a": asset_id},
     ).scalar_one()
     return SettlementPlan(sealed, int(pending_left), available, reason)
+
+
+def _usage(session: Session, asset_id: int) -> Usage:
+    """What live batches of the asset carried in the last day and hour, per creator,
+    marketplace and in all (a batch counts from when it was sealed)."""
+    rows = session.execute(
+        text(
+            f"""
+            SELECT p.creator_id, c.marketplace_id,
+                   count(*) AS day_count, sum(i.amount) AS day_amount,
+                   count(*) FILTER (WHERE b.created_at > now() - interval '1 hour')
+                       AS hour_count,
+                   coalesce(sum(i.amount) FILTER (
+                       WHERE b.created_at > now() - interval '1 hour'), 0) AS hour_amount
+              FROM batch_items i JOIN batches b ON b.id = i.batch_id
+              JOIN payouts p ON p.id = i.payout_id JOIN creators c ON c.id = p.creator_id
+             WHERE b.asset_id = :a AND b.state <> {BatchState.FAILED.sql}
+               AND b.created_at > now() - interval '1 day'
+             GROUP BY p.creator_id, c.marketplace_id
+            """
+        ),
+        {"a": asset_id},
+    ).all()
+    usage = Usage()
+    for r in rows:
+        usage.count("creator", r.creator_id, r)
+        usage.count("marketplace", r.marketplace_id, r)
+        usage.count("asset", 0, r)
+    return usage
+
+
+def _hold(session: Session, trips: Sequence[Tripped], actor: str) -> None:
+    """What a limit would exceed is held, not dropped: with the rule and its figures, for
+    an operator's review."""
+    holds.place(
+        session,
+        [
+            NewHold(
+                t.candidate.creator_id,
+                t.limit.rule,
+                f"{t.limit.rule}: {t.would_be} would pass the ceiling {t.limit.ceiling}",
+                payout_id=t.candidate.payout_id,
+                figures=t.figures,
+            )
+            for t in trips
+        ],
+        actor=actor,
+    )
 
 
 def _record_oversized(

@@ -43,15 +43,15 @@ from hypothesis.stateful import (
 from sqlalchemy import Connection, RootTransaction, text
 
 import devstack
+from payouts import holds
 from payouts.catalog import (
     ensure_creators,
     ensure_marketplace,
-    hold_creators,
-    release_creator,
     set_payout_addresses,
 )
 from payouts.db import engine_for, models
 from payouts.errors import IdempotencyConflict
+from payouts.holds import NewHold
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
 from payouts.reconcile import handlers as reconciler
@@ -407,9 +407,11 @@ class PipelineMachine(RuleBasedStateMachine):
         creator_id = self.creator_ids[creator]
         with self.rt.uow() as session:
             if creator in self.held:
-                assert release_creator(session, creator_id, "released", actor=ACTOR)
+                assert holds.release_creator(session, creator_id, actor=ACTOR, resolution="done")
             else:
-                hold_creators(session, {creator_id: "held by the state machine"}, actor=ACTOR)
+                holds.place(
+                    session, [NewHold(creator_id, "operator", "held by the machine")], actor=ACTOR
+                )
             session.commit()
         self.held ^= {creator}
         state = one(self.rt, "SELECT state FROM creators WHERE id = :c", {"c": creator_id})

@@ -14,13 +14,14 @@ from payouts.lifecycle import (
     CREATOR,
     CREDIT,
     EXCEPTION,
+    HOLD,
     LIFECYCLES,
     PAYOUT,
     TX_ATTEMPT,
     Lifecycle,
 )
 
-ALL = [CREDIT, PAYOUT, BATCH, TX_ATTEMPT, CREATOR, EXCEPTION]
+ALL = [CREDIT, PAYOUT, BATCH, TX_ATTEMPT, CREATOR, EXCEPTION, HOLD]
 INITIAL = {
     "credit": "accrued",
     "payout": "pending",
@@ -28,6 +29,7 @@ INITIAL = {
     "tx_attempt": "signed",
     "creator": "active",
     "exception": "open",
+    "hold": "active",
 }
 EXPECTED_FINAL = {
     "credit": {"paid", "voided"},
@@ -36,6 +38,7 @@ EXPECTED_FINAL = {
     "tx_attempt": {"replaced", "failed"},
     "creator": set(),  # a hold is lifted and may come again: no end
     "exception": {"resolved"},
+    "hold": {"released", "rejected"},
 }
 
 
@@ -105,6 +108,7 @@ def test_lifecycles_are_registered_by_entity_and_table() -> None:
         "tx_attempt": TX_ATTEMPT,
         "creator": CREATOR,
         "exception": EXCEPTION,
+        "hold": HOLD,
     }
     assert {lc.entity: lc.table for lc in ALL} == {
         "credit": "credits",
@@ -113,6 +117,7 @@ def test_lifecycles_are_registered_by_entity_and_table() -> None:
         "tx_attempt": "tx_attempts",
         "creator": "creators",
         "exception": "exceptions",
+        "hold": "holds",
     }
 
 
@@ -177,6 +182,17 @@ MOVES = [
     # exception
     (EXCEPTION, "open", "resolved", True),
     (EXCEPTION, "resolved", "open", False),
+    # payout holds
+    (PAYOUT, "pending", "held", True),
+    (PAYOUT, "held", "pending", True),  # released
+    (PAYOUT, "held", "cancelled", True),  # rejected in review
+    (PAYOUT, "held", "batched", False),  # a held payout goes nowhere until released
+    (PAYOUT, "batched", "held", False),  # a hold keeps new sealing away only
+    # hold
+    (HOLD, "active", "released", True),
+    (HOLD, "active", "rejected", True),
+    (HOLD, "released", "active", False),
+    (HOLD, "rejected", "released", False),
 ]
 
 
@@ -204,7 +220,7 @@ def test_unknown_states_allow_nothing() -> None:
 
 
 def test_sources_lists_every_state_that_may_move_to_a_target() -> None:
-    assert PAYOUT.sources("pending") == ["batched", "confirmed", "submitted"]
+    assert PAYOUT.sources("pending") == ["batched", "confirmed", "held", "submitted"]
     assert BATCH.sources("broadcast") == ["confirmed", "included", "sealed"]
     assert CREDIT.sources("accrued") == ["held", "rolled_up"]
     assert PAYOUT.sources("batched") == ["pending"]
@@ -233,5 +249,5 @@ def _guards_migration() -> ModuleType:
 def test_database_final_state_triggers_match_the_lifecycles() -> None:
     final_states = _guards_migration().FINAL_STATES
     assert {table: set(states) for table, states in final_states.items()} == {
-        lc.table: set(lc.final) for lc in ALL if lc.final and lc is not EXCEPTION
-    }  # the exceptions' trigger came with 0006; the live schema is checked in integration
+        lc.table: set(lc.final) for lc in ALL if lc.final and lc not in (EXCEPTION, HOLD)
+    }  # exceptions' and holds' triggers came later; the live schema is checked in integration
