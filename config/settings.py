@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,16 @@ class FinalityTier(BaseModel):
 
     at_least: int = Field(ge=1)
     depth: int = Field(ge=1)
+
+
+class VelocityLimits(BaseModel):
+    """What one creator (or one marketplace) may be paid per hour and per day, in base units
+    and in payouts; unset, no limit. A payout past a limit is held for an operator's review."""
+
+    per_hour_amount: int | None = Field(default=None, ge=0)
+    per_day_amount: int | None = Field(default=None, ge=0)
+    per_hour_count: int | None = Field(default=None, ge=0)
+    per_day_count: int | None = Field(default=None, ge=0)
 
 
 class AssetConfig(BaseModel):
@@ -39,6 +50,30 @@ class AssetConfig(BaseModel):
     units_per_native: int | None = Field(default=None, ge=1)
     # Below this wallet balance (base units) an operator is alerted.
     low_balance_alert: int = Field(default=0, ge=0)
+    # Velocity limits per creator and per marketplace, and the asset's outflow ceilings (base
+    # units per hour and per day); what would pass one is held for review, never dropped.
+    creator_limits: VelocityLimits = Field(default_factory=VelocityLimits)
+    marketplace_limits: VelocityLimits = Field(default_factory=VelocityLimits)
+    outflow_per_hour: int | None = Field(default=None, ge=0)
+    outflow_per_day: int | None = Field(default=None, ge=0)
+    # The token's own deny check, read for every recipient before sealing: a view function
+    # ``f(address) returns (bool)`` such as "isBlacklisted(address)"; unset, not read.
+    deny_check: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*\(address\)$")
+    # The largest single earning accepted, in base units; unset, a million whole units
+    # (10**(6 + decimals)), never more than the batcher can pack into one transfer.
+    max_earning: int = Field(
+        default_factory=lambda data: AssetConfig.default_max_earning(data.get("decimals", 0)),
+        ge=1,
+        le=2**96 - 1,
+    )
+
+    # payouts.money.MAX_PACKED_AMOUNT: the batcher packs an amount into 96 bits.
+    MAX_PACKED: ClassVar[int] = 2**96 - 1
+
+    @staticmethod
+    def default_max_earning(decimals: int) -> int:
+        """A million whole units of an asset with ``decimals``, capped at what packs."""
+        return int(min(10 ** (6 + decimals), AssetConfig.MAX_PACKED))
 
 
 class Settings(BaseSettings):

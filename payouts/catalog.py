@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,10 +70,28 @@ class NewMarketplace:
     api_key: str  # shown once; only its hash is stored
 
 
+MAX_MARKETPLACE_NAME = 200  # the column's length
+# Control characters (C0, DEL, C1) and the line and paragraph separators: a name with one
+# of them would garble every line it is printed on.
+_CONTROL = frozenset({"Cc", "Zl", "Zp"})
+
+
 def create_marketplace(session: Session, name: str) -> NewMarketplace:
+    if any(unicodedata.category(c) in _CONTROL for c in name):
+        raise InvalidInput(
+            f"marketplace name must not contain control characters: {name!r}",
+            field="name",
+            code="invalid_name",
+        )
     name = name.strip()
     if not name:
         raise InvalidInput("marketplace name must not be empty", field="name")
+    if len(name) > MAX_MARKETPLACE_NAME:
+        raise InvalidInput(
+            f"marketplace name must be at most {MAX_MARKETPLACE_NAME} characters",
+            field="name",
+            code="invalid_name",
+        )
     existing = session.execute(
         select(models.Marketplace.id).where(models.Marketplace.name == name)
     ).scalar()
@@ -103,10 +122,22 @@ def ensure_marketplace(session: Session, name: str) -> int:
     )
 
 
+# The zero address burns what it is sent, and the precompiles and system contracts live at
+# the lowest addresses (0x01..0x11 today, more with each fork): none of them is anybody's wallet.
+HIGHEST_RESERVED_ADDRESS = 0xFFFF
+
+
 def checked_address(value: str, *, field: str = "payout_address") -> str:
-    """Accept only an EIP-55 checksummed address (or all-lowercase hex, which has no checksum)."""
-    if not isinstance(value, str) or not is_address(value):
+    """Accept only an EIP-55 checksummed address (or all-lowercase hex, which has no checksum)
+    that can be a wallet: not the zero address, not a precompile (<= 0xffff)."""
+    if not isinstance(value, str) or not value.startswith("0x") or not is_address(value):
         raise InvalidInput("not an Ethereum address", field=field, code="invalid_address")
+    if int(value, 16) <= HIGHEST_RESERVED_ADDRESS:
+        raise InvalidInput(
+            "the zero address and precompiles (0x0...0 to 0x0...ffff) cannot be paid",
+            field=field,
+            code="invalid_address",
+        )
     if value != value.lower() and not is_checksum_address(value):
         raise InvalidInput(
             "address checksum (EIP-55) does not match", field=field, code="invalid_checksum"

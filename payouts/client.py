@@ -9,14 +9,22 @@ Every earning carries an idempotency key (generated when you do not give one) an
 resends the same key, so a timeout, a dropped connection or a 5xx can be retried without ever
 crediting twice. Errors are raised as ``PayoutsApiError`` subclasses chosen by the API's
 stable error code.
+
+What the API would refuse whatever its configuration is refused here before anything is sent,
+as the same ``InvalidRequest`` (status 422, the API's code and field): a key that is not 1..255
+visible ASCII characters, an ``int`` amount not above zero or past what a transfer can carry,
+an ``occurred_at`` without a UTC offset from -12:00 to +14:00 or outside 2000-01-01T00:00Z to a
+day from now, a payout address that is not hex or is the zero address or a precompile. Amounts
+given as strings, assets and each asset's ceiling are the server's to check.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +38,12 @@ from tenacity import (
 )
 
 MAX_BATCH = 10_000
+MAX_KEY_LENGTH = 255
+MAX_AMOUNT = 2**96 - 1  # what one transfer of the batcher carries; each asset's ceiling is lower
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_AHEAD = timedelta(days=1)
+_KEY = re.compile(f"[!-~]{{1,{MAX_KEY_LENGTH}}}")
+_ADDRESS = re.compile("0x[0-9a-fA-F]{40}")
 
 
 class PayoutsApiError(Exception):
@@ -127,28 +141,94 @@ class BatchReceipt:
     keys: list[str]
 
 
+# A problem found before sending: the field's name, the API's code, a message.
+_Problem = tuple[str, str, str]
+
+
 def _amount(value: int | str) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError("amount must be an int (or str) of base units, never a float")
     return str(value)
 
 
+def _amount_problem(value: int | str) -> _Problem | None:
+    if isinstance(value, int) and value <= 0:
+        return ("amount", "invalid_amount", "amount must be greater than zero")
+    if isinstance(value, int) and value > MAX_AMOUNT:
+        return ("amount", "amount_too_large", f"amount must be at most {MAX_AMOUNT}")
+    return None
+
+
+def _occurred_at_problem(value: datetime | str | None) -> _Problem | None:
+    if not isinstance(value, datetime):
+        return None
+    offset = value.utcoffset()
+    if offset is None:
+        return ("occurred_at", "invalid_occurred_at", "occurred_at must carry a UTC offset")
+    if not timedelta(hours=-12) <= offset <= timedelta(hours=14) or offset % timedelta(minutes=1):
+        return (
+            "occurred_at",
+            "invalid_occurred_at",
+            "occurred_at must have a UTC offset from -12:00 to +14:00 in whole minutes",
+        )
+    latest = datetime.now(UTC) + MAX_AHEAD
+    if not 1999 <= value.year <= latest.year or not (
+        EARLIEST_OCCURRED_AT <= value.astimezone(UTC) <= latest
+    ):
+        return (
+            "occurred_at",
+            "invalid_occurred_at",
+            "occurred_at must be from 2000-01-01T00:00:00+00:00 to one day from now",
+        )
+    return None
+
+
+def _key_problem(key: object, name: str) -> _Problem | None:
+    if isinstance(key, str) and _KEY.fullmatch(key):
+        return None
+    return (
+        name,
+        "invalid_idempotency_key",
+        f"idempotency key must be 1..{MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)",
+    )
+
+
+def _refused(problems: list[tuple[int | None, _Problem]]) -> InvalidRequest:
+    """What the API would have answered: the first problem, and every one in ``errors``."""
+    errors: list[dict[str, Any]] = []
+    for index, (name, code, message) in problems:
+        where = name if index is None else f"earnings[{index}].{name}"
+        error: dict[str, Any] = {"code": code, "field": where, "message": message}
+        if index is not None:
+            error["index"] = index
+        errors.append(error)
+    _, code, message = problems[0][1]
+    return InvalidRequest(422, code, message, errors[0]["field"], errors)
+
+
 def _earning_body(
     creator_id: str,
     amount: int | str,
     asset: str,
-    occurred_at: datetime | None,
+    occurred_at: datetime | str | None,
     reference: str | None,
     metadata: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"creator_id": creator_id, "amount": _amount(amount), "asset": asset}
     if occurred_at is not None:
-        body["occurred_at"] = occurred_at.isoformat()
+        body["occurred_at"] = (
+            occurred_at.isoformat() if isinstance(occurred_at, datetime) else occurred_at
+        )
     if reference is not None:
         body["reference"] = reference
     if metadata is not None:
         body["metadata"] = dict(metadata)
     return body
+
+
+def _earning_problems(amount: int | str, occurred_at: datetime | str | None) -> list[_Problem]:
+    found = [_amount_problem(amount), _occurred_at_problem(occurred_at)]
+    return [p for p in found if p is not None]
 
 
 class PayoutsClient:
@@ -195,11 +275,12 @@ class PayoutsClient:
         metadata: Mapping[str, Any] | None = None,
     ) -> EarningReceipt:
         key = idempotency_key or str(uuid.uuid4())
+        body = _earning_body(creator_id, amount, asset, occurred_at, reference, metadata)
+        problems = [_key_problem(key, "Idempotency-Key"), *_earning_problems(amount, occurred_at)]
+        if any(problems):
+            raise _refused([(None, p) for p in problems if p is not None])
         response = self._request(
-            "POST",
-            "/v1/earnings",
-            json=_earning_body(creator_id, amount, asset, occurred_at, reference, metadata),
-            headers={"Idempotency-Key": key},
+            "POST", "/v1/earnings", json=body, headers={"Idempotency-Key": key}
         )
         body = response.json()
         return EarningReceipt(
@@ -218,7 +299,8 @@ class PayoutsClient:
         ``amount``, ``asset`` and optionally ``idempotency_key`` (generated if absent),
         ``occurred_at``, ``reference``, ``metadata``."""
         items = []
-        for e in earnings:
+        problems: list[tuple[int | None, _Problem]] = []
+        for index, e in enumerate(earnings):
             body = _earning_body(
                 e["creator_id"],
                 e["amount"],
@@ -229,6 +311,13 @@ class PayoutsClient:
             )
             body["idempotency_key"] = e.get("idempotency_key") or str(uuid.uuid4())
             items.append(body)
+            found = [
+                _key_problem(body["idempotency_key"], "idempotency_key"),
+                *_earning_problems(e["amount"], e.get("occurred_at")),
+            ]
+            problems.extend((index, p) for p in found if p is not None)
+        if problems:
+            raise _refused(problems)
         created = replayed = 0
         ids: list[int] = []
         for start in range(0, len(items), MAX_BATCH):
@@ -245,6 +334,26 @@ class PayoutsClient:
     # --- creators ---
 
     def set_payout_address(self, creator_id: str, payout_address: str) -> dict[str, Any]:
+        """``payout_address`` all lowercase or EIP-55 checksummed; the zero address and the
+        precompiles (up to 0x...ffff) cannot be paid."""
+        if not (
+            isinstance(payout_address, str)
+            and _ADDRESS.fullmatch(payout_address)
+            and int(payout_address, 16) > 0xFFFF
+        ):
+            raise _refused(
+                [
+                    (
+                        None,
+                        (
+                            "payout_address",
+                            "invalid_address",
+                            "not a payable Ethereum address (0x and 40 hex digits, above"
+                            " 0x...ffff)",
+                        ),
+                    )
+                ]
+            )
         return self._json(
             "PUT", f"/v1/creators/{_segment(creator_id)}", json={"payout_address": payout_address}
         )

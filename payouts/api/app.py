@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
@@ -12,14 +12,16 @@ from payouts.api.auth import KeyCache
 from payouts.api.group_commit import EarningWriter
 from payouts.api.routes import creators, earnings, health, ops
 from payouts.api.routes import payouts as payout_routes
+from payouts.api.routes.common import known_query_only
 from payouts.runtime import Runtime
 
 DESCRIPTION = """\
 Marketplaces send creator earnings here; payouts reports where each one went.
 
-Amounts are strings of integer base units. Every earning carries an idempotency key: retry
-with the same key as often as you like, it is recorded once. Errors have one shape:
-`{"error": {"code", "message", "field"}}`.
+Amounts are canonical strings of integer base units. Every earning carries an idempotency key
+(visible ASCII): retry with the same key as often as you like, it is recorded once. Every bound
+the server enforces is in this document (patterns, lengths, the configured assets); errors
+have one shape: `{"error": {"code", "message", "field"}}`.
 """
 
 
@@ -36,13 +38,15 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(known_query_only)],
     )
     app.state.runtime = runtime
     app.state.key_cache = KeyCache()
     app.state.earning_writer = EarningWriter(runtime)
-    app.state.asset_symbols = frozenset(a.symbol for a in runtime.assets())
+    # Only what the operator configured: the runtime adds the native asset for gas by itself.
+    app.state.asset_ceilings = {a.symbol: a.max_earning for a in runtime.settings.assets}
     errors.install(app)
     for module in (health, earnings, creators, payout_routes, ops):
         app.include_router(module.router)
-    openapi.install(app)
+    openapi.install(app, app.state.asset_ceilings)
     return app

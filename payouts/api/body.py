@@ -24,7 +24,10 @@ BATCH_BODY_LIMIT = 16 * KIB * KIB
 DOMAIN_CODES = frozenset(
     {
         "invalid_amount",
+        "amount_too_large",
         "unknown_asset",
+        "invalid_occurred_at",
+        "invalid_idempotency_key",
         "invalid_address",
         "invalid_checksum",
         "invalid_metadata",

@@ -1,18 +1,24 @@
 """Request and response bodies of API v1. Field names are part of the contract.
 
-Amounts travel as strings of integer base units: JSON numbers are refused (a float or a
-64-bit overflow in a client's JSON library must not become money). Validators raise errors
-whose type is the code the client sees (``invalid_amount``, ``unknown_asset``, ...).
+Amounts travel as canonical strings of integer base units: JSON numbers are refused (a float
+or a 64-bit overflow in a client's JSON library must not become money). Validators raise
+errors whose type is the code the client sees (``invalid_amount``, ``unknown_asset``, ...).
+
+The schemas carry the patterns of ``api.contract``, so the published document states every
+rule checked here; what depends on the configuration (the assets, each one's largest earning,
+today's date) is filled in by ``api.openapi``.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -21,9 +27,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from payouts.api import contract
 from payouts.catalog import checked_address
 from payouts.errors import InvalidInput
-from payouts.ingest.earnings import MAX_KEY_LENGTH, Earning
+from payouts.ingest.earnings import MAX_KEY_LENGTH, Earning, check_occurred_at, valid_key
 from payouts.money import parse_amount
 
 MAX_BATCH = 10_000
@@ -41,15 +48,59 @@ def clean_text(value: str) -> str:
     return value
 
 
-Amount = Annotated[
-    str,
-    Field(
-        pattern=r"^[0-9]{1,78}$",
-        description="Integer base units of the asset, as a string of digits.",
-        examples=["1250000"],
-    ),
+# RFC 3339 as the API takes it: seconds always, at most microseconds, "Z" or "+hh:mm".
+_RFC_3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_occurred_at(value: object) -> datetime | None:
+    """An RFC 3339 timestamp from 2000 to a day ahead with a real UTC offset, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _RFC_3339.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_occurred_at",
+            "occurred_at must be an RFC 3339 timestamp with seconds and a UTC offset,"
+            " e.g. 2026-01-31T12:00:00Z",
+        )
+    try:
+        return check_occurred_at(datetime.fromisoformat(value))
+    except ValueError:
+        raise PydanticCustomError("invalid_occurred_at", "occurred_at is no such time") from None
+    except InvalidInput as exc:
+        raise PydanticCustomError("invalid_occurred_at", str(exc)) from None
+
+
+OCCURRED_AT_DESCRIPTION = (
+    "When the earning happened: RFC 3339 with seconds (at most microseconds) and a UTC offset"
+    " from -12:00 to +14:00, from 2000-01-01T00:00:00Z to one day after the server's clock."
+    " The pattern lists what is valid whatever the clock says (it is rebuilt each day); a time"
+    " later today west of UTC, or tomorrow, is accepted too while within a day from now."
+)
+OccurredAt = Annotated[datetime | None, BeforeValidator(parse_occurred_at)]
+Text255 = Annotated[
+    str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": contract.TEXT_PATTERN})
 ]
-Text255 = Annotated[str, Field(min_length=1, max_length=255)]
+
+# Metadata is any JSON object without NUL in its strings, at most 4096 bytes as JSON.
+METADATA_VALUE_REF = "#/components/schemas/MetadataValue"
+METADATA_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "A JSON value whose strings (and keys) hold no NUL.",
+    "anyOf": [
+        {"type": "string", "pattern": contract.TEXT_PATTERN},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": METADATA_VALUE_REF}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": contract.TEXT_PATTERN},
+            "additionalProperties": {"$ref": METADATA_VALUE_REF},
+        },
+    ],
+}
 
 
 class _Strict(BaseModel):
@@ -58,27 +109,46 @@ class _Strict(BaseModel):
 
 class EarningIn(_Strict):
     creator_id: Annotated[Text255, Field(description="The marketplace's id for the creator.")]
-    amount: Amount
-    asset: Annotated[str, Field(min_length=1, max_length=16, examples=["USDC"])]
-    occurred_at: AwareDatetime | None = None
-    reference: Annotated[str, Field(max_length=255)] | None = None
+    # Before the amount, whose ceiling is the asset's.
+    asset: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=16,
+            description="One of the assets the operator configured.",
+            examples=["USDC"],
+        ),
+    ]
+    amount: Annotated[
+        str,
+        Field(
+            description=(
+                "Integer base units of the asset as a canonical decimal string (no sign,"
+                " leading zero, point, exponent or space), above zero and at most the"
+                " asset's largest earning."
+            ),
+            examples=["1250000"],
+        ),
+    ]
+    occurred_at: Annotated[
+        OccurredAt,
+        Field(
+            description=OCCURRED_AT_DESCRIPTION,
+            json_schema_extra={"examples": ["2026-01-31T12:00:00Z"]},
+        ),
+    ] = None
+    reference: Annotated[
+        str | None, Field(max_length=255, json_schema_extra={"pattern": contract.TEXT_PATTERN})
+    ] = None
     metadata: dict[str, Any] | None = Field(
-        default=None, description=f"Any JSON object up to {MAX_METADATA_BYTES} bytes."
+        default=None,
+        description=f"Any JSON object up to {MAX_METADATA_BYTES} bytes, without NUL.",
     )
 
     @field_validator("creator_id", "reference", "asset")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         return None if value is None else clean_text(value)
-
-    @field_validator("amount")
-    @classmethod
-    def _amount(cls, value: str) -> str:
-        try:
-            parse_amount(value)
-        except InvalidInput as exc:
-            raise PydanticCustomError("invalid_amount", str(exc)) from None
-        return value
 
     @field_validator("asset")
     @classmethod
@@ -90,6 +160,16 @@ class EarningIn(_Strict):
                 "unknown asset {asset}; configured: {known}",
                 {"asset": value, "known": ", ".join(sorted(known))},
             )
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount(cls, value: str, info: ValidationInfo) -> str:
+        ceilings = (info.context or {}).get("assets") or {}
+        try:
+            parse_amount(value, ceiling=ceilings.get(info.data.get("asset")))
+        except InvalidInput as exc:
+            raise PydanticCustomError(exc.code, str(exc)) from None
         return value
 
     @field_validator("metadata")
@@ -124,12 +204,27 @@ class EarningIn(_Strict):
 
 
 class BatchEarningIn(EarningIn):
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+    idempotency_key: Annotated[
+        str,
+        Field(
+            description=f"1..{MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E).",
+            json_schema_extra={
+                "minLength": 1,
+                "maxLength": MAX_KEY_LENGTH,
+                "pattern": contract.KEY_PATTERN,
+            },
+        ),
+    ]
 
     @field_validator("idempotency_key")
     @classmethod
     def _key(cls, value: str) -> str:
-        return clean_text(value)
+        if not valid_key(value):
+            raise PydanticCustomError(
+                "invalid_idempotency_key",
+                f"idempotency_key must be 1..{MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)",
+            )
+        return value
 
 
 class EarningBatchIn(_Strict):
@@ -140,9 +235,13 @@ class PayoutAddressIn(_Strict):
     payout_address: Annotated[
         str,
         Field(
-            pattern=r"^0x[0-9a-fA-F]{40}$",
-            description="EIP-55 checksummed (or all-lowercase) address.",
-            examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+            description=(
+                "An address above 0xffff (not the zero address, not a precompile), all"
+                " lowercase or with its EIP-55 checksum. The pattern shows the lowercase"
+                " spelling, since a pattern cannot check a checksum."
+            ),
+            examples=["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"],
+            json_schema_extra={"pattern": contract.address_pattern()},
         ),
     ]
 
@@ -161,7 +260,15 @@ class SettlementRunIn(_Strict):
 
 
 class ResolveIn(_Strict):
-    resolution: Annotated[str, Field(min_length=1, max_length=2000)]
+    resolution: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2000,
+            description="What was done about it: text that is not all blanks, without NUL.",
+            json_schema_extra={"pattern": contract.NOT_BLANK_PATTERN},
+        ),
+    ]
 
     @field_validator("resolution")
     @classmethod

@@ -1,8 +1,14 @@
 """Recording earnings: one or ten thousand credits in a few set-based statements.
 
 An earning is idempotent on (marketplace, idempotency key). The same key with the same body
-returns the first result; with a different body it is an ``IdempotencyConflict`` and nothing
-of the request is written. Each new credit posts Dr marketplace funding / Cr creator payable.
+returns the first result (inside one request too: the second occurrence is a replay of the
+first); with a different body it is an ``IdempotencyConflict`` and nothing of the request is
+written. Each new credit posts Dr marketplace funding / Cr creator payable.
+
+Every entry point holds the same bounds, checked here before anything is written: a key of 1
+to 255 visible ASCII characters, an amount above zero and at most the asset's ceiling, a
+configured asset, and an ``occurred_at`` with a real UTC offset between 2000-01-01T00:00Z and
+one day after now.
 """
 
 from __future__ import annotations
@@ -11,17 +17,26 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts.catalog import asset_ids, ensure_creators
+from config.settings import AssetConfig
+from payouts.catalog import ensure_creators
 from payouts.errors import IdempotencyConflict, InvalidInput
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 
 MAX_KEY_LENGTH = 255
+# Visible ASCII only (0x21-0x7E): a key means the same bytes in a header and in a JSON body.
+KEY_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
+# When an earning can have happened: from 2000 to a day ahead of our clock (clocks drift,
+# time zones differ), with a UTC offset some place on earth uses.
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_AHEAD = timedelta(days=1)
+MIN_OFFSET = timedelta(hours=-12)
+MAX_OFFSET = timedelta(hours=14)
 
 
 @dataclass(frozen=True)
@@ -60,12 +75,49 @@ def _field(count: int, index: int, name: str) -> str:
     return f"earnings[{index}].{name}" if count > 1 else name
 
 
-def _validate(earnings: Sequence[Earning], known_assets: Mapping[str, int]) -> None:
+def valid_key(key: object) -> bool:
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= MAX_KEY_LENGTH
+        and all(c in KEY_CHARACTERS for c in key)
+    )
+
+
+def check_occurred_at(
+    value: datetime, *, field: str = "occurred_at", now: datetime | None = None
+) -> datetime:
+    """``value`` if it names an instant from 2000 to a day ahead with a real UTC offset."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise InvalidInput(
+            "occurred_at must carry a UTC offset", field=field, code="invalid_occurred_at"
+        )
+    if not MIN_OFFSET <= offset <= MAX_OFFSET or offset % timedelta(minutes=1):
+        raise InvalidInput(
+            "occurred_at must have a UTC offset from -12:00 to +14:00 in whole minutes",
+            field=field,
+            code="invalid_occurred_at",
+        )
+    latest = (now or datetime.now(UTC)) + MAX_AHEAD
+    # Compared before converting: a year-1 or year-9999 time may not exist in UTC at all.
+    if not 1999 <= value.year <= latest.year or not (
+        EARLIEST_OCCURRED_AT <= value.astimezone(UTC) <= latest
+    ):
+        raise InvalidInput(
+            f"occurred_at must be from {EARLIEST_OCCURRED_AT.isoformat()} to one day from now",
+            field=field,
+            code="invalid_occurred_at",
+        )
+    return value
+
+
+def _validate(earnings: Sequence[Earning], ceilings: Mapping[str, int]) -> None:
     n = len(earnings)
+    now = datetime.now(UTC)
     for index, e in enumerate(earnings):
-        if not e.idempotency_key or len(e.idempotency_key) > MAX_KEY_LENGTH:
+        if not valid_key(e.idempotency_key):
             raise InvalidInput(
-                f"idempotency key must be 1..{MAX_KEY_LENGTH} characters",
+                f"idempotency key must be 1..{MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)",
                 field=_field(n, index, "idempotency_key"),
                 code="invalid_idempotency_key",
             )
@@ -79,20 +131,48 @@ def _validate(earnings: Sequence[Earning], known_assets: Mapping[str, int]) -> N
                 field=_field(n, index, "amount"),
                 code="invalid_amount",
             )
-        if e.asset not in known_assets:
+        if e.asset not in ceilings:
             raise InvalidInput(
                 f"unknown asset {e.asset!r}", field=_field(n, index, "asset"), code="unknown_asset"
             )
+        if e.amount > ceilings[e.asset]:
+            raise InvalidInput(
+                f"amount must be at most {ceilings[e.asset]} base units of {e.asset}",
+                field=_field(n, index, "amount"),
+                code="amount_too_large",
+            )
+        if e.occurred_at is not None:
+            check_occurred_at(e.occurred_at, field=_field(n, index, "occurred_at"), now=now)
+
+
+def _assets(session: Session) -> dict[str, tuple[int, int]]:
+    """Every asset in the table: its id and the default ceiling its decimals give."""
+    rows = session.execute(text("SELECT symbol, id, decimals FROM assets"))
+    return {r.symbol: (r.id, AssetConfig.default_max_earning(r.decimals)) for r in rows}
 
 
 def record_earnings(
-    session: Session, marketplace_id: int, earnings: Sequence[Earning]
+    session: Session,
+    marketplace_id: int,
+    earnings: Sequence[Earning],
+    *,
+    limits: Mapping[str, int] | None = None,
 ) -> list[Recorded]:
-    """Record earnings for one marketplace; the result is in the order of ``earnings``."""
+    """Record earnings for one marketplace; the result is in the order of ``earnings``.
+
+    ``limits`` are the configured assets and the largest earning each takes (``max_earning``);
+    an asset outside them is unknown. Without them every asset in the table is known (the
+    runtime adds the native one for gas) and takes up to its default ceiling.
+    """
     if not earnings:
         return []
-    known_assets = asset_ids(session)
-    _validate(earnings, known_assets)
+    assets = _assets(session)
+    if limits is None:
+        ceilings = {symbol: ceiling for symbol, (_, ceiling) in assets.items()}
+    else:
+        ceilings = {symbol: ceiling for symbol, ceiling in limits.items() if symbol in assets}
+    _validate(earnings, ceilings)
+    known_assets = {symbol: asset_id for symbol, (asset_id, _) in assets.items()}
 
     hashes = [e.request_hash() for e in earnings]
     first: dict[str, tuple[int, str]] = {}
@@ -119,11 +199,13 @@ def record_earnings(
         existing = _existing(session, marketplace_id, keys)
         _raise_on_conflicts(existing, first)
     # New is what this request's insert returned: a key another request inserted between our
-    # read and our insert is a replay here, though it committed in the meantime.
+    # read and our insert is a replay here, though it committed in the meantime. A key that
+    # comes again later in this request is a replay of its first occurrence.
     results = []
-    for e in earnings:
+    for index, e in enumerate(earnings):
         credit_id, _, state = existing[e.idempotency_key]
-        results.append(Recorded(credit_id, e.idempotency_key, credit_id not in inserted, state))
+        created = credit_id in inserted and first[e.idempotency_key][0] == index
+        results.append(Recorded(credit_id, e.idempotency_key, not created, state))
     return results
 
 

@@ -19,11 +19,17 @@ from payouts.ingest.earnings import Earning, Recorded, record_earnings
 from payouts.runtime import Runtime
 
 
+def _ceilings(rt: Runtime) -> dict[str, int]:
+    """The configured assets and the largest single earning each accepts: an asset the
+    operator never configured (the native one, kept for gas) takes no earnings."""
+    return {a.symbol: a.max_earning for a in rt.settings.assets}
+
+
 def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[Recorded]:
     rt.asset_ids()
     with rt.uow() as session:
         marketplace_id = ensure_marketplace(session, marketplace)
-        results = record_earnings(session, marketplace_id, earnings)
+        results = record_earnings(session, marketplace_id, earnings, limits=_ceilings(rt))
         session.commit()
     return results
 
@@ -32,7 +38,7 @@ def record_for(rt: Runtime, marketplace_id: int, earnings: Sequence[Earning]) ->
     """Record a marketplace's earnings in one transaction: all of them or, on any error, none."""
     rt.asset_ids()
     with rt.uow() as session:
-        results = record_earnings(session, marketplace_id, earnings)
+        results = record_earnings(session, marketplace_id, earnings, limits=_ceilings(rt))
         session.commit()
     return results
 
@@ -97,7 +103,9 @@ def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> li
             while indexes:
                 try:
                     with session.begin_nested():
-                        recorded = record_earnings(session, m, [requests[i][1] for i in indexes])
+                        recorded = record_earnings(
+                            session, m, [requests[i][1] for i in indexes], limits=_ceilings(rt)
+                        )
                     break
                 except IdempotencyConflict as exc:
                     reused = set(exc.keys)

@@ -198,7 +198,7 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes | None, int, str, str | N
         "/v1/earnings",
         {"Idempotency-Key": "k" * 256},
         body(),
-        400,
+        422,  # a malformed key, like a non-ASCII one; only a missing key is 400
         "invalid_idempotency_key",
         "Idempotency-Key",
     ),

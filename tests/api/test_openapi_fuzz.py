@@ -1,8 +1,8 @@
 """Schemathesis over the published OpenAPI document: whatever it generates, no server error,
 and every answer is one the document promises (status, content type, body schema).
 
-Left out: checks that a schema-valid request is accepted. The document cannot say which
-assets are configured or that an amount must be above zero, so those are refused with a 422.
+These are the answer checks only; ``test_openapi_contract.py`` runs every check schemathesis
+has, among them that a request valid by the document is accepted and an invalid one refused.
 
 The app runs over a real database (with one marketplace's earnings and a payout in it) and a
 real chain, so a settlement run the fuzzer triggers is a real one.

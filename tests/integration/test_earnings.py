@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from config.settings import AssetConfig
 from payouts.db import engine_for
 from payouts.errors import IdempotencyConflict, InvalidInput
 from payouts.ingest import handlers as ingest
@@ -172,7 +173,7 @@ def test_a_replayed_batch_flags_only_the_new_keys_as_new(ledger_runtime: Runtime
     [
         Earning("order-1", "alice", 12_346, "USDC"),
         Earning("order-1", "bob", 12_345, "USDC"),
-        Earning("order-1", "alice", 12_345, "ETH"),
+        Earning("order-1", "alice", 12_345, "EURC"),
         Earning("order-1", "alice", 12_345, "USDC", reference="other"),
         Earning("order-1", "alice", 12_345, "USDC", metadata={"x": 1}),
     ],
@@ -181,6 +182,9 @@ def test_a_replayed_batch_flags_only_the_new_keys_as_new(ledger_runtime: Runtime
 def test_the_same_key_with_a_different_body_is_a_conflict_that_writes_nothing(
     ledger_runtime: Runtime, changed: Earning
 ) -> None:
+    # A second configured token, so that the asset too can be the one thing that differs.
+    eurc = {"symbol": "EURC", "decimals": 6, "address": "0x" + "e" * 40}
+    ledger_runtime.settings.assets.append(AssetConfig.model_validate(eurc))
     [first] = ingest.record(
         ledger_runtime, MARKETPLACE, [Earning("order-1", "alice", 12_345, "USDC")]
     )

@@ -15,7 +15,6 @@ from payouts.money import MAX_PACKED_AMOUNT, UINT256_MAX, format_units, parse_am
     [
         ("1", 1),
         ("1000000", 1_000_000),
-        ("0042", 42),
         (7, 7),
         (10**18, 10**18),
         (str(MAX_PACKED_AMOUNT), MAX_PACKED_AMOUNT),
@@ -44,6 +43,9 @@ def test_parse_amount_accepts_positive_digit_strings_and_ints(
         pytest.param("0", id="zero-string"),
         pytest.param(0, id="zero-int"),
         pytest.param("000", id="zeros"),
+        pytest.param("0042", id="leading-zeros"),
+        pytest.param("007", id="leading-zeros-short"),
+        pytest.param("01", id="leading-zero"),
         pytest.param("+5", id="plus-sign"),
         pytest.param(" 5", id="leading-space"),
         pytest.param("5 ", id="trailing-space"),
@@ -83,6 +85,32 @@ def test_parse_amount_error_names_the_field_it_was_given() -> None:
 def test_parse_amount_error_states_the_packed_limit() -> None:
     with pytest.raises(InvalidAmount, match=str(MAX_PACKED_AMOUNT)):
         parse_amount(MAX_PACKED_AMOUNT + 1)
+
+
+@pytest.mark.parametrize(
+    "given_value", [10**12 + 1, str(10**12 + 1), MAX_PACKED_AMOUNT, UINT256_MAX]
+)
+def test_parse_amount_refuses_an_amount_above_the_ceiling_it_is_given_as_too_large(
+    given_value: object,
+) -> None:
+    with pytest.raises(InvalidAmount) as raised:
+        parse_amount(given_value, ceiling=10**12, field="earnings[2].amount")
+    assert raised.value.code == "amount_too_large"
+    assert raised.value.field == "earnings[2].amount"
+    assert str(10**12) in str(raised.value)
+
+
+@pytest.mark.parametrize("given_value", [UINT256_MAX + 1, str(UINT256_MAX + 1), "0", "007"])
+def test_parse_amount_with_a_ceiling_still_calls_what_is_no_amount_invalid(
+    given_value: object,
+) -> None:
+    with pytest.raises(InvalidAmount) as raised:
+        parse_amount(given_value, ceiling=10**12)
+    assert raised.value.code == "invalid_amount"
+
+
+def test_parse_amount_accepts_the_ceiling_itself() -> None:
+    assert parse_amount(str(10**12), ceiling=10**12) == 10**12
 
 
 @pytest.mark.parametrize(

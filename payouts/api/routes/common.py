@@ -1,16 +1,22 @@
-"""What every route needs: the runtime, the known assets, cursors, shared responses."""
+"""What every route needs: the runtime, the configured assets, ids, cursors, shared responses."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.convertors import Convertor, register_url_convertor
 
+from payouts.api.contract import ID_PATTERN
 from payouts.api.errors import ApiError
 from payouts.api.schemas import ErrorEnvelope
+from payouts.errors import NotFound
 from payouts.runtime import Runtime
 
 SECURED: dict[str, Any] = {"security": [{"bearerAuth": []}]}
@@ -21,8 +27,63 @@ MAX_PAGE = 100
 MAX_ID = 2**63 - 1
 
 # The paging parameters of every newest-first listing.
-Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=64, description="next_cursor of the previous page, exactly as returned"),
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+
+
+class _RowIdConvertor(Convertor[str]):
+    """``{name:row_id}`` in a route's path: only a canonical decimal matches the route, so
+    ``/v1/earnings/01`` names nothing (404) and ``GET /v1/earnings/batch`` is the wrong method
+    for the batch route (405), not an earning called "batch"."""
+
+    regex = ID_PATTERN.strip("^$")
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("row_id", _RowIdConvertor())
+
+# A row's id in a path (declared ``{name:row_id}``): only its canonical decimal names it
+# ("01", "+1", "1.0" name nothing).
+RowId = Annotated[str, Path(pattern=ID_PATTERN, description="A positive id, in canonical decimal.")]
+
+
+def row_id(value: str) -> int:
+    """The id a ``RowId`` path segment names; past bigint it names nothing."""
+    parsed = int(value)
+    if parsed > MAX_ID:
+        raise NotFound(f"no such id {value}")
+    return parsed
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def known_query_only(request: Request) -> None:
+    """App-wide dependency: a query parameter the route does not declare is refused (422), not
+    silently ignored: a misspelt ``cursr=`` must not quietly return the first page."""
+    route = request.scope.get("route")
+    declared = _query_names(route.dependant) if isinstance(route, APIRoute) else set()
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        raise ApiError(
+            422,
+            "unknown_parameter",
+            f"unknown query parameter {unknown[0]!r}; this endpoint takes:"
+            f" {', '.join(sorted(declared)) or 'none'}",
+            field=unknown[0],
+        )
 
 
 def runtime(request: Request) -> Runtime:
@@ -30,9 +91,10 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def asset_symbols(request: Request) -> frozenset[str]:
-    symbols: frozenset[str] = request.app.state.asset_symbols
-    return symbols
+def asset_ceilings(request: Request) -> Mapping[str, int]:
+    """The configured assets and the largest earning each takes, in base units."""
+    ceilings: Mapping[str, int] = request.app.state.asset_ceilings
+    return ceilings
 
 
 def encode_cursor(last_id: int | None) -> str | None:
@@ -55,7 +117,8 @@ def decode_cursor(cursor: str | None) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, value = raw.partition(":")
         last_id = int(value)
-        if version != "v1" or not 0 < last_id <= MAX_ID:
+        # Only the very text encode_cursor wrote: no other spelling of the id or the base64.
+        if version != "v1" or not 0 < last_id <= MAX_ID or encode_cursor(last_id) != cursor:
             raise ValueError(raw)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(

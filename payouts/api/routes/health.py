@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from payouts.api.routes.common import runtime
+from payouts.api.schemas import ErrorEnvelope
 from payouts.db import engine_for
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+# Like every route, these refuse a query parameter they do not take.
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorEnvelope, "description": "An undeclared query parameter"}
+}
+
+
+@router.get("/healthz", summary="The process is up", responses=_REFUSED)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database and the broker answer")
+@router.get(
+    "/readyz",
+    summary="The database and the broker answer",
+    responses={**_REFUSED, 503: {"description": "Not ready: the checks name what is not"}},
+)
 def readyz(request: Request) -> JSONResponse:
     import redis
 

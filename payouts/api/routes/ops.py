@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -13,12 +13,13 @@ from payouts.api.body import SINGLE_BODY_LIMIT, parse, read_body
 from payouts.api.openapi import json_body
 from payouts.api.routes.common import (
     ERRORS,
-    MAX_ID,
     SECURED,
     Cursor,
     Limit,
+    RowId,
     decode_cursor,
     page_response,
+    row_id,
     runtime,
 )
 from payouts.api.schemas import (
@@ -34,7 +35,7 @@ from payouts.ops.handlers import SettlementRun
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"], dependencies=[Depends(admin)])
 
-ExceptionId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ExceptionId = RowId
 
 
 def _run_summary(run: SettlementRun, dry_run: bool) -> dict[str, Any]:
@@ -105,28 +106,29 @@ def list_exceptions(
 
 
 @router.get(
-    "/exceptions/{exception_id}",
+    "/exceptions/{exception_id:row_id}",
     responses={200: {"model": ExceptionOut}, **ERRORS},
     openapi_extra=SECURED,
     summary="One exception with its evidence",
 )
 def get_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
-    return JSONResponse(handlers.get_exception(runtime(request), exception_id))
+    return JSONResponse(handlers.get_exception(runtime(request), row_id(exception_id)))
 
 
 @router.post(
-    "/exceptions/{exception_id}/resolve",
+    "/exceptions/{exception_id:row_id}/resolve",
     responses={200: {"model": ExceptionOut}, **ERRORS},
     openapi_extra={**json_body(ResolveIn), **SECURED},
     summary="Close an exception with what was done about it (once)",
 )
 async def resolve_exception(request: Request, exception_id: ExceptionId) -> JSONResponse:
+    target = row_id(exception_id)
     body = await read_body(request, SINGLE_BODY_LIMIT)
     data = parse(RESOLVE, body)
     resolved = await run_in_threadpool(
         handlers.resolve_exception,
         runtime(request),
-        exception_id,
+        target,
         data.resolution,
         actor="ops-api",
     )

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from payouts.api.auth import marketplace_id
 from payouts.api.routes.common import (
     ERRORS,
-    MAX_ID,
     SECURED,
     Cursor,
     Limit,
+    RowId,
     decode_cursor,
     page_response,
+    row_id,
     runtime,
 )
 from payouts.api.schemas import PayoutOut, PayoutPage, clean_text
@@ -28,15 +29,13 @@ Marketplace = Annotated[int, Depends(marketplace_id)]
 
 
 @router.get(
-    "/v1/payouts/{payout_id}",
+    "/v1/payouts/{payout_id:row_id}",
     responses={200: {"model": PayoutOut}, **ERRORS},
     openapi_extra=SECURED,
     summary="One payout with its transitions",
 )
-def get_payout(
-    request: Request, marketplace: Marketplace, payout_id: Annotated[int, Path(ge=1, le=MAX_ID)]
-) -> JSONResponse:
-    return JSONResponse(handlers.payout(runtime(request), marketplace, payout_id))
+def get_payout(request: Request, marketplace: Marketplace, payout_id: RowId) -> JSONResponse:
+    return JSONResponse(handlers.payout(runtime(request), marketplace, row_id(payout_id)))
 
 
 @router.get(
