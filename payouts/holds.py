@@ -190,8 +190,8 @@ def reject(session: Session, hold_id: int, *, actor: str, resolution: str) -> di
     """Review says no: the payout is cancelled into the creator's carried balance and the
     creator held until an operator releases them."""
     hold = get(session, hold_id)
-    if hold["state"] != HoldState.ACTIVE:
-        raise IllegalTransition(f"hold {hold_id} is already {hold['state']}")
+    if hold["status"] != HoldState.ACTIVE:
+        raise IllegalTransition(f"hold {hold_id} is already {hold['status']}")
     payout_id = hold["payout_id"]
     end(session, [hold_id], actor=actor, resolution=resolution, to=HoldState.REJECTED)
     if payout_id is not None:
@@ -200,7 +200,7 @@ def reject(session: Session, hold_id: int, *, actor: str, resolution: str) -> di
         session,
         [
             NewHold(
-                int(hold["creator_id"]),
+                int(hold["creator_key"]),
                 "review_rejected",
                 f"hold {hold_id} rejected: {resolution}",
             )

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from config.settings import Settings
+
 if TYPE_CHECKING:
     from payouts.settlement.selection import Candidate
 
@@ -103,3 +105,22 @@ def tripped(c: Candidate, limits: Sequence[Limit], usage: Usage) -> Tripped | No
         if would_be > limit.ceiling:
             return Tripped(c, limit, used, would_be)
     return None
+
+
+def limits_for(settings: Settings, symbol: str) -> list[Limit]:
+    """The configured limits of an asset's payouts, in the order they are checked."""
+    asset = settings.asset(symbol)
+    limits: list[Limit] = []
+    for scope, configured in (
+        ("creator", asset.creator_limits),
+        ("marketplace", asset.marketplace_limits),
+    ):
+        for window in ("hour", "day"):
+            for measure in ("amount", "count"):
+                ceiling = getattr(configured, f"per_{window}_{measure}")
+                if ceiling is not None:
+                    limits.append(Limit(scope, window, measure, ceiling))  # type: ignore[arg-type]
+    for window, ceiling in (("hour", asset.outflow_per_hour), ("day", asset.outflow_per_day)):
+        if ceiling is not None:
+            limits.append(Limit("asset", window, "amount", ceiling))  # type: ignore[arg-type]
+    return limits

@@ -28,6 +28,7 @@ from payouts.chain.client import ChainClient
 from payouts.exception_queue import record_exception, resolve_exception
 from payouts.holds import NewHold
 from payouts.money import Asset
+from payouts.settlement import screening
 from payouts.settlement.finality import FinalityRule
 from payouts.settlement.policy import BatchPolicy, Conditions
 from payouts.settlement.risk import Limit, Tripped, Usage
@@ -226,6 +227,7 @@ def seal_batches(
     finality: FinalityRule | None = None,
     max_batches: int = 100,
     limits: Sequence[Limit] = (),
+    deny_check: str | None = None,
 ) -> SettlementPlan:
     """Seal as many batches as the wallet, the policy and the limits allow. The caller
     commits."""
@@ -240,6 +242,7 @@ def seal_batches(
     outcomes = _recent_outcomes(session, asset_id)
     min_amount = policy.min_amount(head.base_fee_per_gas + policy.priority_fee)
     queue, overdue = _eligible(session, asset_id, min_amount, datetime.now(UTC) - overdue_after)
+    queue = _screen_deny_list(session, queue, actor)
     usage = _usage(session, asset_id) if limits else Usage()
     approved = holds.approved_payouts(session, [c.payout_id for c in queue]) if limits else None
     waiting_for_funds = False
@@ -282,7 +285,10 @@ def seal_batches(
             break
         taken = {c.payout_id for c in pick.chosen}
         queue = [c for c in queue if c.payout_id not in taken]
-        candidate = _claim(session, pick.chosen)
+        chosen = pick.chosen
+        if deny_check:
+            chosen = _screen_token(session, chain, asset.address, deny_check, chosen, actor)
+        candidate = _claim(session, chosen)
         public_id = uuid.uuid4()
         estimate = 0
         while candidate:
@@ -352,6 +358,59 @@ def _usage(session: Session, asset_id: int) -> Usage:
         usage.count("marketplace", r.marketplace_id, r)
         usage.count("asset", 0, r)
     return usage
+
+
+def _screen_deny_list(session: Session, queue: list[Candidate], actor: str) -> list[Candidate]:
+    """Hold every payout whose recipient the deny list names; the rest go on."""
+    listed = screening.denied(session, sorted({c.recipient for c in queue}))
+    if not listed:
+        return queue
+    caught = [c for c in queue if c.recipient in listed]
+    holds.place(
+        session,
+        [
+            NewHold(
+                c.creator_id,
+                screening.DENY_LIST,
+                f"recipient {c.recipient} is on the deny list: {listed[c.recipient]['reason']}",
+                payout_id=c.payout_id,
+                figures={"address": c.recipient, **listed[c.recipient]},
+            )
+            for c in caught
+        ],
+        actor=actor,
+    )
+    return [c for c in queue if c.recipient not in listed]
+
+
+def _screen_token(
+    session: Session,
+    chain: ChainClient,
+    token: str,
+    check: str,
+    chosen: list[Candidate],
+    actor: str,
+) -> list[Candidate]:
+    """Hold every chosen payout the token itself would refuse (one batched read)."""
+    refused = screening.token_denied(chain, token, check, [c.recipient for c in chosen])
+    if not refused:
+        return chosen
+    holds.place(
+        session,
+        [
+            NewHold(
+                c.creator_id,
+                screening.TOKEN_DENY,
+                f"the token's {check} refuses {c.recipient}",
+                payout_id=c.payout_id,
+                figures={"address": c.recipient, "token": token, "check": check},
+            )
+            for c in chosen
+            if c.recipient in refused
+        ],
+        actor=actor,
+    )
+    return [c for c in chosen if c.recipient not in refused]
 
 
 def _hold(session: Session, trips: Sequence[Tripped], actor: str) -> None:

@@ -152,9 +152,12 @@ CHECKS: list[tuple[str, str]] = [
             WHERE c.state = {C.PAID.sql} AND p.state IS DISTINCT FROM {P.FINALIZED.sql}""",
     ),
     (
-        "a rolled-up credit belongs to a live payout",
+        "a rolled-up credit belongs to a live payout, or to one cancelled into carry",
         f"""SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
-            WHERE c.state = {C.ROLLED_UP.sql} AND p.state NOT IN {IN_FLIGHT}""",
+            WHERE c.state = {C.ROLLED_UP.sql} AND p.state NOT IN {IN_FLIGHT}
+              AND NOT (p.state = {P.CANCELLED.sql} AND EXISTS (
+                  SELECT 1 FROM entries e JOIN journals j ON j.id = e.journal_id
+                   WHERE e.payout_id = p.id AND j.kind = 'payout_cancelled'))""",
     ),
     (
         "a batch's items add up to its total",
