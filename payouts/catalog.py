@@ -18,7 +18,6 @@ from payouts import lifecycle
 from payouts.db import models
 from payouts.errors import InvalidInput, NotFound
 from payouts.money import Asset
-from payouts.states import CreatorState
 
 NATIVE_SYMBOL = "ETH"
 
@@ -109,6 +108,12 @@ def marketplace_for_key(session: Session, api_key: str) -> int | None:
         select(models.Marketplace.id).where(
             models.Marketplace.api_key_hash == hash_api_key(api_key)
         )
+    ).scalar()
+
+
+def marketplace_by_name(session: Session, name: str) -> int | None:
+    return session.execute(
+        select(models.Marketplace.id).where(models.Marketplace.name == name)
     ).scalar()
 
 
@@ -228,38 +233,4 @@ def set_payout_addresses(session: Session, marketplace_id: int, addresses: dict[
             "ids": [ids[k] for k in addresses],
             "addresses": [to_checksum_address(a) for a in addresses.values()],
         },
-    )
-
-
-def hold_creators(session: Session, reasons: dict[int, str], *, actor: str) -> None:
-    """Keep these creators' payouts out of batches until ``release_creator``; one audit row
-    per creator that was not already held, written by the same statement."""
-    if not reasons:
-        return
-    for reason in sorted(set(reasons.values())):
-        ids = sorted(c for c, r in reasons.items() if r == reason)
-        lifecycle.move(
-            session,
-            lifecycle.CREATOR,
-            ids,
-            CreatorState.HELD,
-            cause=reason,
-            actor=actor,
-            also={"held_reason": ":reason"},
-            params={"reason": reason},
-        )
-
-
-def release_creator(session: Session, creator_id: int, cause: str, *, actor: str) -> bool:
-    """Lift a creator's hold (audited in the same statement); False if there was none."""
-    return bool(
-        lifecycle.move(
-            session,
-            lifecycle.CREATOR,
-            [creator_id],
-            CreatorState.ACTIVE,
-            cause=cause,
-            actor=actor,
-            also={"held_reason": "NULL"},
-        )
     )

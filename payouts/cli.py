@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +22,8 @@ from payouts.ops import handlers as ops
 from payouts.reconcile.handlers import reconcile as reconcile_chain
 from payouts.rollup.handlers import rollup as roll_up
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.settlement.handlers import HoldTarget
 from payouts.submission.handlers import replay
 from payouts.tracking import handlers as tracking
 
@@ -32,6 +38,16 @@ exceptions_app = typer.Typer(
 )
 app.add_typer(marketplaces_app, name="marketplaces")
 app.add_typer(exceptions_app, name="exceptions")
+holds_app = typer.Typer(
+    help="Holds on payouts and creators: place, release, list.", no_args_is_help=True
+)
+review_app = typer.Typer(
+    help="The review queue: what a rule held, to approve or reject.", no_args_is_help=True
+)
+deny_app = typer.Typer(help="The deny list of payout addresses.", no_args_is_help=True)
+app.add_typer(holds_app, name="holds")
+app.add_typer(review_app, name="review")
+app.add_typer(deny_app, name="denylist")
 
 
 def _runtime() -> Runtime:
@@ -141,6 +157,166 @@ def exceptions_replay(exception_id: int) -> None:
         f"batch {result.batch_id}: {result.describe()} tx {result.tx_hash} nonce {result.nonce};"
         f" exception {exception_id} resolved"
     )
+
+
+@contextmanager
+def _answers() -> Iterator[None]:
+    """The domain's refusals as one line and an exit code: 1 not found, 2 anything else."""
+    try:
+        yield
+    except NotFound as exc:
+        _fail(f"not found: {exc}", 1)
+    except PayoutsError as exc:
+        _fail(str(exc))
+
+
+def _echo_hold(hold: dict[str, Any], verb: str) -> None:
+    what = f"payout {hold['payout_id']}" if hold["payout_id"] else "all payouts"
+    typer.echo(
+        f"hold {hold['id']} {verb}: {what} of creator {hold['creator_id']},"
+        f" rule {hold['rule']}: {hold['reason']}"
+        + (f" (until {hold['expires_at']})" if hold["expires_at"] else "")
+        + (f"; {hold['resolution']}" if hold["resolution"] else "")
+    )
+
+
+def _expiry(hours: float | None) -> datetime | None:
+    return None if hours is None else datetime.now(UTC) + timedelta(hours=hours)
+
+
+@holds_app.command("place")
+def holds_place(
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why it is held.")],
+    payout: Annotated[int | None, typer.Option(help="Hold this payout.")] = None,
+    marketplace: Annotated[str | None, typer.Option(help="The creator's marketplace.")] = None,
+    creator: Annotated[str | None, typer.Option(help="Hold all payouts of this creator.")] = None,
+    hours: Annotated[float | None, typer.Option(min=0.01, help="Expires after.")] = None,
+) -> None:
+    """Hold a payout (--payout) or a creator (--marketplace and --creator)."""
+    if (payout is None) == (creator is None) or (creator is not None and marketplace is None):
+        _fail("name either --payout ID, or --marketplace NAME with --creator ID")
+    with _answers():
+        rt = _runtime()
+        marketplace_id = None if marketplace is None else ops.marketplace_id(rt, marketplace)
+        hold = settlement.place_hold(
+            rt,
+            HoldTarget(marketplace_id, creator, payout),
+            reason,
+            rule="operator",
+            actor="operator",
+            expires_at=_expiry(hours),
+        )
+        _echo_hold(hold, "placed")
+
+
+@holds_app.command("release")
+def holds_release(
+    hold_id: int,
+    resolution: Annotated[str, typer.Option("--resolution", "-m", help="Why.")] = "released",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show it, keep nothing.")] = False,
+) -> None:
+    """End a hold; the payout or creator goes once no other hold keeps it."""
+    with _answers():
+        hold = settlement.release_hold(
+            _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
+        )
+        _echo_hold(hold, "would be released" if dry_run else "released")
+
+
+@holds_app.command("list")
+def holds_list(
+    state: Annotated[str, typer.Option(help="active, released, rejected or all.")] = "active",
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Holds, newest first."""
+    with _answers():
+        rows, _ = settlement.list_holds(
+            _runtime(), state=None if state == "all" else state, limit=limit
+        )
+    _echo_holds(rows, as_json, f"no {state} holds")
+
+
+def _echo_holds(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
+    if as_json:
+        _echo_json(rows)
+        return
+    for h in rows:
+        what = f"payout {h['payout_id']} ({h['amount']})" if h["payout_id"] else "creator"
+        figures = " ".join(f"{k}={v}" for k, v in h["figures"].items() if k != "rule")
+        typer.echo(
+            f"{h['id']:>6} {h['status']:8} {h['rule']:30} {h['creator_id']} {what}:"
+            f" {h['reason']}" + (f" [{figures}]" if figures else "")
+        )
+    if not rows:
+        typer.echo(empty)
+
+
+@review_app.command("list")
+def review_list(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What rules held, with the figures that tripped them, newest first."""
+    with _answers():
+        rows, _ = settlement.list_holds(_runtime(), review=True, limit=limit)
+    _echo_holds(rows, as_json, "nothing to review")
+
+
+@review_app.command("approve")
+def review_approve(
+    hold_id: int,
+    resolution: Annotated[str, typer.Option("--resolution", "-m")] = "approved in review",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show it, keep nothing.")] = False,
+) -> None:
+    """Let a held payout go: the rule will not hold it again."""
+    with _answers():
+        hold = settlement.release_hold(
+            _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
+        )
+        _echo_hold(hold, "would be approved" if dry_run else "approved")
+
+
+@review_app.command("reject")
+def review_reject(
+    hold_id: int,
+    resolution: Annotated[str, typer.Option("--resolution", "-m", help="Why.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show it, keep nothing.")] = False,
+) -> None:
+    """Cancel the held payout into the creator's carried balance and hold the creator."""
+    with _answers():
+        hold = settlement.reject_hold(
+            _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
+        )
+        _echo_hold(hold, "would be rejected" if dry_run else "rejected")
+
+
+@deny_app.command("import")
+def denylist_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    unlist: Annotated[bool, typer.Option("--unlist", help="Take these off the list.")] = False,
+) -> None:
+    """Import ``address[,reason]`` lines (``#`` comments): who, when and which file is kept."""
+    with _answers():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        changed = settlement.import_deny_list(
+            _runtime(), lines, source=path.name, actor="operator", listed=not unlist
+        )
+    typer.echo(f"{changed} addresses {'unlisted' if unlist else 'listed'} from {path.name}")
+
+
+@deny_app.command("list")
+def denylist_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The addresses denied now."""
+    with _answers():
+        rows = settlement.deny_list(_runtime())
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['address']}  {r['reason']}  ({r['source']}, {r['imported_by']})")
+    if not rows:
+        typer.echo("the deny list is empty")
 
 
 @app.command()

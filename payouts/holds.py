@@ -33,6 +33,8 @@ from payouts.states import CreatorState, HoldState, PayoutState
 
 # A token refused a transfer to the creator's address: held until an operator resolves it.
 TRANSFER_FAILED = "transfer_failed"
+# The creator's payout address changed: held for the cool-down (an account takeover guard).
+ADDRESS_COOL_DOWN = "address_cool_down"
 # Rules whose holds an operator reviews (approve or reject), as opposed to holds people placed.
 REVIEWED_RULES = ("velocity:", "outflow:", "deny_list", "token_deny")
 

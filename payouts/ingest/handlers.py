@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
-from payouts import catalog
+from payouts import catalog, holds
 from payouts.catalog import ensure_marketplace
 from payouts.errors import IdempotencyConflict, IdempotencyInFlight, NotFound
+from payouts.holds import ADDRESS_COOL_DOWN, NewHold
 from payouts.ingest import views
 from payouts.ingest.earnings import Earning, Recorded, record_earnings
 from payouts.runtime import Runtime
@@ -146,15 +148,39 @@ def set_payout_address(
             before = views.creator(session, marketplace_id, external_id)
         except NotFound:
             before = None
-        catalog.set_payout_address(
+        creator = catalog.set_payout_address(
             session, marketplace_id, external_id, address, cool_down=cool_down, actor=actor
         )
         after = views.creator(session, marketplace_id, external_id)
+        changed = before is not None and before["payout_address"] != after["payout_address"]
+        if changed and cool_down > timedelta(0):
+            _cool_down(session, creator.id, after["payout_address"], creator.hold_until, actor)
         session.commit()
     return AddressChange(
         after,
         created=before is None,
         changed=before is None or before["payout_address"] != after["payout_address"],
+    )
+
+
+def _cool_down(
+    session: Session, creator_id: int, address: str, until: datetime | None, actor: str
+) -> None:
+    """The cool-down after an address change is a hold like the others: listed with its
+    reason and expiry, released by the settlement run after it (or by an operator)."""
+    if until is None:
+        return
+    holds.place(
+        session,
+        [
+            NewHold(
+                creator_id,
+                ADDRESS_COOL_DOWN,
+                f"payout address changed to {address}: held for the cool-down",
+                expires_at=until,
+            )
+        ],
+        actor=actor,
     )
 
 

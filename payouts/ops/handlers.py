@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payouts import catalog, exception_queue
+from payouts.errors import NotFound
 from payouts.runtime import Runtime
 from payouts.settlement.handlers import settle
 from payouts.settlement.sealing import SettlementPlan
@@ -65,3 +66,12 @@ def create_marketplace(rt: Runtime, name: str) -> catalog.NewMarketplace:
         created = catalog.create_marketplace(session, name)
         session.commit()
     return created
+
+
+def marketplace_id(rt: Runtime, name: str) -> int:
+    """A marketplace's id by its name; NotFound if there is none."""
+    with rt.uow() as session:
+        found = catalog.marketplace_by_name(session, name)
+    if found is None:
+        raise NotFound(f"marketplace {name!r}")
+    return found

@@ -242,9 +242,10 @@ def seal_batches(
     outcomes = _recent_outcomes(session, asset_id)
     min_amount = policy.min_amount(head.base_fee_per_gas + policy.priority_fee)
     queue, overdue = _eligible(session, asset_id, min_amount, datetime.now(UTC) - overdue_after)
-    queue = _screen_deny_list(session, queue, actor)
+    # What an operator approved in review is not held again by a rule or a screen.
+    approved = holds.approved_payouts(session, [c.payout_id for c in queue])
+    queue = _screen_deny_list(session, queue, approved, actor)
     usage = _usage(session, asset_id) if limits else Usage()
-    approved = holds.approved_payouts(session, [c.payout_id for c in queue]) if limits else None
     waiting_for_funds = False
     sealed: list[SealedBatch] = []
     reason = "no pending payouts"
@@ -270,7 +271,7 @@ def seal_batches(
             size=decision.size,
             limits=limits,
             usage=usage,
-            approved=approved or frozenset(),
+            approved=approved,
         )
         if pick.held:
             _hold(session, pick.held, actor)
@@ -287,7 +288,9 @@ def seal_batches(
         queue = [c for c in queue if c.payout_id not in taken]
         chosen = pick.chosen
         if deny_check:
-            chosen = _screen_token(session, chain, asset.address, deny_check, chosen, actor)
+            chosen = _screen_token(
+                session, chain, asset.address, deny_check, chosen, approved, actor
+            )
         candidate = _claim(session, chosen)
         public_id = uuid.uuid4()
         estimate = 0
@@ -360,12 +363,14 @@ def _usage(session: Session, asset_id: int) -> Usage:
     return usage
 
 
-def _screen_deny_list(session: Session, queue: list[Candidate], actor: str) -> list[Candidate]:
+def _screen_deny_list(
+    session: Session, queue: list[Candidate], approved: frozenset[int], actor: str
+) -> list[Candidate]:
     """Hold every payout whose recipient the deny list names; the rest go on."""
     listed = screening.denied(session, sorted({c.recipient for c in queue}))
-    if not listed:
+    caught = [c for c in queue if c.recipient in listed and c.payout_id not in approved]
+    if not caught:
         return queue
-    caught = [c for c in queue if c.recipient in listed]
     holds.place(
         session,
         [
@@ -380,7 +385,8 @@ def _screen_deny_list(session: Session, queue: list[Candidate], actor: str) -> l
         ],
         actor=actor,
     )
-    return [c for c in queue if c.recipient not in listed]
+    held = {c.payout_id for c in caught}
+    return [c for c in queue if c.payout_id not in held]
 
 
 def _screen_token(
@@ -389,10 +395,12 @@ def _screen_token(
     token: str,
     check: str,
     chosen: list[Candidate],
+    approved: frozenset[int],
     actor: str,
 ) -> list[Candidate]:
     """Hold every chosen payout the token itself would refuse (one batched read)."""
-    refused = screening.token_denied(chain, token, check, [c.recipient for c in chosen])
+    screened = [c for c in chosen if c.payout_id not in approved]
+    refused = screening.token_denied(chain, token, check, [c.recipient for c in screened])
     if not refused:
         return chosen
     holds.place(
@@ -405,12 +413,13 @@ def _screen_token(
                 payout_id=c.payout_id,
                 figures={"address": c.recipient, "token": token, "check": check},
             )
-            for c in chosen
+            for c in screened
             if c.recipient in refused
         ],
         actor=actor,
     )
-    return [c for c in chosen if c.recipient not in refused]
+    held = {c.payout_id for c in screened if c.recipient in refused}
+    return [c for c in chosen if c.payout_id not in held]
 
 
 def _hold(session: Session, trips: Sequence[Tripped], actor: str) -> None:
