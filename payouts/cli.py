@@ -459,6 +459,18 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def dev(
+    seed: Annotated[int, typer.Option(min=0, max=10_000, help="Creators who earn.")] = 0,
+    worker: Annotated[bool, typer.Option(help="Also run a Celery worker and beat.")] = False,
+) -> None:
+    """Keep a local stack up (PostgreSQL, anvil with the contracts) and write its settings to
+    .state/dev.env, for trying the CLI and the API by hand; Ctrl-C stops it."""
+    from devstack.up import run_dev_stack
+
+    run_dev_stack(seed=seed, worker=worker, echo=typer.echo)
+
+
 def main() -> None:  # pragma: no cover - console entry
     try:
         app()
