@@ -32,6 +32,10 @@ DOMAIN_CODES = frozenset(
         "invalid_checksum",
         "invalid_metadata",
         "invalid_text",
+        "invalid_expires_at",
+        "invalid_reason",
+        "invalid_resolution",
+        "invalid_source",
     }
 )
 _TYPE_CODES = {
@@ -55,7 +59,16 @@ _FIELD_CODES = {
     "resolution": "invalid_resolution",
     "dry_run": "invalid_dry_run",
     "submit": "invalid_submit",
+    "reason": "invalid_reason",
+    "expires_at": "invalid_expires_at",
+    "payout_id": "invalid_payout_id",
+    "marketplace": "invalid_marketplace",
+    "address": "invalid_address",
+    "source": "invalid_source",
+    "listed": "invalid_listed",
 }
+# The lists a body carries up to MAX_BATCH of: their items are reported by index.
+_BATCHES = frozenset({"earnings", "entries"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str | None:
@@ -73,7 +86,7 @@ def _code(error: Any) -> str:
     if kind in _TYPE_CODES:
         return _TYPE_CODES[kind]
     loc = error["loc"]
-    if loc == ("earnings",):
+    if len(loc) == 1 and loc[0] in _BATCHES:
         return {"too_long": "batch_too_large", "too_short": "empty_batch"}.get(
             kind, "invalid_batch"
         )
@@ -90,7 +103,7 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
             "field": field_path(loc),
             "message": error["msg"],
         }
-        if len(loc) >= 2 and loc[0] == "earnings" and isinstance(loc[1], int):
+        if len(loc) >= 2 and loc[0] in _BATCHES and isinstance(loc[1], int):
             item["index"] = loc[1]
         out.append(item)
     return out

@@ -21,6 +21,7 @@ from payouts.ingest.earnings import EARLIEST_OCCURRED_AT, MAX_KEY_LENGTH
 KEY_PATTERN = f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"
 # A row's id in a path: the canonical decimal of a positive bigint.
 ID_PATTERN = "^[1-9][0-9]{0,18}$"
+MAX_ID = 2**63 - 1  # the largest bigint
 # Text PostgreSQL can hold: anything but NUL.
 NO_NUL = "[^\\u0000]"
 TEXT_PATTERN = f"^{NO_NUL}*$"
@@ -128,6 +129,20 @@ def date_range(first: date, last: date) -> str:
     return "|".join(parts)
 
 
+def _instants(first: date, last: date) -> str:
+    """RFC 3339 timestamps dated ``first``..``last``: a date strictly between them with any
+    offset from -12:00 to +14:00, ``first`` only at or west of UTC (east of it, the instant
+    may still be the day before), ``last`` only at or east of it (west of it, the instant may
+    already be the day after)."""
+    branches = []
+    middle = date_range(first + timedelta(days=1), last - timedelta(days=1))
+    if middle:
+        branches.append(f"(?:{middle})T{_TIME}(?:{_ANY_OFFSET})")
+    branches.append(f"{first.isoformat()}T{_TIME}(?:{_WEST_OFFSET})")
+    branches.append(f"{last.isoformat()}T{_TIME}(?:{_EAST_OFFSET})")
+    return "^(?:" + "|".join(branches) + ")$"
+
+
 def occurred_at_pattern(today: date) -> str:
     """RFC 3339 timestamps the server accepts whatever its clock says during ``today`` (UTC).
 
@@ -136,14 +151,24 @@ def occurred_at_pattern(today: date) -> str:
     2000-01-01 itself only at or west of UTC (east of it, the instant is still in 1999); today
     only at or east of UTC (at most today 23:59:59Z, never more than a day ahead).
     """
-    first = EARLIEST_OCCURRED_AT.date()
-    branches = []
-    middle = date_range(first + timedelta(days=1), today - timedelta(days=1))
-    if middle:
-        branches.append(f"(?:{middle})T{_TIME}(?:{_ANY_OFFSET})")
-    branches.append(f"{first.isoformat()}T{_TIME}(?:{_WEST_OFFSET})")
-    branches.append(f"{today.isoformat()}T{_TIME}(?:{_EAST_OFFSET})")
-    return "^(?:" + "|".join(branches) + ")$"
+    return _instants(EARLIEST_OCCURRED_AT.date(), today)
+
+
+# How far ahead a hold may expire; a hold meant to last longer has no expiry at all.
+MAX_EXPIRY_DAYS = 366
+
+
+def expires_at_pattern(today: date) -> str:
+    """RFC 3339 timestamps the server takes as a hold's expiry whatever its clock says during
+    ``today`` (UTC).
+
+    The server takes an instant after now and at most ``MAX_EXPIRY_DAYS`` days from now.
+    Tomorrow is after now only at or west of UTC (east of it, tomorrow's first hours are still
+    today in UTC); the days after it with any offset; the last day, ``MAX_EXPIRY_DAYS - 1``
+    days ahead, only at or east of UTC (west of it, its last hours would be past the horizon
+    when the clock is early in the day).
+    """
+    return _instants(today + timedelta(days=1), today + timedelta(days=MAX_EXPIRY_DAYS - 1))
 
 
 # --- addresses and cursors ------------------------------------------------------------------

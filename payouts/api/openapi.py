@@ -4,14 +4,14 @@ document, with their schemas under ``components``, and every route names its bea
 The document says what the server enforces, so a client that obeys it is never refused for
 the shape of a value: the static patterns come with the schemas (``api.contract``); what
 depends on the configuration or the date is filled in here when the document is built: the
-configured assets, each one's largest earning, and the timestamps valid today. The document is
-rebuilt when the UTC date changes.
+configured assets, each one's largest earning, and the timestamps valid today (an earning's
+occurred_at, a hold's expires_at). The document is rebuilt when the UTC date changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -90,6 +90,20 @@ def _earning_fields(
     return schema
 
 
+def _expires_at_field(schema: dict[str, Any], today: date) -> None:
+    """A hold's expiry: the instants after now and within the horizon, valid all ``today``."""
+    expires = schema["properties"]["expires_at"]
+    example = (today + timedelta(days=30)).isoformat() + "T12:00:00Z"
+    schema["properties"]["expires_at"] = {
+        "anyOf": [
+            {"type": "string", "pattern": contract.expires_at_pattern(today)},
+            {"type": "null"},
+        ],
+        "description": expires["description"],
+        "examples": [example],
+    }
+
+
 # Parameters whose schema FastAPI cannot say: what they hold beyond type and length.
 _PARAMETERS: dict[tuple[str, str], dict[str, Any]] = {
     ("query", "cursor"): {"type": "string", "maxLength": 64, "pattern": contract.cursor_pattern()},
@@ -125,13 +139,19 @@ def build(app: FastAPI, ceilings: Mapping[str, int], today: date) -> dict[str, A
     )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
+    requests: set[str] = set()  # the schemas of request bodies (responses are not parsed)
     for name, model in _bodies.items():
         body = model.model_json_schema(ref_template=_REF)
-        schemas.update(body.pop("$defs", {}))
+        defs = body.pop("$defs", {})
+        schemas.update(defs)
         schemas[name] = body
+        requests |= {name, *defs}
     for name in ("EarningIn", "BatchEarningIn"):
         if name in schemas:
             _earning_fields(schemas[name], ceilings, today)
+    for name in sorted(requests):
+        if "expires_at" in schemas[name].get("properties", {}):
+            _expires_at_field(schemas[name], today)
     schemas["MetadataValue"] = METADATA_VALUE_SCHEMA
     _parameters(schema)
     components["securitySchemes"] = {

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     TypeAdapter,
     ValidationInfo,
     field_validator,
@@ -28,9 +30,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from payouts.api import contract
-from payouts.catalog import checked_address
+from payouts.catalog import MAX_MARKETPLACE_NAME, checked_address
 from payouts.errors import InvalidInput
-from payouts.ingest.earnings import MAX_KEY_LENGTH, Earning, check_occurred_at, valid_key
+from payouts.ingest.earnings import (
+    MAX_KEY_LENGTH,
+    MAX_OFFSET,
+    MIN_OFFSET,
+    Earning,
+    check_occurred_at,
+    valid_key,
+)
 from payouts.money import parse_amount
 
 MAX_BATCH = 10_000
@@ -83,6 +92,69 @@ OccurredAt = Annotated[datetime | None, BeforeValidator(parse_occurred_at)]
 Text255 = Annotated[
     str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": contract.TEXT_PATTERN})
 ]
+
+MAX_EXPIRY = timedelta(days=contract.MAX_EXPIRY_DAYS)
+
+
+def check_expires_at(value: object, now: datetime | None = None) -> datetime | None:
+    """An RFC 3339 timestamp after now and at most ``MAX_EXPIRY`` ahead, with a real UTC
+    offset, or None (no expiry)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _RFC_3339.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_expires_at",
+            "expires_at must be an RFC 3339 timestamp with seconds and a UTC offset,"
+            " e.g. 2026-01-31T12:00:00Z",
+        )
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("invalid_expires_at", "expires_at is no such time") from None
+    offset = parsed.utcoffset()
+    if offset is None or not MIN_OFFSET <= offset <= MAX_OFFSET or offset % timedelta(minutes=1):
+        raise PydanticCustomError(
+            "invalid_expires_at",
+            "expires_at must have a UTC offset from -12:00 to +14:00 in whole minutes",
+        )
+    now = now or datetime.now(UTC)
+    latest = now + MAX_EXPIRY
+    # The years first: a year-9999 time west of UTC does not exist in UTC at all.
+    if not now.year <= parsed.year <= latest.year or not now < parsed.astimezone(UTC) <= latest:
+        raise PydanticCustomError(
+            "invalid_expires_at",
+            f"expires_at must be in the future and at most {contract.MAX_EXPIRY_DAYS} days"
+            " from now (leave it out for a hold that lasts until it is released)",
+        )
+    return parsed
+
+
+EXPIRES_AT_DESCRIPTION = (
+    "When the hold ends by itself: RFC 3339 with seconds (at most microseconds) and a UTC"
+    " offset from -12:00 to +14:00, after the server's clock and at most"
+    f" {contract.MAX_EXPIRY_DAYS} days from it; null or absent, the hold lasts until it is"
+    " released. The pattern lists what is valid whatever the clock says (it is rebuilt each"
+    " day); a time later today, or tomorrow east of UTC, is accepted too while in the future."
+)
+ExpiresAt = Annotated[
+    datetime | None, BeforeValidator(check_expires_at), Field(description=EXPIRES_AT_DESCRIPTION)
+]
+
+
+def _not_blank(value: str, code: str, message: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError(code, message)
+    return clean_text(value)
+
+
+def _not_blank_text(max_length: int, description: str) -> Any:
+    return Field(
+        min_length=1,
+        max_length=max_length,
+        description=f"{description}: text that is not all blanks, without NUL.",
+        json_schema_extra={"pattern": contract.NOT_BLANK_PATTERN},
+    )
+
 
 # Metadata is any JSON object without NUL in its strings, at most 4096 bytes as JSON.
 METADATA_VALUE_REF = "#/components/schemas/MetadataValue"
@@ -278,6 +350,145 @@ class ResolveIn(_Strict):
         return clean_text(value)
 
 
+MAX_REASON = 2000
+MAX_DENY_REASON = 500
+MAX_SOURCE = 255
+HoldReason = Annotated[str, _not_blank_text(MAX_REASON, "Why the hold is placed")]
+Resolution = Annotated[str, _not_blank_text(MAX_REASON, "Why the hold ends")]
+
+
+def _reason(value: str) -> str:
+    return _not_blank(value, "invalid_reason", "say why the hold is placed")
+
+
+def _resolution(value: str) -> str:
+    return _not_blank(value, "invalid_resolution", "say why the hold ends")
+
+
+class HoldIn(_Strict):
+    """A marketplace holds one of its creators: nothing of theirs is paid until the hold is
+    released (by the marketplace, an operator, or its expiry)."""
+
+    reason: HoldReason
+    expires_at: ExpiresAt = None
+
+    _check_reason = field_validator("reason")(_reason)
+
+
+def integral_number(value: object, info: ValidationInfo) -> object:
+    """A JSON number with a zero fraction (``84.0``, ``1e2``) is an integer, as JSON Schema
+    counts it: read it from the body's own text (``context["exact"]``, the body parsed with
+    decimals), never through a float, which past 2**53 is another number."""
+    if not isinstance(value, float):
+        return value  # an int, or what the strict int refuses (a bool, a string)
+    exact = ((info.context or {}).get("exact") or {}).get(info.field_name)
+    if not isinstance(exact, Decimal) or not exact.is_finite() or exact != exact.to_integral():
+        raise PydanticCustomError(
+            "int_type", "{field} must be an integer", {"field": info.field_name}
+        )
+    if exact.adjusted() > len(str(contract.MAX_ID)):  # far past any bound: no huge int built
+        raise PydanticCustomError("too_large", "{field} is too large", {"field": info.field_name})
+    return int(exact)
+
+
+class PayoutHoldIn(_Strict):
+    """Hold one payout (it must be pending, or held already)."""
+
+    payout_id: Annotated[
+        int,
+        Field(ge=1, le=contract.MAX_ID, description="The payout's id."),
+        BeforeValidator(integral_number),
+    ]
+    reason: HoldReason
+    expires_at: ExpiresAt = None
+
+    _check_reason = field_validator("reason")(_reason)
+
+
+class CreatorHoldIn(_Strict):
+    """Hold a creator, and so all their payouts."""
+
+    marketplace: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_MARKETPLACE_NAME,
+            description="The creator's marketplace, by name.",
+            json_schema_extra={"pattern": contract.TEXT_PATTERN},
+        ),
+    ]
+    creator_id: Annotated[Text255, Field(description="The marketplace's id for the creator.")]
+    reason: HoldReason
+    expires_at: ExpiresAt = None
+
+    _check_reason = field_validator("reason")(_reason)
+
+    @field_validator("marketplace", "creator_id")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return clean_text(value)
+
+
+class OpsHoldIn(RootModel[PayoutHoldIn | CreatorHoldIn]):
+    """A payout (``payout_id``) or a creator (``marketplace`` and ``creator_id``), never both."""
+
+
+class ReleaseIn(_Strict):
+    resolution: Resolution
+
+    _check_resolution = field_validator("resolution")(_resolution)
+
+
+class ReviewDecisionIn(_Strict):
+    resolution: Resolution
+    dry_run: bool = Field(default=False, description="Show the outcome; keep nothing.")
+
+    _check_resolution = field_validator("resolution")(_resolution)
+
+
+class DenyEntryIn(_Strict):
+    address: Annotated[
+        str,
+        Field(
+            description=(
+                "An address above 0xffff, all lowercase or with its EIP-55 checksum. The"
+                " pattern shows the lowercase spelling, since a pattern cannot check a checksum."
+            ),
+            examples=["0x70997970c51812dc3a010c7d01b50e0d17dc79c8"],
+            json_schema_extra={"pattern": contract.address_pattern()},
+        ),
+    ]
+    reason: Annotated[str, _not_blank_text(MAX_DENY_REASON, "Why it is listed")]
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return checked_address(value, field="address")
+        except InvalidInput as exc:
+            raise PydanticCustomError(exc.code, str(exc)) from None
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return _not_blank(value, "invalid_reason", "say why the address is listed")
+
+
+class DenyListIn(_Strict):
+    entries: Annotated[list[DenyEntryIn], Field(min_length=1, max_length=MAX_BATCH)]
+    source: Annotated[
+        str, _not_blank_text(MAX_SOURCE, "Where the entries come from (a file, a feed)")
+    ]
+    listed: bool = Field(
+        default=True, description="true: deny these addresses; false: take them off the list."
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _not_blank(value, "invalid_source", "say where the entries come from")
+
+
 # --- responses (documented in the OpenAPI contract; built as plain dicts for speed) ---
 
 
@@ -405,8 +616,59 @@ class ExceptionPage(BaseModel):
     next_cursor: str | None
 
 
+class HoldOut(BaseModel):
+    id: int
+    creator_id: str = Field(description="The marketplace's id for the creator.")
+    payout_id: int | None = Field(description="The held payout; null: the creator is held.")
+    amount: str | None = Field(description="The held payout's amount in base units.")
+    rule: str = Field(
+        description=(
+            "What placed it: operator, marketplace, a velocity or outflow limit"
+            " (velocity:..., outflow:...), deny_list, token_deny, review_rejected,"
+            " transfer_failed, ..."
+        )
+    )
+    reason: str
+    figures: dict[str, str] = Field(description="What tripped the rule, as strings.")
+    placed_by: str
+    placed_at: str
+    expires_at: str | None
+    status: Literal["active", "released", "rejected"]
+    ended_by: str | None
+    ended_at: str | None
+    resolution: str | None
+
+
+class HoldPage(BaseModel):
+    data: list[HoldOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class DenyListEntryOut(BaseModel):
+    address: str
+    reason: str
+    source: str
+    imported_by: str
+    imported_at: str
+
+
+class DenyListOut(BaseModel):
+    data: list[DenyListEntryOut]
+
+
+class DenyListImportOut(BaseModel):
+    changed: int = Field(description="How many addresses changed status.")
+
+
 EARNING = TypeAdapter(EarningIn)
 EARNING_BATCH = TypeAdapter(EarningBatchIn)
 PAYOUT_ADDRESS = TypeAdapter(PayoutAddressIn)
 SETTLEMENT_RUN = TypeAdapter(SettlementRunIn)
 RESOLVE = TypeAdapter(ResolveIn)
+HOLD = TypeAdapter(HoldIn)
+PAYOUT_HOLD = TypeAdapter(PayoutHoldIn)
+CREATOR_HOLD = TypeAdapter(CreatorHoldIn)
+RELEASE = TypeAdapter(ReleaseIn)
+REVIEW_DECISION = TypeAdapter(ReviewDecisionIn)
+DENY_LIST = TypeAdapter(DenyListIn)

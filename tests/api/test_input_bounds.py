@@ -458,6 +458,10 @@ def test_the_batch_path_read_with_get_is_the_wrong_method_not_an_earning_called_
         ("/v1/earnings/1?expand=payout", False),
         ("/v1/ops/exceptions?state=open", True),
         ("/healthz?verbose=1", False),
+        ("/v1/creators/star/holds?state=active", False),
+        ("/v1/ops/holds?creator_id=star", True),
+        ("/v1/ops/review?status=active", True),
+        ("/v1/ops/deny-list?limit=5", True),
     ],
 )
 def test_an_undeclared_query_parameter_is_refused(

@@ -8,7 +8,8 @@ hold the answers to the document (status, content type, headers, body), insist o
 a key, and on no server error at all.
 
 The app runs in process over a real database (one marketplace, its earnings and a payout in it,
-and an exception in the queue) and a real chain, so the settlement runs it triggers are real.
+an exception in the queue, holds of every kind on a second creator and its payout, an address
+on the deny list) and a real chain, so the settlement runs it triggers are real.
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
+from sqlalchemy import text
 
+from payouts import holds
 from payouts.api.app import create_app
 from payouts.exception_queue import record_exception
+from payouts.holds import NewHold
 from payouts.runtime import Runtime
 from tests.apikit import ADMIN_KEY, make_tenant, post_earning
 from tests.chainkit import roll_up_now
 
 load_all_checks()
+ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+HELD_ADDRESS = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+DENIED = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 ALL_CHECKS = list(CHECKS.get_all())
 # What was run, by operation and by generation mode, and what came back, for the summary.
 EXAMPLES: Counter[tuple[str, str]] = Counter()
@@ -59,23 +66,49 @@ def contract_app(make_runtime: Callable[..., Runtime], redis_url: str) -> dict[s
     rt = make_runtime(admin_api_key=ADMIN_KEY, redis_url=redis_url)
     shop = make_tenant(rt, "contract-shop")
     app = create_app(rt)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with TestClient(app) as api:
-        api.put(
-            "/v1/creators/creator-1",
-            json={"payout_address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"},
-            headers=shop.auth,
-        )
-        for i in range(3):
-            post_earning(
-                api,
-                shop,
-                f"seed-{i}",
-                {"creator_id": "creator-1", "amount": "20000", "asset": "USDC"},
+        for creator, address in [("creator-1", ADDRESS), ("creator-2", HELD_ADDRESS)]:
+            api.put(f"/v1/creators/{creator}", json={"payout_address": address}, headers=shop.auth)
+            for i in range(3):
+                post_earning(
+                    api,
+                    shop,
+                    f"seed-{creator}-{i}",
+                    {"creator_id": creator, "amount": "20000", "asset": "USDC"},
+                )
+        roll_up_now(rt)
+        with rt.uow() as session:
+            record_exception(session, "transfer_failed", "seed", {"reason": "seeded"})
+            # creator-2's payout held by a rule (the review queue), creator-2 by its
+            # marketplace and by an operator; creator-1's payout stays pending for the runs.
+            creator, payout = session.execute(
+                text(
+                    "SELECT p.creator_id, p.id FROM payouts p JOIN creators c"
+                    " ON c.id = p.creator_id WHERE c.external_id = 'creator-2'"
+                )
+            ).one()
+            figures = {"ceiling": "1", "used": "0", "with_this_payout": "60000"}
+            holds.place(
+                session,
+                [NewHold(creator, "velocity:creator:hour:amount", "seeded", payout, figures)],
+                actor="beat",
             )
-    roll_up_now(rt)
-    with rt.uow() as session:
-        record_exception(session, "transfer_failed", "seed", {"reason": "seeded"})
-        session.commit()
+            session.commit()
+        for url, body, key in [
+            ("/v1/creators/creator-2/holds", {"reason": "seeded"}, shop.auth),
+            (
+                "/v1/ops/holds",
+                {"marketplace": shop.name, "creator_id": "creator-2", "reason": "seeded"},
+                admin,
+            ),
+            (
+                "/v1/ops/deny-list",
+                {"entries": [{"address": DENIED, "reason": "seeded"}], "source": "seed"},
+                admin,
+            ),
+        ]:
+            assert api.post(url, json=body, headers=key).status_code in (200, 201)
     return {"app": app, "shop": shop}
 
 

@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.convertors import Convertor, register_url_convertor
 
-from payouts.api.contract import ID_PATTERN
+from payouts.api.contract import ID_PATTERN, MAX_ID
 from payouts.api.errors import ApiError
-from payouts.api.schemas import ErrorEnvelope
-from payouts.errors import NotFound
+from payouts.api.schemas import ErrorEnvelope, clean_text
+from payouts.errors import InvalidInput, NotFound
 from payouts.runtime import Runtime
 
 SECURED: dict[str, Any] = {"security": [{"bearerAuth": []}]}
@@ -24,7 +24,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)
 }
 MAX_PAGE = 100
-MAX_ID = 2**63 - 1
 
 # The paging parameters of every newest-first listing.
 Cursor = Annotated[
@@ -61,6 +60,23 @@ def row_id(value: str) -> int:
     if parsed > MAX_ID:
         raise NotFound(f"no such id {value}")
     return parsed
+
+
+# A creator in a path, by the marketplace's own id for them.
+CreatorId = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+def creator_external_id(value: str, *, missing_is_404: bool) -> str:
+    """The creator id a path names. Text PostgreSQL cannot hold names no creator: 404 where the
+    creator must exist already, 422 where the request would create it."""
+    try:
+        return clean_text(value)
+    except ValueError:
+        if missing_is_404:
+            raise NotFound(f"creator {value!r}") from None
+        raise InvalidInput(
+            "creator id must be text without NUL", field="creator_id", code="invalid_creator_id"
+        ) from None
 
 
 def _query_names(dependant: Dependant) -> set[str]:

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from payouts.api.auth import marketplace_id
 from payouts.api.body import SINGLE_BODY_LIMIT, parse, read_body
 from payouts.api.openapi import json_body
-from payouts.api.routes.common import ERRORS, SECURED, runtime
-from payouts.api.schemas import PAYOUT_ADDRESS, BalanceOut, CreatorOut, PayoutAddressIn, clean_text
-from payouts.errors import InvalidInput, NotFound
+from payouts.api.routes.common import (
+    ERRORS,
+    SECURED,
+    CreatorId,
+    creator_external_id,
+    runtime,
+)
+from payouts.api.schemas import PAYOUT_ADDRESS, BalanceOut, CreatorOut, PayoutAddressIn
 from payouts.ingest import handlers
 
 router = APIRouter(tags=["creators"])
 
 Marketplace = Annotated[int, Depends(marketplace_id)]
-CreatorId = Annotated[str, Path(min_length=1, max_length=255)]
-
-
-def _creator_id(value: str, *, missing_is_404: bool) -> str:
-    try:
-        return clean_text(value)
-    except ValueError:
-        if missing_is_404:
-            raise NotFound(f"creator {value!r}") from None
-        raise InvalidInput(
-            "creator id must be text without NUL", field="creator_id", code="invalid_creator_id"
-        ) from None
 
 
 @router.put(
@@ -45,7 +38,7 @@ async def put_creator(
     """A change of an existing address holds the creator's next payout for the configured
     cool-down (a defence against account takeover), recorded in the audit trail. 201 when the
     creator is new, 200 otherwise."""
-    external_id = _creator_id(creator_id, missing_is_404=False)
+    external_id = creator_external_id(creator_id, missing_is_404=False)
     body = await read_body(request, SINGLE_BODY_LIMIT)
     data = parse(PAYOUT_ADDRESS, body)
     change = await run_in_threadpool(
@@ -68,5 +61,5 @@ async def put_creator(
     summary="Accrued, in payout and paid, per asset",
 )
 def get_balance(request: Request, marketplace: Marketplace, creator_id: CreatorId) -> JSONResponse:
-    external_id = _creator_id(creator_id, missing_is_404=True)
+    external_id = creator_external_id(creator_id, missing_is_404=True)
     return JSONResponse(handlers.balance(runtime(request), marketplace, external_id))
