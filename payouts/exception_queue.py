@@ -24,9 +24,12 @@ STATES = tuple(ExceptionState)
 
 # A stuck transaction could not be replaced: the fee cap leaves no room for a bump.
 FEE_CAP_REACHED = "fee_cap_reached"
-# Exceptions about a batch's transaction not getting mined (stuck, dropped): their cause is
-# gone once the batch is final, its transaction mined for good.
-CLOSED_WHEN_BATCH_LANDS = (FEE_CAP_REACHED,)
+# Every retry tier failed and the batch waits for an operator (the node may still hold a
+# transaction it took before it stopped answering).
+SUBMISSION_EXHAUSTED = "submission_exhausted"
+# Exceptions about a batch's transaction not getting mined (stuck under the cap, or sent and
+# never heard of): their cause is gone once the batch is final, its transaction mined for good.
+CLOSED_WHEN_BATCH_LANDS = (FEE_CAP_REACHED, SUBMISSION_EXHAUSTED)
 
 
 def record_exception(

@@ -263,8 +263,9 @@ def _finalize(
         actor=actor,
         strict=True,
     )
-    # Its transaction is mined for good: what its troubles opened (stuck under the fee cap)
-    # has no cause left. Only now: before finality a reorg could leave it unmined again.
+    # Its transaction is mined for good: what its troubles opened (stuck under the fee cap,
+    # parked after the retry tiers) has no cause left. Only now: before finality a reorg
+    # could leave it unmined again.
     resolve_for_batch(
         session,
         b.id,

@@ -309,7 +309,7 @@ def submission_failed(
             attempts = lane.live_attempts(session, batch_id)
             exception_queue.record_exception(
                 session,
-                "submission_exhausted",
+                exception_queue.SUBMISSION_EXHAUSTED,
                 f"{batch_id}:{following}:{datetime.now(UTC).isoformat()}",
                 {
                     "tries": following,
@@ -337,7 +337,7 @@ def replay(rt: Runtime, exception_id: int, *, actor: str) -> Replay:
     failure the batch is parked again (with the new error) and the error is raised."""
     with rt.uow() as session:
         found = exception_queue.get_exception(session, exception_id)
-        if found["kind"] != "submission_exhausted" or found["status"] != "open":
+        if found["kind"] != exception_queue.SUBMISSION_EXHAUSTED or found["status"] != "open":
             raise InvalidInput(
                 f"exception {exception_id} is {found['status']} {found['kind']}: only an open"
                 " submission_exhausted exception can be replayed",

@@ -10,11 +10,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+import pytest
 from sqlalchemy import text
 
+from devstack import free_port
 from payouts import exception_queue
+from payouts.db import models
+from payouts.errors import TransientChainError
 from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
 from payouts.submission import handlers as submission
 from tests.chainkit import (
     assert_books_balance,
@@ -105,5 +110,54 @@ def test_a_fee_cap_exception_closes_itself_when_its_batch_is_finalized(
             {"id": opened["id"]},
         ).all()
     assert [tuple(a) for a in audit] == [("open", "resolved", resolution, "reconciler")]
+    assert_chain_pays_what_the_ledger_says(rt, recipients)
+    assert_books_balance(rt)
+
+
+def test_a_parked_submission_whose_transaction_landed_after_all_closes_itself(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """The worker handed the transaction to the node and died before it heard back; the node
+    then stopped answering, every retry tier failed and the batch was parked with
+    ``submission_exhausted``. The transaction was in the pool all along and is mined once
+    blocks come: at finality the exception's cause is gone."""
+    # On a database of its own: the runtime whose node is gone reads what the other committed.
+    rt = make_runtime(submit_retry_delays_seconds=[15], confirmation_depth=1, finality_depth=3)
+    down = Runtime(
+        rt.settings.model_copy(
+            update={
+                "rpc_url": f"http://127.0.0.1:{free_port()}",
+                "breaker_failure_threshold": 1_000,
+            }
+        )
+    )
+    recipients = seed(rt, creators=2)
+    roll_up_now(rt)
+    (sealed,) = settlement.settle(rt, actor="test")["USDC"].sealed
+    with automine_off(rt):
+        attempt = submission.sign(rt, sealed.batch_id)
+        assert isinstance(attempt, models.TxAttempt)
+        rt.chain.send_raw(attempt.raw)  # ... and the worker died before it recorded the send
+        for tier in (0, 1):
+            with pytest.raises(TransientChainError) as failure:
+                submission.submit(down, sealed.batch_id, actor="test")
+            submission.submission_failed(down, sealed.batch_id, tier=tier, error=failure.value)
+        (opened,) = exceptions(rt, "open")
+        assert (opened["kind"], opened["batch_id"]) == ("submission_exhausted", sealed.batch_id)
+        mine(rt, 1)
+
+    reconciler.reconcile(rt)
+    assert [e["id"] for e in exceptions(rt, "open")] == [opened["id"]]  # not final yet
+    mine(rt, 3)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
+
+    assert scalar(rt, "SELECT count(*) FROM batches WHERE state = 'finalized'") == 1
+    assert exceptions(rt, "open") == []
+    (closed,) = exceptions(rt, "resolved")
+    assert (closed["id"], closed["kind"]) == (opened["id"], "submission_exhausted")
+    resolution = str(closed["resolution"])
+    assert f"batch {sealed.batch_id} finalized" in resolution
+    assert attempt.tx_hash in resolution
     assert_chain_pays_what_the_ledger_says(rt, recipients)
     assert_books_balance(rt)
