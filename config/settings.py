@@ -160,6 +160,26 @@ class Settings(BaseSettings):
             raise ValueError("finality_depth must be >= confirmation_depth")
         return value
 
+    @field_validator("assets")
+    @classmethod
+    def _assets_distinct(cls, value: list[AssetConfig]) -> list[AssetConfig]:
+        """One symbol, one asset; one contract, one symbol (the ledger books by symbol, the
+        chain pays by address: two names for one token would split its balance)."""
+        symbols = [a.symbol for a in value]
+        twice = sorted({s for s in symbols if symbols.count(s) > 1})
+        if twice:
+            raise ValueError(f"asset symbol configured twice: {', '.join(twice)}")
+        seen: dict[str, str] = {}
+        for asset in value:
+            key = (asset.address or "native").lower()
+            if key in seen:
+                raise ValueError(
+                    f"assets {seen[key]} and {asset.symbol} name the same"
+                    f" {'native currency' if asset.address is None else 'address ' + asset.address}"
+                )
+            seen[key] = asset.symbol
+        return value
+
     @field_validator("submit_retry_delays_seconds")
     @classmethod
     def _delays_positive(cls, value: list[int]) -> list[int]:
