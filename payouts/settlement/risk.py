@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from config.settings import Settings
+from config.settings import Settings, VelocityLimits
 
 if TYPE_CHECKING:
     from payouts.settlement.selection import Candidate
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 Scope = Literal["creator", "marketplace", "asset"]
 Window = Literal["hour", "day"]
 Measure = Literal["amount", "count"]
+WINDOWS: tuple[Window, ...] = ("hour", "day")
+MEASURES: tuple[Measure, ...] = ("amount", "count")
 
 
 @dataclass(frozen=True)
@@ -110,17 +112,20 @@ def tripped(c: Candidate, limits: Sequence[Limit], usage: Usage) -> Tripped | No
 def limits_for(settings: Settings, symbol: str) -> list[Limit]:
     """The configured limits of an asset's payouts, in the order they are checked."""
     asset = settings.asset(symbol)
-    limits: list[Limit] = []
-    for scope, configured in (
+    velocity: tuple[tuple[Scope, VelocityLimits], ...] = (
         ("creator", asset.creator_limits),
         ("marketplace", asset.marketplace_limits),
-    ):
-        for window in ("hour", "day"):
-            for measure in ("amount", "count"):
-                ceiling = getattr(configured, f"per_{window}_{measure}")
-                if ceiling is not None:
-                    limits.append(Limit(scope, window, measure, ceiling))  # type: ignore[arg-type]
-    for window, ceiling in (("hour", asset.outflow_per_hour), ("day", asset.outflow_per_day)):
-        if ceiling is not None:
-            limits.append(Limit("asset", window, "amount", ceiling))  # type: ignore[arg-type]
+    )
+    limits = [
+        Limit(scope, window, measure, ceiling)
+        for scope, configured in velocity
+        for window in WINDOWS
+        for measure in MEASURES
+        if (ceiling := getattr(configured, f"per_{window}_{measure}")) is not None
+    ]
+    outflow: tuple[tuple[Window, int | None], ...] = (
+        ("hour", asset.outflow_per_hour),
+        ("day", asset.outflow_per_day),
+    )
+    limits += [Limit("asset", w, "amount", cap) for w, cap in outflow if cap is not None]
     return limits
