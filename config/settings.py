@@ -145,6 +145,32 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_seconds: float = Field(default=30.0, gt=0)
 
+    # Webhooks (payouts.notify). A failed delivery is tried again after these delays (the
+    # Standard Webhooks schedule after the first try, each +- jitter), then every last delay
+    # until the endpoint has failed for webhook_disable_after_seconds: then it is disabled and
+    # an operator hears of it. A receiver's Retry-After is honoured up to its cap.
+    webhook_retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18e3, 36e3, 50.4e3, 72e3, 86.4e3],
+        min_length=1,
+    )
+    webhook_retry_jitter_percent: int = Field(default=20, ge=0, le=100)
+    webhook_retry_after_max_seconds: float = Field(default=86_400, ge=0)
+    webhook_disable_after_seconds: float = Field(default=5 * 86_400, gt=0)
+    # Connect and read timeouts of one delivery request; redirects are never followed.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Loopback, private, link-local, multicast and reserved addresses are refused (at
+    # registration and at every delivery, after resolving the name) unless this allows them.
+    webhook_allow_private_addresses: bool = False
+    # Endpoints must be https unless this allows plain http.
+    webhook_allow_http: bool = False
+    # After a rotation the old secret still signs (beside the new one) this long.
+    webhook_secret_overlap_seconds: float = Field(default=86_400, ge=0)
+    # How often beat looks for endpoints with events due; how many events one delivery task
+    # sends at most; how long an endpoint handed to a task is not handed out again.
+    webhook_dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    webhook_delivery_budget: int = Field(default=20, ge=1)
+    webhook_dispatch_lease_seconds: float = Field(default=60.0, gt=0)
+
     confirmation_depth: int = Field(default=2, ge=1)
     finality_depth: int = Field(default=5, ge=1)
     log_chunk_blocks: int = Field(default=2000, ge=1)
@@ -180,9 +206,9 @@ class Settings(BaseSettings):
             seen[key] = asset.symbol
         return value
 
-    @field_validator("submit_retry_delays_seconds")
+    @field_validator("submit_retry_delays_seconds", "webhook_retry_delays_seconds")
     @classmethod
-    def _delays_positive(cls, value: list[int]) -> list[int]:
+    def _delays_positive(cls, value: list[float]) -> list[float]:
         if any(d <= 0 for d in value):
             raise ValueError("retry delays must be positive seconds")
         return value

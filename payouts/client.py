@@ -16,10 +16,18 @@ visible ASCII characters, an ``int`` amount not above zero or past what a transf
 an ``occurred_at`` without a UTC offset from -12:00 to +14:00 or outside 2000-01-01T00:00Z to a
 day from now, a payout address that is not hex or is the zero address or a precompile. Amounts
 given as strings, assets and each asset's ceiling are the server's to check.
+
+A webhook receiver checks each delivery with ``verify_webhook`` (the Standard Webhooks
+signature and timestamp) and gets a typed ``WebhookEvent``; its ``id`` (the ``webhook-id``)
+is the same on every retry and redelivery, so deduplicate by it, and order by ``seq``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,6 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from standardwebhooks import Webhook
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -231,6 +240,91 @@ def _earning_problems(amount: int | str, occurred_at: datetime | str | None) -> 
     return [p for p in found if p is not None]
 
 
+# --- webhooks -----------------------------------------------------------------------------
+
+WEBHOOK_TOLERANCE = timedelta(minutes=5)
+
+
+class WebhookVerificationError(Exception):
+    """A delivery that is not from us, was altered, or is too old or too new: answer 400."""
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One event as delivered (and as ``GET /v1/events`` lists it)."""
+
+    id: str  # evt_..., the webhook-id: the same on every retry; deduplicate by it
+    seq: int  # the marketplace's sequence number: order by it, drop what you have seen
+    type: str  # payout.finalized, ...
+    timestamp: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> WebhookEvent:
+        try:
+            return cls(
+                id=str(body["id"]),
+                seq=int(body["seq"]),
+                type=str(body["type"]),
+                timestamp=datetime.fromisoformat(str(body["timestamp"])),
+                data=dict(body["data"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WebhookVerificationError(f"not an event: {exc}") from exc
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    raise WebhookVerificationError(f"missing header {name}")
+
+
+def verify_webhook(
+    body: bytes | str,
+    headers: Mapping[str, str],
+    secret: str,
+    *,
+    tolerance: timedelta = WEBHOOK_TOLERANCE,
+    now: datetime | None = None,
+) -> WebhookEvent:
+    """Check a delivery's Standard Webhooks signature (``webhook-signature``, any of its
+    ``v1,`` entries made with ``secret``, the ``whsec_...`` the endpoint was given) and that
+    its ``webhook-timestamp`` is within ``tolerance`` of now; return the event it carries.
+    Raises ``WebhookVerificationError`` otherwise. Pass the body exactly as received."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    msg_id = _header(headers, "webhook-id")
+    stamp = _header(headers, "webhook-timestamp")
+    if not stamp.isascii() or not stamp.isdigit():
+        raise WebhookVerificationError("webhook-timestamp is not a Unix time")
+    sent_at = datetime.fromtimestamp(int(stamp[:12]), tz=UTC)
+    if abs((now or datetime.now(UTC)) - sent_at) > tolerance:
+        raise WebhookVerificationError("webhook-timestamp is too old or too new")
+    try:
+        signer = Webhook(secret)
+    except (ValueError, binascii.Error) as exc:
+        raise WebhookVerificationError("the secret is not a whsec_ secret") from exc
+    expected = base64.b64decode(signer.sign(msg_id, sent_at, text).split(",", 1)[1])
+    for entry in _header(headers, "webhook-signature").split():
+        version, _, signature = entry.partition(",")
+        try:
+            given = base64.b64decode(signature, validate=True)
+        except binascii.Error:
+            continue
+        if version == "v1" and hmac.compare_digest(expected, given):
+            break
+    else:
+        raise WebhookVerificationError("no signature matches the secret")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise WebhookVerificationError("the body is not JSON") from exc
+    event = WebhookEvent.from_json(parsed if isinstance(parsed, dict) else {})
+    if event.id != msg_id:
+        raise WebhookVerificationError("the body's id is not the webhook-id")
+    return event
+
+
 class PayoutsClient:
     def __init__(
         self,
@@ -380,7 +474,80 @@ class PayoutsClient:
                 return
             params["cursor"] = page["next_cursor"]
 
+    # --- events and webhook endpoints ---
+
+    def events(self, after: int = 0, page_size: int = 100) -> Iterator[WebhookEvent]:
+        """Your events after sequence number ``after``, in order (``GET /v1/events``): how a
+        receiver that was down catches up."""
+        while True:
+            page = self._json("GET", "/v1/events", params={"after": after, "limit": page_size})
+            for item in page["data"]:
+                event = WebhookEvent.from_json(item)
+                after = event.seq
+                yield event
+            if not page.get("has_more") or not page["data"]:
+                return
+
+    def create_webhook_endpoint(self, url: str, event_types: Iterable[str] = ()) -> dict[str, Any]:
+        """Register a receiver; the answer's ``secret`` is shown this once."""
+        body = {"url": url, "event_types": list(event_types)}
+        return self._json("POST", "/v1/webhooks/endpoints", json=body)
+
+    def webhook_endpoints(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        yield from self._pages("/v1/webhooks/endpoints", {"limit": page_size})
+
+    def webhook_endpoint(self, endpoint_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/v1/webhooks/endpoints/{endpoint_id}")
+
+    def update_webhook_endpoint(
+        self,
+        endpoint_id: int,
+        *,
+        url: str | None = None,
+        event_types: Iterable[str] | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if url is not None:
+            body["url"] = url
+        if event_types is not None:
+            body["event_types"] = list(event_types)
+        if enabled is not None:
+            body["enabled"] = enabled
+        return self._json("PATCH", f"/v1/webhooks/endpoints/{endpoint_id}", json=body)
+
+    def rotate_webhook_secret(self, endpoint_id: int) -> dict[str, Any]:
+        """A new secret (``secret``, shown once); the old one signs too during the overlap."""
+        return self._json("POST", f"/v1/webhooks/endpoints/{endpoint_id}/rotate-secret")
+
+    def webhook_attempts(self, endpoint_id: int, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        path = f"/v1/webhooks/endpoints/{endpoint_id}/attempts"
+        yield from self._pages(path, {"limit": page_size})
+
+    def redeliver(
+        self,
+        endpoint_id: int,
+        *,
+        event_id: str | None = None,
+        after_seq: int | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Send one event again, or every event after ``after_seq``; ``dry_run`` says what."""
+        if (event_id is None) == (after_seq is None):
+            raise TypeError("give event_id or after_seq")
+        body: dict[str, Any] = {"dry_run": dry_run}
+        body.update({"event_id": event_id} if event_id is not None else {"after_seq": after_seq})
+        return self._json("POST", f"/v1/webhooks/endpoints/{endpoint_id}/redeliver", json=body)
+
     # --- plumbing ---
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._json("GET", path, params=params)
+            yield from page["data"]
+            if not page["has_more"]:
+                return
+            params = {**params, "cursor": page["next_cursor"]}
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         body: dict[str, Any] = self._request(method, path, **kwargs).json()

@@ -15,7 +15,7 @@ from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
 from payouts.runtime import Runtime
 from workers.base import ContextFilter
-from workers.queues import RECONCILE, ROLLUP, SETTLE, SUBMIT, queues
+from workers.queues import RECONCILE, ROLLUP, SETTLE, SUBMIT, WEBHOOKS, queues
 
 settings = get_settings()
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] [%(context)s] %(message)s"
@@ -36,6 +36,8 @@ app.conf.update(
         "payouts.submit_batch": {"queue": SUBMIT},
         "payouts.watch_unmined": {"queue": SUBMIT},
         "payouts.reconcile": {"queue": RECONCILE},
+        "payouts.dispatch_webhooks": {"queue": WEBHOOKS},
+        "payouts.deliver_webhooks": {"queue": WEBHOOKS},
     },
     # A task is acknowledged only after it ran, so a killed worker's task is delivered again;
     # every task is written to be safe to run twice.
@@ -74,6 +76,11 @@ app.conf.beat_schedule = {
     "reconcile-chain": {
         "task": "payouts.reconcile",
         "schedule": timedelta(seconds=settings.reconcile_interval_seconds),
+    },
+    # Number the ready events and hand each endpoint with something due to a delivery task.
+    "dispatch-webhooks": {
+        "task": "payouts.dispatch_webhooks",
+        "schedule": timedelta(seconds=settings.webhook_dispatch_interval_seconds),
     },
 }
 

@@ -10,7 +10,9 @@ ROLLUP = "rollup"
 SETTLE = "settle"
 SUBMIT = "submit"
 RECONCILE = "reconcile"
+# Webhook delivery: its own queue, so a slow receiver never delays settlement.
+WEBHOOKS = "webhooks"
 
 
 def queues(settings: Settings) -> list[str]:
-    return [ROLLUP, SETTLE, *tiers_for(settings).queues(), RECONCILE]
+    return [ROLLUP, SETTLE, *tiers_for(settings).queues(), RECONCILE, WEBHOOKS]

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from payouts.errors import ChainError
+from payouts.notify import handlers as webhooks
 from payouts.reconcile.handlers import reconcile as reconcile_chain
 from payouts.rollup.handlers import rollup as roll_up
 from payouts.settlement.handlers import settle as seal
@@ -83,3 +84,23 @@ def watch_unmined(self: PayoutsTask) -> dict[str, int]:
 def reconcile(self: PayoutsTask) -> dict[str, int]:
     outcome = reconcile_chain(self.runtime, actor="reconciler")
     return {"included": outcome.scan.included, "finalized": outcome.advance.finalized}
+
+
+@app.task(base=PayoutsTask, bind=True, name="payouts.dispatch_webhooks")
+def dispatch_webhooks(self: PayoutsTask) -> dict[str, int]:
+    """Number the ready events; one delivery task per endpoint with something due."""
+    endpoint_ids = webhooks.dispatch(self.runtime)
+    for endpoint_id in endpoint_ids:
+        deliver_webhooks.delay(endpoint_id)
+    return {"dispatched": len(endpoint_ids)}
+
+
+@app.task(base=PayoutsTask, bind=True, name="payouts.deliver_webhooks")
+def deliver_webhooks(self: PayoutsTask, endpoint_id: int) -> dict[str, int]:
+    """One endpoint's due events, in order (a second task for it finds the row locked)."""
+    run = webhooks.deliver(self.runtime, endpoint_id)
+    return {
+        "endpoint": endpoint_id,
+        "delivered": run.count("delivered"),
+        "failed": run.count("retry") + run.count("gone"),
+    }
