@@ -18,11 +18,74 @@ written has ended (a long roll-up delays the events written while it runs).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from payouts.states import (
+    CreatorState,
+    ExceptionState,
+    HoldState,
+    PayoutState,
+    TxAttemptState,
+    sql_in,
+)
+
+P, H = PayoutState, HoldState
+
+# Every event type, where it is written and what it says: the one list of them. A move's
+# event is written by the lifecycle in the statement that moves the row (``MOVES`` below);
+# the others by the stage that makes the change, in its transaction.
+TYPES: dict[str, str] = {
+    "earnings.accepted": "a request's new earnings were recorded (one event per request, none"
+    " for a replay): how many, the totals per asset; a single earning's id and link",
+    "payout.created": "the roll-up made a payout (pending): creator, amount, asset, recipient",
+    "payout.batched": "sealed into a batch (batch_id)",
+    "payout.submitted": "its batch's transaction was sent (tx_hash)",
+    "payout.confirmed": "technical confirmation: in a block (block_number) N blocks deep"
+    " (confirmations); not final yet",
+    "payout.finalized": "business finality: deep enough for its amount; the one to act on",
+    "payout.failed": "back to pending from batched, submitted or confirmed (the batch failed,"
+    " or the token refused the transfer): cause; it goes again in a later batch",
+    "payout.unconfirmed": "a reorg dropped the block that carried it: back to submitted; the"
+    " same transaction is resent (orphaned_block_number, orphaned_block_hash)",
+    "payout.held": "kept out of batches by a hold on the payout (cause: rule and reason)",
+    "payout.released": "its last hold ended: pending again",
+    "payout.cancelled": "cancelled for good (rejected in review): the amount goes back to the"
+    " creator's carried balance",
+    "hold.placed": "a hold on a creator (payout_id null) or one payout: rule, reason, expiry",
+    "hold.released": "a hold ended: released or expired (resolution)",
+    "hold.rejected": "review rejected the held payout (resolution)",
+    "creator.held": "the creator's payouts wait: a creator-wide hold is active (reason)",
+    "creator.released": "the creator's last creator-wide hold ended",
+    "exception.opened": "operators must look at something concerning the marketplace's"
+    " payouts (kind; its payout, or a batch holding some of them)",
+    "exception.resolved": "that exception was closed (resolution)",
+}
+
+# (entity, from, to) -> the event the move writes; a move not named here writes none.
+MOVES: dict[tuple[str, str, str], str] = {
+    ("payout", P.PENDING, P.BATCHED): "payout.batched",
+    ("payout", P.BATCHED, P.SUBMITTED): "payout.submitted",
+    ("payout", P.SUBMITTED, P.CONFIRMED): "payout.confirmed",
+    ("payout", P.CONFIRMED, P.FINALIZED): "payout.finalized",
+    ("payout", P.BATCHED, P.PENDING): "payout.failed",
+    ("payout", P.SUBMITTED, P.PENDING): "payout.failed",
+    ("payout", P.CONFIRMED, P.PENDING): "payout.failed",
+    ("payout", P.CONFIRMED, P.SUBMITTED): "payout.unconfirmed",
+    ("payout", P.PENDING, P.HELD): "payout.held",
+    ("payout", P.HELD, P.PENDING): "payout.released",
+    ("payout", P.PENDING, P.CANCELLED): "payout.cancelled",
+    ("payout", P.HELD, P.CANCELLED): "payout.cancelled",
+    ("hold", H.ACTIVE, H.RELEASED): "hold.released",
+    ("hold", H.ACTIVE, H.REJECTED): "hold.rejected",
+    ("creator", CreatorState.ACTIVE, CreatorState.HELD): "creator.held",
+    ("creator", CreatorState.HELD, CreatorState.ACTIVE): "creator.released",
+    ("exception", ExceptionState.OPEN, ExceptionState.RESOLVED): "exception.resolved",
+}
 
 # The sequencer's advisory lock: one numbering at a time, so numbers are never skipped.
 SEQUENCER_LOCK = 0x6576656E7473  # "events"
@@ -46,6 +109,118 @@ def emit(
         ),
         {"m": marketplace_id, "type": type_, "subject": subject, "payload": json.dumps(payload)},
     )
+
+
+def emit_many(session: Session, rows: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
+    """Write events (marketplace, type, subject, payload) in one statement, in order."""
+    if not rows:
+        return
+    session.execute(
+        text(
+            """
+            INSERT INTO events (marketplace_id, type, subject, payload)
+            SELECT CAST(v.e ->> 'm' AS bigint), v.e ->> 'type', v.e ->> 'subject',
+                   CAST(v.e -> 'payload' AS jsonb)
+              FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS v(e, i)
+             ORDER BY v.i
+            """
+        ),
+        {
+            "rows": json.dumps(
+                [{"m": m, "type": t, "subject": s, "payload": p} for m, t, s, p in rows]
+            )
+        },
+    )
+
+
+# The payload of each entity's events, as SQL over ``m`` (the row as the change left it, with
+# a ``from_state`` column) and ``o`` (the row before it). Amounts leave as strings of base
+# units; the creator is the marketplace's own id for them, never our key; a batch is its
+# public id, as ``GET /v1/payouts`` shows them. ``:_event`` adds what only the caller knows.
+_PAYOUT = f"""
+    SELECT cr.marketplace_id, {{type}}, 'payout:' || m.id, jsonb_build_object(
+               'payout_id', m.id, 'status', m.state, 'previous_status', m.from_state,
+               'creator_id', cr.external_id, 'amount', CAST(m.amount AS text),
+               'asset', a.symbol, 'recipient', m.recipient,
+               'batch_id', CAST(b.public_id AS text),
+               'tx_hash', CASE WHEN b.id IS NOT NULL THEN coalesce(b.tx_hash, (
+                   SELECT x.tx_hash FROM tx_attempts x WHERE x.batch_id = b.id
+                      AND x.state IN {sql_in(TxAttemptState.BROADCAST, TxAttemptState.MINED)}
+                    ORDER BY x.id DESC LIMIT 1)) END,
+               'block_number', b.block_number, 'cause', {{cause}},
+               'url', '/v1/payouts/' || m.id) || CAST(:_event AS jsonb), m.id
+      FROM {{source}} m {{old}}
+      JOIN creators cr ON cr.id = m.creator_id
+      JOIN assets a ON a.id = m.asset_id
+      LEFT JOIN batches b ON b.id = coalesce(m.batch_id, {{o}}.batch_id)
+"""
+_HOLD = """
+    SELECT cr.marketplace_id, {type}, 'hold:' || m.id, jsonb_build_object(
+               'hold_id', m.id, 'status', m.state, 'previous_status', m.from_state,
+               'creator_id', cr.external_id, 'payout_id', m.payout_id, 'rule', m.rule,
+               'reason', m.reason, 'expires_at', m.expires_at, 'resolution', m.resolution,
+               'cause', {cause},
+               'url', '/v1/payouts/' || m.payout_id) || CAST(:_event AS jsonb), m.id
+      FROM {source} m {old}
+      JOIN creators cr ON cr.id = m.creator_id
+"""
+_CREATOR = """
+    SELECT m.marketplace_id, {type}, 'creator:' || m.id, jsonb_build_object(
+               'creator_id', m.external_id, 'status', m.state,
+               'previous_status', m.from_state, 'reason', coalesce(m.held_reason, {o}.held_reason),
+               'cause', {cause}) || CAST(:_event AS jsonb), m.id
+      FROM {source} m {old}
+"""
+# An exception concerns the marketplace of its payout or, without one, every marketplace
+# with a payout in its batch; one that concerns none (a foreign transaction) writes no event.
+_EXCEPTION = """
+    SELECT w.marketplace_id, {type}, 'exception:' || m.id, jsonb_build_object(
+               'exception_id', m.id, 'kind', m.kind, 'status', m.state,
+               'previous_status', m.from_state, 'payout_id', m.payout_id,
+               'batch_id', CAST(b.public_id AS text), 'tx_hash', m.tx_hash,
+               'resolution', m.resolution, 'cause', {cause},
+               'url', '/v1/payouts/' || m.payout_id) || CAST(:_event AS jsonb), m.id
+      FROM {source} m {old}
+      LEFT JOIN batches b ON b.id = m.batch_id
+      JOIN LATERAL (
+          SELECT cr.marketplace_id FROM payouts p JOIN creators cr ON cr.id = p.creator_id
+           WHERE p.id = m.payout_id
+          UNION
+          SELECT cr.marketplace_id FROM batch_items bi
+            JOIN payouts p ON p.id = bi.payout_id JOIN creators cr ON cr.id = p.creator_id
+           WHERE m.payout_id IS NULL AND bi.batch_id = m.batch_id
+      ) w ON true
+"""
+_PAYLOADS = {"payout": _PAYOUT, "hold": _HOLD, "creator": _CREATOR, "exception": _EXCEPTION}
+
+
+def insert_sql(
+    entity: str, type_sql: str, *, source: str, cause: str, old: str | None = None
+) -> str:
+    """``INSERT INTO events`` of one event per row of ``source`` (a CTE of the changed rows
+    with a ``from_state`` column, aliased ``m``), for a data-modifying CTE in the statement
+    that changes them. ``old`` names a CTE of the rows before the change (same ids); without
+    it the row after stands for both. ``type_sql`` and ``cause`` are SQL expressions; rows
+    whose type is NULL write nothing. The statement binds ``:_event`` (a JSON object merged
+    into every payload)."""
+    old_join, o = (f"JOIN {old} o ON o.id = m.id", "o") if old else ("", "m")
+    select = _PAYLOADS[entity].format(type=type_sql, cause=cause, source=source, old=old_join, o=o)
+    return f"""
+        INSERT INTO events (marketplace_id, type, subject, payload)
+        SELECT marketplace_id, type, subject, payload
+          FROM ({select}) e(marketplace_id, type, subject, payload, row_id)
+         WHERE type IS NOT NULL ORDER BY row_id, marketplace_id
+    """
+
+
+def for_move(entity: str, to_state: str, from_states: Sequence[str]) -> str | None:
+    """The type of a move's events as SQL over ``m.from_state``, or None when no source
+    state's move to ``to_state`` concerns a marketplace."""
+    types = {f: MOVES[(entity, f, to_state)] for f in from_states if (entity, f, to_state) in MOVES}
+    if not types:
+        return None
+    whens = " ".join(f"WHEN '{f}' THEN '{t}'" for f, t in sorted(types.items()))
+    return f"CASE m.from_state {whens} END"
 
 
 def sequence(session: Session, limit: int = SEQUENCE_CHUNK) -> int:

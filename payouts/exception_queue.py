@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import holds, lifecycle
+from payouts import events, holds, lifecycle
 from payouts.errors import IllegalTransition, InvalidInput, NotFound
 from payouts.states import ExceptionState
 
@@ -43,15 +43,22 @@ def record_exception(
     tx_hash: str | None = None,
 ) -> bool:
     """Record an exception once per (kind, key); returns whether it is new."""
+    # The exception and its exception.opened events (one per marketplace it concerns).
+    opened = events.insert_sql("exception", "'exception.opened'", source="opened", cause="m.kind")
     inserted = session.execute(
         text(
-            """
-            INSERT INTO exceptions (kind, dedupe_key, batch_id, payout_id, tx_hash, detail)
-            VALUES (:kind, :key, :b, :p, :tx, CAST(:detail AS jsonb))
-            ON CONFLICT (kind, dedupe_key) DO NOTHING RETURNING id
+            f"""
+            WITH opened AS (
+                INSERT INTO exceptions (kind, dedupe_key, batch_id, payout_id, tx_hash, detail)
+                VALUES (:kind, :key, :b, :p, :tx, CAST(:detail AS jsonb))
+                ON CONFLICT (kind, dedupe_key) DO NOTHING
+                RETURNING *, CAST(NULL AS text) AS from_state
+            ), evented AS ({opened})
+            SELECT id FROM opened
             """
         ),
         {
+            "_event": "{}",
             "kind": kind,
             "key": key,
             "b": batch_id,

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle
+from payouts import events, lifecycle
 from payouts.errors import IllegalTransition, InvalidInput, NotFound
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import Leg, post
@@ -67,21 +67,26 @@ def place(session: Session, holds: Sequence[NewHold], *, actor: str) -> list[int
             for h in holds
         ]
     )
+    # The holds and their hold.placed events, in one statement.
+    placed = events.insert_sql("hold", "'hold.placed'", source="placed", cause="m.reason")
     ids = list(
         session.execute(
             text(
-                """
-                INSERT INTO holds (creator_id, payout_id, rule, reason, figures, placed_by,
-                                   expires_at)
-                SELECT v.creator_id, v.payout_id, v.rule, v.reason, v.figures, :actor,
-                       v.expires_at
-                  FROM json_to_recordset(CAST(:rows AS json)) AS v(creator_id bigint,
-                       payout_id bigint, rule text, reason text, figures jsonb,
-                       expires_at timestamptz)
-                RETURNING id
+                f"""
+                WITH placed AS (
+                    INSERT INTO holds (creator_id, payout_id, rule, reason, figures, placed_by,
+                                       expires_at)
+                    SELECT v.creator_id, v.payout_id, v.rule, v.reason, v.figures, :actor,
+                           v.expires_at
+                      FROM json_to_recordset(CAST(:rows AS json)) AS v(creator_id bigint,
+                           payout_id bigint, rule text, reason text, figures jsonb,
+                           expires_at timestamptz)
+                    RETURNING *, CAST(NULL AS text) AS from_state
+                ), evented AS ({placed})
+                SELECT id FROM placed ORDER BY id
                 """
             ),
-            {"rows": rows, "actor": actor},
+            {"rows": rows, "actor": actor, "_event": "{}"},
         ).scalars()
     )
     payouts = sorted({h.payout_id for h in holds if h.payout_id is not None})

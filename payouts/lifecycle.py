@@ -4,7 +4,8 @@ Each lifecycle is a table of one-way moves over a state enum (``payouts.states``
 functions below are the single write path for the state of a credit, payout, batch,
 transaction attempt, creator or exception: one row or a set, they update the rows that are in
 a state the move is allowed from and write one audit row per changed row in the same
-statement, so the change and its record commit or vanish together. Nothing else in the code
+statement, and, for the moves a marketplace cares about (``events.MOVES``), its event row:
+the change, its record and its event commit or vanish together. Nothing else in the code
 may write a ``state`` column or a row of ``transitions`` (a test greps for it); this is where
 events and metrics of a change are produced.
 
@@ -16,6 +17,7 @@ payout leaves its batch in the statement that moves it back to pending.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from payouts import events
 from payouts.errors import IllegalTransition
 from payouts.states import (
     BatchState,
@@ -199,23 +202,37 @@ def move_where(
     actor: str,
     from_states: Sequence[State] | None = None,
     also: Mapping[str, str] | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Move every row of ``lifecycle.table`` (aliased ``t``) matching ``where`` to ``to_state``.
 
     ``where`` and the expressions of ``also`` are static SQL written in this package with
     bound parameters. Rows are locked in id order (two movers of overlapping sets never
-    deadlock). Returns the ids of the rows that moved.
+    deadlock). A move a marketplace cares about (``events.MOVES``) writes each moved row's
+    event in the same statement, ``event`` added to its payload. Returns the ids of the rows
+    that moved.
     """
+    sources = _sources(lifecycle, to_state, from_states)
+    event_type = events.for_move(lifecycle.entity, str(to_state), sources)
+    # The events read the rows as the UPDATE left them (its RETURNING) and as they were
+    # (prev): a re-read of the table would see the statement's snapshot, from before it.
+    evented = ""
+    if event_type is not None:
+        insert = events.insert_sql(
+            lifecycle.entity, event_type, source="moved", cause="CAST(:_cause AS text)", old="prev"
+        )
+        evented = f", evented AS ({insert})"
+    columns = "t.*" if event_type else "t.id, t.state"
     sql = text(
         f"""
         WITH prev AS (
-            SELECT t.id, t.state FROM {lifecycle.table} t
+            SELECT {columns} FROM {lifecycle.table} t
              WHERE ({where}) AND t.state = ANY(:_sources)
              ORDER BY t.id FOR UPDATE
         ), moved AS (
             UPDATE {lifecycle.table} t SET state = :_to{_assignments(also)} FROM prev
-             WHERE t.id = prev.id RETURNING t.id, prev.state AS from_state
-        )
+             WHERE t.id = prev.id RETURNING {columns}, prev.state AS from_state
+        ){evented}
         INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
         SELECT :_entity, id, from_state, :_to, :_cause, :_actor FROM moved
         RETURNING entity_id
@@ -223,11 +240,12 @@ def move_where(
     )
     bound = dict(params or {})
     bound.update(
-        _sources=_sources(lifecycle, to_state, from_states),
+        _sources=sources,
         _to=str(to_state),
         _entity=lifecycle.entity,
         _cause=cause,
         _actor=actor,
+        _event=json.dumps(event or {}, default=str),
     )
     return [row[0] for row in session.execute(sql, bound)]
 
@@ -244,6 +262,7 @@ def move(
     strict: bool = False,
     also: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Move the rows with ``ids`` to ``to_state``; see ``move_where``."""
     if not ids:
@@ -258,6 +277,7 @@ def move(
         actor=actor,
         from_states=from_states,
         also=also,
+        event=event,
     )
     if strict and len(moved) != len(set(ids)):
         stuck = sorted(set(ids) - set(moved))
@@ -280,6 +300,7 @@ def move_rows(
     columns: Sequence[str] = (),
     cause: str,
     actor: str,
+    event: Mapping[str, Any] | None = None,
 ) -> int:
     """Move a large set in one statement: the rows named by the query ``rows`` (an ``id``
     column, plus one column per name in ``columns`` whose value the row takes) that are still
@@ -292,13 +313,20 @@ def move_rows(
     """
     lifecycle.check(from_state, to_state)
     assignments = "".join(f", {c} = src.{c}" for c in columns)
+    event_type = events.for_move(lifecycle.entity, str(to_state), [str(from_state)])
+    returning, evented = "t.id", ""
+    if event_type is not None:
+        # Every row moved from the one state: the row after stands for the row before.
+        returning = "t.*, CAST(:_from AS text) AS from_state"
+        insert = events.insert_sql(lifecycle.entity, event_type, source="moved", cause="m.cause")
+        evented = f", evented AS ({insert})"
     sql = text(
         f"""
         WITH src AS ({rows}), moved AS (
             UPDATE {lifecycle.table} t SET state = :_to{assignments} FROM src
              WHERE t.id = src.id AND t.state = :_from
-            RETURNING t.id, {cause} AS cause
-        ), audited AS (
+            RETURNING {returning}, {cause} AS cause
+        ){evented}, audited AS (
             INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
             SELECT :_entity, id, :_from, :_to, cause, :_actor FROM moved RETURNING 1
         )
@@ -306,7 +334,13 @@ def move_rows(
         """
     )
     bound = dict(params or {})
-    bound.update(_from=str(from_state), _to=str(to_state), _entity=lifecycle.entity, _actor=actor)
+    bound.update(
+        _from=str(from_state),
+        _to=str(to_state),
+        _entity=lifecycle.entity,
+        _actor=actor,
+        _event=json.dumps(event or {}, default=str),
+    )
     return int(session.execute(sql, bound).scalar_one())
 
 
@@ -347,6 +381,7 @@ def move_batch_payouts(
     actor: str,
     from_states: Sequence[PayoutState],
     also: Mapping[str, str] | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Move the payouts of one batch that are in ``from_states``; see ``move_where``."""
     return move_where(
@@ -359,4 +394,5 @@ def move_batch_payouts(
         actor=actor,
         from_states=from_states,
         also=also,
+        event=event,
     )

@@ -209,6 +209,31 @@ def record_earnings(
     return results
 
 
+def accepted_event(
+    marketplace_id: int, earnings: Sequence[Earning], recorded: Sequence[Recorded]
+) -> tuple[int, str, str, dict[str, Any]] | None:
+    """The ``earnings.accepted`` event of one request (marketplace, type, subject, payload),
+    or None when the request recorded nothing new (a replay tells nobody anything)."""
+    new = [(e, r) for e, r in zip(earnings, recorded, strict=True) if not r.replayed]
+    if not new:
+        return None
+    totals: dict[str, int] = {}
+    for e, _ in new:
+        totals[e.asset] = totals.get(e.asset, 0) + e.amount
+    one = new[0] if len(new) == 1 else None
+    payload: dict[str, Any] = {
+        "accepted": len(new),
+        "replayed": len(recorded) - len(new),
+        "totals": {asset: str(amount) for asset, amount in sorted(totals.items())},
+        # Named when the request accepted one earning (every single POST /v1/earnings).
+        "earning_id": one[1].credit_id if one else None,
+        "creator_id": one[0].creator_id if one else None,
+        "url": f"/v1/earnings/{one[1].credit_id}" if one else None,
+    }
+    first = min(r.credit_id for _, r in new)
+    return (marketplace_id, "earnings.accepted", f"earnings:{first}", payload)
+
+
 def _existing(
     session: Session, marketplace_id: int, keys: list[str]
 ) -> dict[str, tuple[int, str, str]]:

@@ -8,16 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import catalog, holds
+from payouts import catalog, events, holds
 from payouts.catalog import ensure_marketplace
 from payouts.errors import IdempotencyConflict, IdempotencyInFlight, NotFound
 from payouts.holds import ADDRESS_COOL_DOWN, NewHold
 from payouts.ingest import views
-from payouts.ingest.earnings import Earning, Recorded, record_earnings
+from payouts.ingest.earnings import Earning, Recorded, accepted_event, record_earnings
 from payouts.runtime import Runtime
 
 
@@ -31,7 +32,7 @@ def record(rt: Runtime, marketplace: str, earnings: Sequence[Earning]) -> list[R
     rt.asset_ids()
     with rt.uow() as session:
         marketplace_id = ensure_marketplace(session, marketplace)
-        results = record_earnings(session, marketplace_id, earnings, limits=_ceilings(rt))
+        results = _record_request(session, rt, marketplace_id, earnings)
         session.commit()
     return results
 
@@ -40,8 +41,18 @@ def record_for(rt: Runtime, marketplace_id: int, earnings: Sequence[Earning]) ->
     """Record a marketplace's earnings in one transaction: all of them or, on any error, none."""
     rt.asset_ids()
     with rt.uow() as session:
-        results = record_earnings(session, marketplace_id, earnings, limits=_ceilings(rt))
+        results = _record_request(session, rt, marketplace_id, earnings)
         session.commit()
+    return results
+
+
+def _record_request(
+    session: Session, rt: Runtime, marketplace_id: int, earnings: Sequence[Earning]
+) -> list[Recorded]:
+    """One request's earnings and its one ``earnings.accepted`` event (none for a replay)."""
+    results = record_earnings(session, marketplace_id, earnings, limits=_ceilings(rt))
+    accepted = accepted_event(marketplace_id, earnings, results)
+    events.emit_many(session, [accepted] if accepted else [])
     return results
 
 
@@ -77,6 +88,7 @@ def record_each(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> list[Ou
 
 def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(requests)
+    emitted: list[tuple[int, str, str, dict[str, Any]]] = []
     with rt.uow() as session:
         # A transaction-scoped advisory lock per key marks it in flight until this commits;
         # a second request with the same key meanwhile is refused rather than queued. The lock
@@ -119,6 +131,11 @@ def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> li
             bodies = views.earnings_created(session, m, [r.credit_id for r in recorded])
             for i, r in zip(indexes, recorded, strict=True):
                 outcomes[i] = (bodies[r.credit_id], r.replayed)
+                accepted = accepted_event(m, [requests[i][1]], [r])
+                if accepted:
+                    emitted.append(accepted)
+        # Each request its own earnings.accepted, all in one statement.
+        events.emit_many(session, emitted)
         session.commit()
     answered = [o for o in outcomes if o is not None]
     if len(answered) != len(requests):  # pragma: no cover - every branch above answers

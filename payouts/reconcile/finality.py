@@ -89,6 +89,7 @@ def advance(
                 cause=f"batch {b.id} {depth} blocks deep",
                 actor=actor,
                 from_states=[PayoutState.SUBMITTED],
+                event={"confirmations": depth},
             )
             report.confirmed += 1
             state = BatchState.CONFIRMED
@@ -181,6 +182,11 @@ def _unwind(session: Session, b: Any, actor: str) -> None:
         cause=f"batch {b.id}: {cause}",
         actor=actor,
         from_states=[PayoutState.CONFIRMED],
+        event={
+            "tx_hash": b.tx_hash,
+            "orphaned_block_number": int(b.block_number),
+            "orphaned_block_hash": b.block_hash,
+        },
     )
     lifecycle.move_where(
         session,
@@ -243,6 +249,7 @@ def _finalize(
         cause=f"batch {b.id} final at {depth} blocks",
         actor=actor,
         strict=True,
+        event={"confirmations": depth},
     )
     lifecycle.move_rows(
         session,

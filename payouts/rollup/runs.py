@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle
+from payouts import events, lifecycle
 from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.ledger.journals import open_journal
 from payouts.rollup.windows import PayoutRule, RollupResult
@@ -119,16 +119,22 @@ def roll_up(
         return RollupResult(window_start, window_end, True, 0, 0, 0)
 
     _ensure_rollup_accounts(session, asset_list)
+    # The payouts and their payout.created events, in one statement.
+    created = events.insert_sql("payout", "'payout.created'", source="created", cause="'rolled up'")
     session.execute(
         text(
-            """
-            INSERT INTO payouts (creator_id, asset_id, amount, recipient, window_start,
-                                 rollup_run_id)
-            SELECT creator_id, asset_id, amount, payout_address, :start, :run
-              FROM rollup_candidates ORDER BY asset_id, creator_id
+            f"""
+            WITH created AS (
+                INSERT INTO payouts (creator_id, asset_id, amount, recipient, window_start,
+                                     rollup_run_id)
+                SELECT creator_id, asset_id, amount, payout_address, :start, :run
+                  FROM rollup_candidates ORDER BY asset_id, creator_id
+                RETURNING *, CAST(NULL AS text) AS from_state
+            ), evented AS ({created})
+            SELECT 1
             """
         ),
-        {"start": window_start, "run": run_id},
+        {"start": window_start, "run": run_id, "_event": "{}"},
     )
     linked = _link_credits(session, run_id, actor)
     if linked != counts.credits:
