@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from payouts import events as outbox
 from payouts.runtime import Runtime
 from payouts.tracking import payouts as payout_views
 from payouts.tracking import reports
@@ -46,3 +47,23 @@ def payouts(
             before_id=before_id,
             limit=limit,
         )
+
+
+def events(
+    rt: Runtime,
+    marketplace_id: int,
+    *,
+    after: int,
+    limit: int,
+    types: list[str] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A marketplace's events after sequence number ``after``, oldest first, and whether
+    more follow. What has ended is numbered first (a try-lock: nothing to wait for when
+    another reader or the beat is numbering), so a reader does not wait for a beat."""
+    with rt.uow() as session:
+        outbox.sequence(session)
+        session.commit()
+        page = outbox.list_events(
+            session, marketplace_id, after=after, limit=limit + 1, types=types
+        )
+    return page[:limit], len(page) > limit
