@@ -14,9 +14,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from eth_account import Account
 from sqlalchemy import text
 
 from payouts import exception_queue, lifecycle
+from payouts.catalog import ensure_marketplace, set_payout_addresses
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
 from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
@@ -299,3 +303,33 @@ def test_a_move_rolled_back_leaves_no_event(committed_ledger_runtime: Runtime) -
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'held'") == 0
     assert "payout.held" not in {e["type"] for e in listed(rt, shop(rt))}
     payout_events_count_equals_its_moves(rt)
+
+
+def test_an_exception_about_a_batch_tells_each_marketplace_with_a_payout_in_it_once(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    seed(rt, creators=2)
+    with rt.uow() as session:
+        other = ensure_marketplace(session, "other-shop")
+        set_payout_addresses(session, other, {"theirs": Account.create().address})
+        lonely = ensure_marketplace(session, "lonely-shop")
+        session.commit()
+    ingest.record(rt, "other-shop", [Earning("o-1", "theirs", 50_000, "USDC")])
+    roll_up_now(rt)
+    (sealed,) = settlement.settle(rt, actor="test")["USDC"].sealed
+    with rt.uow() as session:
+        assert exception_queue.record_exception(
+            session, "submission_exhausted", f"{sealed.batch_id}", {}, batch_id=sealed.batch_id
+        )
+        # A second report of the same fault is no new exception, and no new event.
+        assert not exception_queue.record_exception(
+            session, "submission_exhausted", f"{sealed.batch_id}", {}, batch_id=sealed.batch_id
+        )
+        session.commit()
+
+    opened = written(rt, "type = 'exception.opened'")
+    assert sorted(r.marketplace_id for r in opened) == sorted([shop(rt), other])
+    assert lonely not in {r.marketplace_id for r in written(rt)}
+    assert {r.payload["batch_id"] for r in opened} == {str(sealed.public_id)}
+    assert {r.payload["payout_id"] for r in opened} == {None}

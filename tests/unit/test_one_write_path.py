@@ -3,7 +3,9 @@
 - no state name is spelt as a string literal in SQL (or anywhere) outside ``payouts.states``:
   SQL takes the enum's literal, so a renamed state cannot leave a query behind;
 - nothing but ``payouts.lifecycle`` writes a ``state`` column or a row of ``transitions``, so
-  every change has its audit row (and, later, its event and metric) from one function.
+  every change has its audit row (and its event, and later its metric) from one function;
+- nothing but ``payouts.events`` spells an insert into ``events``: the stages write their
+  events through it, so every event has the one shape its type promises.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ SOURCES = sorted(
 )
 STATES_MODULE = ROOT / "payouts" / "states.py"
 LIFECYCLE_MODULE = ROOT / "payouts" / "lifecycle.py"
+EVENTS_MODULE = ROOT / "payouts" / "events.py"
 
 ALL_STATES = sorted({str(s) for lc in LIFECYCLES.values() for s in lc.states})
 QUOTED_STATE = re.compile(r"'(" + "|".join(ALL_STATES) + r")'")
 WRITES_TRANSITIONS = re.compile(r"INSERT\s+INTO\s+transitions", re.IGNORECASE)
+WRITES_EVENTS = re.compile(r"INSERT\s+INTO\s+events\b", re.IGNORECASE)
 # ``SET state =`` or ``SET a = b, state =`` in an UPDATE, and ORM assignments to ``.state``.
 SETS_STATE_SQL = re.compile(r"\bSET\s+(?:[a-z_]+\s*=\s*[^,;]+?,\s*)*state\s*=", re.IGNORECASE)
 SETS_STATE_ORM = re.compile(r"^\s*[a-z_]+\.state\s*=(?!=)", re.MULTILINE)
@@ -71,3 +75,10 @@ def test_the_patterns_catch_what_they_are_for() -> None:
     assert SETS_STATE_ORM.search("batch.state = 'sealed'")
     assert not SETS_STATE_ORM.search("if batch.state == 'sealed':")
     assert not SETS_STATE_ORM.search("   WHERE p.state = {P.PENDING.sql}")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_events_module_writes_events(path: Path) -> None:
+    if path == EVENTS_MODULE:
+        return
+    assert not WRITES_EVENTS.search(_source(path)), "events are written through payouts.events"
