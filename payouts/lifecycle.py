@@ -309,7 +309,7 @@ def move_rows(
     For the set-based stages (a roll-up links a million credits): no lock pass and no ids
     sent back, and ``cause`` is an SQL expression that may use the columns of ``rows``
     (aliased ``src``). A row another transaction moved meanwhile is re-checked by PostgreSQL
-    and left alone.
+    and left alone. Events are written in the same statement, as ``move_where`` writes them.
     """
     lifecycle.check(from_state, to_state)
     assignments = "".join(f", {c} = src.{c}" for c in columns)

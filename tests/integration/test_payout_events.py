@@ -333,3 +333,33 @@ def test_an_exception_about_a_batch_tells_each_marketplace_with_a_payout_in_it_o
     assert lonely not in {r.marketplace_id for r in written(rt)}
     assert {r.payload["batch_id"] for r in opened} == {str(sealed.public_id)}
     assert {r.payload["payout_id"] for r in opened} == {None}
+
+
+def test_a_set_moved_in_one_statement_writes_its_events_in_it(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    seed(rt, creators=3)
+    roll_up_now(rt)
+    with rt.uow() as session:
+        moved = lifecycle.move_rows(
+            session,
+            lifecycle.PAYOUT,
+            PayoutState.PENDING,
+            PayoutState.HELD,
+            rows="SELECT id FROM payouts",
+            cause="'held in bulk: ' || src.id",
+            actor="test",
+            event={"note": "bulk"},
+        )
+        session.commit()
+
+    assert moved == 3
+    held = written_messages(rt, "type = 'payout.held'")
+    assert [e["data"]["cause"] for e in held] == [
+        f"held in bulk: {e['data']['payout_id']}" for e in held
+    ]
+    assert {(e["data"]["previous_status"], e["data"]["note"]) for e in held} == {
+        ("pending", "bulk")
+    }
+    payout_events_count_equals_its_moves(rt)
