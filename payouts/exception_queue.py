@@ -3,7 +3,9 @@
 An exception is opened once per (kind, dedupe key) by whoever finds the fault (see
 ``record_exception``) and closed once, with a resolution: by an operator, or by the stage
 that sees its cause gone (``resolve_for_batch``). A resolved exception is final and stays in
-the history, and the closing is written to the audit trail like any state change.
+the history, and the closing is written to the audit trail like any state change. Opening and
+closing are events (``exception.opened``, ``exception.resolved``) for each marketplace the
+exception concerns: its payout's, or every one with a payout in its batch.
 """
 
 from __future__ import annotations

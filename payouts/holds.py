@@ -7,7 +7,9 @@ tripped a rule, who placed it and when it expires. A payout is ``held`` while it
 active hold of its own; a creator is ``held`` while they have an active creator-wide hold,
 and settlement skips their payouts. Ending a hold (released, or rejected in review) is final
 and audited, and only the last active hold of a payout or creator lets it go again. A held
-payout's amount stays the creator's: released, it is paid like any other.
+payout's amount stays the creator's: released, it is paid like any other. The creator's
+marketplace hears of each hold placed (``hold.placed``, in the statement that inserts it) and
+ended (``hold.released``, ``hold.rejected``, from the lifecycle).
 
 Rejecting a payout in review cancels it: its amount goes back to the creator as carried
 balance (paid with their next payout) and the creator is held (``review_rejected``) until an
