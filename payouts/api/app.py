@@ -10,7 +10,7 @@ from config.settings import get_settings
 from payouts.api import errors, openapi
 from payouts.api.auth import KeyCache
 from payouts.api.group_commit import EarningWriter
-from payouts.api.routes import creators, earnings, events, health, holds, ops
+from payouts.api.routes import creators, earnings, events, health, holds, ops, webhooks
 from payouts.api.routes import payouts as payout_routes
 from payouts.api.routes.common import known_query_only
 from payouts.runtime import Runtime
@@ -46,7 +46,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     # Only what the operator configured: the runtime adds the native asset for gas by itself.
     app.state.asset_ceilings = {a.symbol: a.max_earning for a in runtime.settings.assets}
     errors.install(app)
-    for module in (health, earnings, creators, holds, payout_routes, events, ops):
+    for module in (health, earnings, creators, holds, payout_routes, events, webhooks, ops):
         app.include_router(module.router)
     openapi.install(app, app.state.asset_ceilings)
     return app

@@ -66,6 +66,11 @@ _FIELD_CODES = {
     "address": "invalid_address",
     "source": "invalid_source",
     "listed": "invalid_listed",
+    "url": "invalid_url",
+    "event_types": "invalid_event_types",
+    "enabled": "invalid_enabled",
+    "event_id": "invalid_event_id",
+    "after_seq": "invalid_after_seq",
 }
 # The lists a body carries up to MAX_BATCH of: their items are reported by index.
 _BATCHES = frozenset({"earnings", "entries"})

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from payouts.api import contract
 from payouts.api.schemas import METADATA_VALUE_REF, METADATA_VALUE_SCHEMA
+from payouts.notify.endpoints import url_pattern
 
 _REF = "#/components/schemas/{model}"
 _bodies: dict[str, type[BaseModel]] = {}
@@ -104,6 +105,14 @@ def _expires_at_field(schema: dict[str, Any], today: date) -> None:
     }
 
 
+def _webhook_url_field(schema: dict[str, Any], pattern: str) -> None:
+    """A webhook endpoint's URL: the pattern of what the operator's settings allow."""
+    url = schema["properties"]["url"]
+    for branch in [url, *url.get("anyOf", [])]:
+        if branch.get("type") == "string":
+            branch["pattern"] = pattern
+
+
 # Parameters whose schema FastAPI cannot say: what they hold beyond type and length.
 _PARAMETERS: dict[tuple[str, str], dict[str, Any]] = {
     ("query", "cursor"): {"type": "string", "maxLength": 64, "pattern": contract.cursor_pattern()},
@@ -152,6 +161,14 @@ def build(app: FastAPI, ceilings: Mapping[str, int], today: date) -> dict[str, A
     for name in sorted(requests):
         if "expires_at" in schemas[name].get("properties", {}):
             _expires_at_field(schemas[name], today)
+    settings = app.state.runtime.settings
+    url = url_pattern(
+        allow_http=settings.webhook_allow_http,
+        allow_private=settings.webhook_allow_private_addresses,
+    )
+    for name in ("EndpointIn", "EndpointUpdateIn"):
+        if name in schemas:
+            _webhook_url_field(schemas[name], url)
     schemas["MetadataValue"] = METADATA_VALUE_SCHEMA
     _parameters(schema)
     components["securitySchemes"] = {

@@ -241,19 +241,22 @@ def update(
     session.execute(
         text(
             """
-            UPDATE webhook_endpoints SET
-                url = coalesce(:url, url),
-                event_types = coalesce(CAST(:types AS text[]), event_types),
-                state = CASE WHEN :enabled IS NULL THEN state
-                             WHEN :enabled THEN 'enabled' ELSE 'disabled' END,
-                disabled_reason = CASE WHEN :enabled IS NULL THEN disabled_reason
-                                       WHEN :enabled THEN NULL ELSE :reason END,
-                disabled_at = CASE WHEN :enabled IS NULL THEN disabled_at
-                                   WHEN :enabled THEN NULL ELSE coalesce(disabled_at, now()) END,
-                failures = CASE WHEN :enabled THEN 0 ELSE failures END,
-                retry_at = CASE WHEN :enabled THEN NULL ELSE retry_at END,
-                failing_since = CASE WHEN :enabled THEN NULL ELSE failing_since END
-             WHERE id = :id
+            UPDATE webhook_endpoints e SET
+                url = coalesce(a.url, e.url),
+                event_types = coalesce(a.types, e.event_types),
+                state = CASE WHEN a.enable IS NULL THEN e.state
+                             WHEN a.enable THEN 'enabled' ELSE 'disabled' END,
+                disabled_reason = CASE WHEN a.enable IS NULL THEN e.disabled_reason
+                                       WHEN a.enable THEN NULL ELSE a.reason END,
+                disabled_at = CASE WHEN a.enable IS NULL THEN e.disabled_at
+                                   WHEN a.enable THEN NULL
+                                   ELSE coalesce(e.disabled_at, now()) END,
+                failures = CASE WHEN a.enable THEN 0 ELSE e.failures END,
+                retry_at = CASE WHEN a.enable THEN NULL ELSE e.retry_at END,
+                failing_since = CASE WHEN a.enable THEN NULL ELSE e.failing_since END
+              FROM (SELECT CAST(:url AS text) AS url, CAST(:types AS text[]) AS types,
+                           CAST(:enabled AS boolean) AS enable, CAST(:reason AS text) AS reason) a
+             WHERE e.id = :id
             """
         ),
         {

@@ -139,6 +139,7 @@ def test_every_check_is_on() -> None:
 
 
 @schema.parametrize()
+@pytest.mark.timeout(600)  # every operation runs inside this one test
 @settings(
     max_examples=100,
     deadline=None,
