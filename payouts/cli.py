@@ -18,6 +18,7 @@ import typer
 from config.settings import get_settings
 from payouts.errors import NotFound, PayoutsError
 from payouts.money import format_units
+from payouts.notify import handlers as webhooks
 from payouts.ops import handlers as ops
 from payouts.reconcile.handlers import reconcile as reconcile_chain
 from payouts.rollup.handlers import rollup as roll_up
@@ -48,6 +49,12 @@ deny_app = typer.Typer(help="The deny list of payout addresses.", no_args_is_hel
 app.add_typer(holds_app, name="holds")
 app.add_typer(review_app, name="review")
 app.add_typer(deny_app, name="denylist")
+webhooks_app = typer.Typer(
+    help="Webhook endpoints: where they stand, their attempts, redelivery.", no_args_is_help=True
+)
+events_app = typer.Typer(help="A marketplace's events, in sequence order.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(events_app, name="events")
 
 
 def _runtime() -> Runtime:
@@ -317,6 +324,124 @@ def denylist_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         typer.echo(f"{r['address']}  {r['reason']}  ({r['source']}, {r['imported_by']})")
     if not rows:
         typer.echo("the deny list is empty")
+
+
+def _echo_endpoint(e: dict[str, Any]) -> None:
+    where = f"seq {e['delivered_seq']}/{e['last_seq']}"
+    failing = f", {e['failures']} failures, next try {e['retry_at']}" if e["failures"] else ""
+    why = f" ({e['disabled_reason']})" if e["disabled_reason"] else ""
+    types = ",".join(e["event_types"]) or "all types"
+    typer.echo(
+        f"{e['id']:>6} {e['status']:8} {e['marketplace']:20} {e['url']} [{types}]"
+        f" {where}{failing}{why}"
+    )
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every marketplace's endpoints, newest first, and how far each has been delivered."""
+    with _answers():
+        rows, _ = webhooks.list_endpoints(_runtime(), None, limit=limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    for e in rows:
+        _echo_endpoint(e)
+    if not rows:
+        typer.echo("no webhook endpoints")
+
+
+@webhooks_app.command("attempts")
+def webhooks_attempts(
+    endpoint_id: int,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An endpoint's delivery attempts, newest first: status, latency, answer or error."""
+    with _answers():
+        rows, _ = webhooks.list_attempts(_runtime(), endpoint_id, None, limit=limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    for a in rows:
+        outcome = str(a["status"]) if a["status"] is not None else f"no answer: {a['error']}"
+        answer = (a["response"] or "").replace("\n", " ")[:60]
+        typer.echo(
+            f"{a['created_at']} {a['event_id']:>12} seq {a['seq']} try {a['attempt']}"
+            f" {a['latency_ms']:>6} ms {outcome} {answer}".rstrip()
+        )
+    if not rows:
+        typer.echo(f"no attempts for endpoint {endpoint_id}")
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    endpoint_id: int,
+    event: Annotated[str | None, typer.Option("--event", help="One event: evt_...")] = None,
+    after_seq: Annotated[
+        int | None, typer.Option("--after-seq", min=0, help="Every event after this seq.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what; send nothing.")] = False,
+) -> None:
+    """Send one event again (--event) or everything after a sequence number (--after-seq),
+    before anything else, with the same ids."""
+    if (event is None) == (after_seq is None):
+        _fail("name either --event evt_... or --after-seq N")
+    with _answers():
+        plan = webhooks.redeliver(
+            _runtime(),
+            endpoint_id,
+            None,
+            event_id=event,
+            after_seq=after_seq,
+            dry_run=dry_run,
+            actor="operator",
+        )
+    verb = "would redeliver" if dry_run else "redelivering"
+    first = ", ".join(f"{e['id']} (seq {e['seq']}, {e['type']})" for e in plan["first"][:10])
+    more = " ..." if plan["events"] > 10 else ""
+    typer.echo(f"endpoint {endpoint_id}: {verb} {plan['events']} events: {first}{more}")
+
+
+def _switch(endpoint_id: int, enabled: bool) -> None:
+    with _answers():
+        e = webhooks.update_endpoint(_runtime(), endpoint_id, None, enabled=enabled)
+    _echo_endpoint(e)
+
+
+@webhooks_app.command("disable")
+def webhooks_disable(endpoint_id: int) -> None:
+    """Stop delivering to an endpoint (its events wait; enable sends them)."""
+    _switch(endpoint_id, False)
+
+
+@webhooks_app.command("enable")
+def webhooks_enable(endpoint_id: int) -> None:
+    """Deliver again, starting with the event that was not delivered, at once."""
+    _switch(endpoint_id, True)
+
+
+@events_app.command("list")
+def events_list(
+    marketplace: Annotated[str, typer.Option(help="The marketplace, by name.")],
+    after: Annotated[int, typer.Option(min=0, help="After this sequence number.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A marketplace's events after a sequence number, oldest first."""
+    with _answers():
+        rt = _runtime()
+        rows, _ = tracking.events(rt, ops.marketplace_id(rt, marketplace), after=after, limit=limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    for e in rows:
+        typer.echo(f"{e['seq']:>8} {e['id']:>14} {e['timestamp']} {e['type']:20} {e['data']}")
+    if not rows:
+        typer.echo(f"no events after {after}")
 
 
 @app.command()

@@ -32,7 +32,6 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 SECRET_BYTES = 32
 MAX_URL = 2048
 MAX_EVENT_TYPES = 50
-EVENT_TYPE_PATTERN = "^[a-z][a-z0-9_]{0,31}(?:\\.[a-z][a-z0-9_]{0,31}){1,3}$"
 # An event's public id (payouts.events.public_id).
 EVENT_ID_PATTERN = "^evt_[1-9][0-9]{0,18}$"
 MAX_ID = 2**63 - 1
