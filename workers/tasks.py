@@ -97,8 +97,13 @@ def dispatch_webhooks(self: PayoutsTask) -> dict[str, int]:
 
 @app.task(base=PayoutsTask, bind=True, name="payouts.deliver_webhooks")
 def deliver_webhooks(self: PayoutsTask, endpoint_id: int) -> dict[str, int]:
-    """One endpoint's due events, in order (a second task for it finds the row locked)."""
+    """One endpoint's due events, in order (a second task for it finds the row locked). A
+    run that spent its budget goes on in a new task at the back of the queue: a backlog
+    drains at the worker's speed, not one budget per dispatch, and other endpoints' tasks
+    take their turns in between."""
     run = webhooks.deliver(self.runtime, endpoint_id)
+    if run.more:
+        deliver_webhooks.delay(endpoint_id)
     return {
         "endpoint": endpoint_id,
         "delivered": run.count("delivered"),

@@ -177,6 +177,9 @@ def dispatch(rt: Runtime) -> list[int]:
 class DeliveryRun:
     endpoint_id: int
     steps: list[Step] = field(default_factory=list)
+    # It stopped because its budget was spent, not because something failed or nothing was
+    # left: the caller goes on at once rather than wait for the next dispatch.
+    more: bool = False
 
     def count(self, result: str) -> int:
         return sum(1 for s in self.steps if s.result == result)
@@ -197,4 +200,6 @@ def deliver(rt: Runtime, endpoint_id: int, sender: Sender | None = None) -> Deli
         run.steps.append(step)
         if step.result not in ("delivered", "skipped"):
             break
+    else:
+        run.more = True
     return run

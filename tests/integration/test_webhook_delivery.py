@@ -55,6 +55,20 @@ def test_deliveries_arrive_signed_in_order_and_verify(rt: Runtime) -> None:
     assert webhooks.dispatch(rt) == []  # nothing left
 
 
+def test_a_run_that_spends_its_budget_says_there_is_more(rt: Runtime) -> None:
+    shop = marketplace(rt, "shop")
+    small = fast(rt, webhook_delivery_budget=2)
+    with receiving() as receiver:
+        endpoint, secret = _endpoint(small, shop, receiver.url)
+        emit(small, shop, *PAYOUT_TYPES)
+        assert webhooks.dispatch(small) == [endpoint]
+        first = webhooks.deliver(small, endpoint)
+        assert (first.count("delivered"), first.more) == (2, True)
+        second = webhooks.deliver(small, endpoint)  # the task goes on at once, no dispatch
+        assert (second.count("delivered"), second.more) == (1, False)
+        assert [e.seq for e in receiver.events(secret)] == [1, 2, 3]
+
+
 def test_a_tampered_or_foreign_delivery_does_not_verify(rt: Runtime) -> None:
     shop = marketplace(rt, "shop")
     with receiving() as receiver:
