@@ -35,6 +35,7 @@ Answer = tuple[int, dict[str, str]]
 class Receiver:
     answer: Callable[[Request], Answer] = lambda _: (200, {})
     requests: list[Request] = field(default_factory=list)
+    payload: bytes = b'{"ok": true}'  # the body of every answer
     hold: bool = False  # hold each request open until release is set
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -78,7 +79,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra = receiver._handle(Request(headers, body))
-            payload = b'{"ok": true}'
+            payload = receiver.payload
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 LOG_CONTEXT: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
     "payouts_log_context", default=MappingProxyType({})
 )
-_CONTEXT_KEYS = ("batch_id", "payout_id", "exception_id", "request_id", "tier")
+_CONTEXT_KEYS = ("batch_id", "payout_id", "exception_id", "request_id", "tier", "endpoint_id")
 
 
 class ContextFilter(logging.Filter):

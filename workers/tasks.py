@@ -91,7 +91,7 @@ def dispatch_webhooks(self: PayoutsTask) -> dict[str, int]:
     """Number the ready events; one delivery task per endpoint with something due."""
     endpoint_ids = webhooks.dispatch(self.runtime)
     for endpoint_id in endpoint_ids:
-        deliver_webhooks.delay(endpoint_id)
+        deliver_webhooks.delay(endpoint_id=endpoint_id)
     return {"dispatched": len(endpoint_ids)}
 
 
@@ -103,7 +103,7 @@ def deliver_webhooks(self: PayoutsTask, endpoint_id: int) -> dict[str, int]:
     take their turns in between."""
     run = webhooks.deliver(self.runtime, endpoint_id)
     if run.more:
-        deliver_webhooks.delay(endpoint_id)
+        deliver_webhooks.delay(endpoint_id=endpoint_id)
     return {
         "endpoint": endpoint_id,
         "delivered": run.count("delivered"),

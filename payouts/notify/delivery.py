@@ -122,7 +122,7 @@ def send(url: str, headers: Mapping[str, str], body: bytes, settings: Settings) 
     try:
         addresses = resolve(host, port)
     except (OSError, UnicodeError) as exc:
-        return Sent(None, f"cannot resolve {host}: {exc}", _elapsed_ms(started))
+        return Sent(None, _text(f"cannot resolve {host}: {exc}"), _elapsed_ms(started))
     allow = settings.webhook_allow_private_addresses
     refused = [a for a in addresses if not address_allowed(a, allow)]
     if refused or not addresses:
@@ -147,21 +147,28 @@ def send(url: str, headers: Mapping[str, str], body: bytes, settings: Settings) 
             "POST", target, content=body, headers=request_headers, extensions=extensions
         ) as response:
             answer = b""
+            deadline = started + settings.webhook_timeout_seconds
             for chunk in response.iter_bytes():
                 answer += chunk
-                if len(answer) >= _READ_AT_MOST:
+                # Enough to show, and no receiver keeps a worker by trickling its answer.
+                if len(answer) >= _READ_AT_MOST or time.monotonic() > deadline:
                     break
             return Sent(
                 response.status_code,
                 None,
                 _elapsed_ms(started),
-                answer.decode("utf-8", "replace")[:RESPONSE_SNIPPET],
+                _text(answer.decode("utf-8", "replace")),
                 response.headers.get("retry-after"),
             )
     except httpx.TimeoutException as exc:
         return Sent(None, f"timeout: {type(exc).__name__}", _elapsed_ms(started))
     except httpx.HTTPError as exc:
-        return Sent(None, f"{type(exc).__name__}: {exc}"[:RESPONSE_SNIPPET], _elapsed_ms(started))
+        return Sent(None, _text(f"{type(exc).__name__}: {exc}"), _elapsed_ms(started))
+
+
+def _text(value: str) -> str:
+    """What PostgreSQL text can keep of a receiver's answer: no NUL, the first characters."""
+    return value.replace("\x00", "")[:RESPONSE_SNIPPET]
 
 
 # --- one attempt ---------------------------------------------------------------------------
@@ -241,16 +248,38 @@ def _head(session: Session, ep: Any) -> tuple[Any, int | None, int | None]:
     if redelivery is not None:
         return redelivery, int(redelivery.redelivery_id), None
     # One statement: what it sees of the numbered events is one snapshot, so the cursor
-    # never skips an event numbered after the read.
-    rows = session.execute(
-        text(f"{_EVENT} WHERE marketplace_id = :m AND seq > :cursor ORDER BY seq LIMIT :n"),
-        {"m": ep.marketplace_id, "cursor": ep.delivered_seq, "n": SCAN},
-    ).all()
-    wanted = set(ep.event_types)
-    for row in rows:
-        if not wanted or row.type in wanted:
-            return row, None, int(row.seq) - 1
-    return None, None, int(rows[-1].seq) if rows else None
+    # never skips an event numbered after the read. Only the first wanted event's payload is
+    # read; the others of the scan are index entries and their type.
+    wanted = list(ep.event_types)
+    row = session.execute(
+        text(
+            f"""
+            WITH seen AS (
+                SELECT id, seq, type FROM events
+                 WHERE marketplace_id = :m AND seq > :cursor ORDER BY seq LIMIT :n
+            ), first AS (
+                SELECT id FROM seen
+                 WHERE cardinality(CAST(:types AS text[])) = 0
+                    OR type = ANY(CAST(:types AS text[]))
+                 ORDER BY seq LIMIT 1
+            )
+            SELECT (SELECT max(seq) FROM seen) AS seen_to, v.*
+              FROM (SELECT 1) AS one
+              LEFT JOIN first ON TRUE
+              LEFT JOIN LATERAL ({_EVENT} WHERE id = first.id) v ON TRUE
+            """
+        ),
+        # Every type wanted: the first event after the cursor is the one, no scan needed.
+        {
+            "m": ep.marketplace_id,
+            "cursor": ep.delivered_seq,
+            "n": SCAN if wanted else 1,
+            "types": wanted,
+        },
+    ).one()
+    if row.id is not None:
+        return row, None, int(row.seq) - 1
+    return None, None, None if row.seen_to is None else int(row.seen_to)
 
 
 def _record(session: Session, endpoint_id: int, event_id: int, attempt: int, sent: Sent) -> None:

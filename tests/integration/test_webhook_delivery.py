@@ -309,3 +309,22 @@ def test_http_is_refused_unless_allowed(committed_ledger_runtime: Runtime) -> No
     assert created["url"] == "https://hooks.example.com/x"
     with rt.uow() as session:
         assert session.execute(text("SELECT count(*) FROM webhook_secrets")).scalar() == 1
+
+
+def test_an_attempt_keeps_the_start_of_any_answer(rt: Runtime) -> None:
+    """A receiver's answer is kept as text PostgreSQL can hold (no NUL), its first 500
+    characters: whatever a receiver sends back cannot stop its own deliveries."""
+    shop = marketplace(rt, "shop")
+    answers = iter([(500, {})])
+    noisy = Receiver(answer=lambda _: next(answers, (200, {})), payload=b"oops\x00" * 400)
+    with receiving(noisy) as receiver:
+        endpoint, _ = _endpoint(rt, shop, receiver.url)
+        emit(rt, shop, "payout.created")
+        webhooks.dispatch(rt)
+        assert [s.status for s in webhooks.deliver(rt, endpoint).steps] == [500]
+        wait_until(lambda: webhooks.dispatch(rt), timeout=10, what="the retry to be due")
+        assert [s.status for s in webhooks.deliver(rt, endpoint).steps] == [200, None]  # idle
+    attempts, _ = webhooks.list_attempts(rt, endpoint, shop)
+    assert [a["status"] for a in attempts] == [200, 500]
+    assert attempts[1]["response"] == "oops" * 125
+    assert attempts[1]["latency_ms"] >= 0
