@@ -235,8 +235,8 @@ def update(
     event_types: list[str] | None = None,
     enabled: bool | None = None,
 ) -> None:
-    """Change the URL, the types wanted, or enable / disable. Enabling clears the failures:
-    the head event is tried at once."""
+    """Change the URL, the types wanted, or enable / disable. Enabling, or a new URL, clears
+    the failures: the head event is tried at once."""
     session.execute(
         text(
             """
@@ -250,11 +250,13 @@ def update(
                 disabled_at = CASE WHEN a.enable IS NULL THEN e.disabled_at
                                    WHEN a.enable THEN NULL
                                    ELSE coalesce(e.disabled_at, now()) END,
-                failures = CASE WHEN a.enable THEN 0 ELSE e.failures END,
-                retry_at = CASE WHEN a.enable THEN NULL ELSE e.retry_at END,
-                failing_since = CASE WHEN a.enable THEN NULL ELSE e.failing_since END
+                failures = CASE WHEN a.fresh THEN 0 ELSE e.failures END,
+                retry_at = CASE WHEN a.fresh THEN NULL ELSE e.retry_at END,
+                failing_since = CASE WHEN a.fresh THEN NULL ELSE e.failing_since END
               FROM (SELECT CAST(:url AS text) AS url, CAST(:types AS text[]) AS types,
-                           CAST(:enabled AS boolean) AS enable, CAST(:reason AS text) AS reason) a
+                           CAST(:enabled AS boolean) AS enable, CAST(:reason AS text) AS reason,
+                           coalesce(CAST(:enabled AS boolean), CAST(:url AS text) IS NOT NULL)
+                               AS fresh) a
              WHERE e.id = :id
             """
         ),

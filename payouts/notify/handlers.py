@@ -58,8 +58,8 @@ def update_endpoint(
     event_types: list[str] | None = None,
     enabled: bool | None = None,
 ) -> dict[str, Any]:
-    """Change the URL, the types wanted, or enable (the head event is tried at once) or
-    disable. Waits for a delivery under way (at most its timeout)."""
+    """Change the URL, the types wanted, or enable or disable; enabling or a new URL tries the
+    head event at once. Waits for a delivery under way (at most its timeout)."""
     if url is not None:
         url = url_rules(rt).check(url)
     with rt.uow() as session:

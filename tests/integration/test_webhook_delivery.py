@@ -193,8 +193,14 @@ def test_an_endpoint_failing_past_the_limit_is_disabled(committed_ledger_runtime
     detail = scalar(rt, "SELECT detail FROM exceptions WHERE kind = :k", k=ENDPOINT_DISABLED)
     assert detail["endpoint_id"] == endpoint
     assert detail["head_event"] == "evt_1"
-    # Enabled again, it starts over with the event it could not deliver.
-    assert webhooks.update_endpoint(rt, endpoint, shop, enabled=True)["failures"] == 0
+    # Enabled again at a URL that answers, it starts over with the event it could not deliver.
+    with receiving() as receiver:
+        moved = webhooks.update_endpoint(rt, endpoint, shop, url=receiver.url)
+        assert (moved["status"], moved["failures"]) == ("disabled", 0)
+        assert webhooks.update_endpoint(rt, endpoint, shop, enabled=True)["retry_at"] is None
+        assert webhooks.dispatch(rt) == [endpoint]
+        assert webhooks.deliver(rt, endpoint).count("delivered") == 1
+        assert receiver.ids() == ["evt_1"]
 
 
 def test_a_tenant_never_receives_another_tenants_events(rt: Runtime) -> None:
