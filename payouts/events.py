@@ -6,13 +6,14 @@ the transaction that makes them; so no event exists without its change, and no c
 its event. Events are append-only.
 
 A marketplace reads its events in the order of ``seq``, a number per marketplace with no gaps.
-Rows get it from ``sequence``, not when they are written: a transaction that wrote an event
-may commit after one that started later, and a reader that had already passed the later one's
-number would never see the earlier. ``sequence`` numbers only the events of transactions that
-have ended (their ``xid`` below the oldest transaction still running), in the order they were
-written, under a lock only the sequencer takes; the writers never wait for one another. The
-price: an event is readable once every write transaction that was running when it was
-written has ended (a long roll-up delays the events written while it runs).
+Rows get it from ``sequence``, after their transaction committed, not when they are written:
+numbered at write time, a transaction could commit after one that took a later number, and a
+reader that had already passed that number would never see the earlier event. ``sequence``
+numbers what has committed (an uncommitted event is invisible to it, and is numbered by a
+later call), in the order the rows were written, under a lock only the sequencer takes; the
+writers never wait for one another or for the sequencer. Two events of one payout come in
+the order of their changes: the second change waited for the first's commit (the row lock),
+so its event is written, and numbered, after the first's.
 """
 
 from __future__ import annotations
@@ -224,9 +225,9 @@ def for_move(entity: str, to_state: str, from_states: Sequence[str]) -> str | No
 
 
 def sequence(session: Session, limit: int = SEQUENCE_CHUNK) -> int:
-    """Number the events whose transactions have ended, oldest first, per marketplace; returns
+    """Number the committed events not numbered yet, oldest first, per marketplace; returns
     how many were numbered (0 as well when another sequencer holds the lock). The caller
-    commits."""
+    commits; until then no reader sees any of these numbers."""
     if not session.execute(
         text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK}
     ).scalar_one():
@@ -246,8 +247,7 @@ def sequence(session: Session, limit: int = SEQUENCE_CHUNK) -> int:
             """
             WITH ready AS (
                 SELECT id, marketplace_id FROM events
-                 WHERE seq IS NULL AND xid < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY id LIMIT :limit
+                 WHERE seq IS NULL ORDER BY id LIMIT :limit
             ), counts AS (
                 SELECT marketplace_id, count(*) AS n FROM ready GROUP BY marketplace_id
             ), bumped AS (

@@ -1,9 +1,7 @@
-"""Helpers for event tests: number what has ended, and read a marketplace's events back.
+"""Helpers for event tests: number what has committed, and read a marketplace's events back.
 
-The sequencer numbers an event once every transaction that was running anywhere on the
-server when it was written has ended (its watermark is the cluster's oldest running
-transaction): while another test session holds a transaction open, numbering waits, so
-tests wait for it with a deadline rather than assume it happens at once.
+Numbering is a try-lock: a call that finds another sequencer at work numbers nothing, so
+tests number until every event has its number, with a deadline.
 """
 
 from __future__ import annotations

@@ -36,9 +36,8 @@ def marketplace(rt: Runtime, name: str) -> int:
 
 
 def emit(rt: Runtime, marketplace_id: int, *types: str) -> None:
-    """Write events of ``types`` (in that order) and wait until they are numbered: the
-    sequencer waits for every older transaction of the server (xids are server-wide, so a
-    transaction in another database, another test run's, holds it too)."""
+    """Write events of ``types`` (in that order) and wait until they are numbered (a call
+    that finds another sequencer at work, a worker's dispatch, numbers nothing)."""
     with rt.uow() as session:
         for i, type_ in enumerate(types):
             events.emit(session, marketplace_id, type_, f"test:{i}", {"n": i, "type": type_})

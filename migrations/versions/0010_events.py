@@ -3,8 +3,7 @@
 ``events`` is a transactional outbox: the lifecycle writes an event row in the statement (or
 the transaction) that changes the state, so there is no event without its change and no change
 without its event. Rows are append-only except for ``seq``, the per-marketplace sequence number
-the sequencer gives each event once every transaction that could precede it has ended (see
-``payouts.events``); ``xid`` is the writing transaction, the sequencer's watermark.
+the sequencer gives each event after its transaction committed (see ``payouts.events``).
 
 ``event_counters`` holds each marketplace's last sequence number. ``webhook_endpoints``,
 ``webhook_secrets`` and ``webhook_attempts`` hold where events are pushed, how they are signed
@@ -36,7 +35,6 @@ def upgrade() -> None:
             payload jsonb NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now(),
             sequenced_at timestamptz,
-            xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
             CONSTRAINT events_seq_once CHECK ((seq IS NULL) = (sequenced_at IS NULL)),
             CONSTRAINT events_seq_unique UNIQUE (marketplace_id, seq)
         );
@@ -48,10 +46,10 @@ def upgrade() -> None:
         BEGIN
             IF OLD.seq IS NULL AND NEW.seq IS NOT NULL
                AND (NEW.id, NEW.marketplace_id, NEW.type, NEW.subject, NEW.payload,
-                    NEW.created_at, NEW.xid)
+                    NEW.created_at)
                    IS NOT DISTINCT FROM
                    (OLD.id, OLD.marketplace_id, OLD.type, OLD.subject, OLD.payload,
-                    OLD.created_at, OLD.xid)
+                    OLD.created_at)
             THEN
                 RETURN NEW;
             END IF;
