@@ -330,7 +330,7 @@ def attempt(
             _set(session, endpoint_id, delivered_seq=cursor)
         _set(session, endpoint_id, dispatched_at=None)
         return Step("skipped") if cursor is not None and row is None else IDLE
-    if cursor is not None:
+    if cursor is not None and cursor != ep.delivered_seq:
         _set(session, endpoint_id, delivered_seq=cursor)
     body = json.dumps(events.as_message(row), separators=(",", ":"), ensure_ascii=False)
     msg_id = events.public_id(int(row.id))
@@ -346,25 +346,25 @@ def attempt(
         timedelta(seconds=settings.webhook_disable_after_seconds),
         retry_after_seconds(sent.retry_after, now, settings.webhook_retry_after_max_seconds),
     )
+    # What the attempt changes of the endpoint, in one statement.
+    changes: dict[str, Any] = {
+        "failures": decided.failures,
+        "retry_at": decided.retry_at,
+        "failing_since": decided.failing_since,
+    }
     if decided.outcome is Outcome.DELIVERED:
         if redelivery_id is None:
-            _set(session, endpoint_id, delivered_seq=int(row.seq))
+            changes["delivered_seq"] = int(row.seq)
         else:
             session.execute(
                 text("UPDATE webhook_redeliveries SET done_at = now() WHERE id = :r"),
                 {"r": redelivery_id},
             )
-    _set(
-        session,
-        endpoint_id,
-        failures=decided.failures,
-        retry_at=decided.retry_at,
-        failing_since=decided.failing_since,
-    )
+    if last or decided.outcome is not Outcome.DELIVERED:
+        changes["dispatched_at"] = None
+    _set(session, endpoint_id, **changes)
     if decided.disable_reason is not None:
         _disable(session, ep, decided.disable_reason, msg_id, sent)
-    if last or decided.outcome is not Outcome.DELIVERED:
-        _set(session, endpoint_id, dispatched_at=None)
     return Step(str(decided.outcome), int(row.id), sent.status)
 
 
