@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import end_to_end, gas, ingest, reconcile, rollup, stack
+from benchmarks import end_to_end, gas, ingest, reconcile, rollup, stack, webhooks
 from benchmarks.report import ScenarioResult, render
 from benchmarks.seed import Templates
 from config.settings import REPO_ROOT
@@ -32,6 +32,7 @@ class Sizes:
     gas: gas.GasSizes
     reconcile: reconcile.ReconcileSizes
     end_to_end: end_to_end.EndToEndSizes
+    webhooks: webhooks.WebhookSizes
 
 
 FULL = Sizes(
@@ -45,6 +46,7 @@ FULL = Sizes(
     end_to_end=end_to_end.EndToEndSizes(
         credits=1_000_000, creators=100_000, window_seconds=5, timeout=1200
     ),
+    webhooks=webhooks.WebhookSizes(backlog=20_000, rate=200, seconds=20, timeout=600),
 )  # fmt: skip
 QUICK = Sizes(
     ingest=ingest.IngestSizes(
@@ -56,15 +58,17 @@ QUICK = Sizes(
     end_to_end=end_to_end.EndToEndSizes(
         credits=10_000, creators=1_000, window_seconds=1, timeout=120
     ),
+    webhooks=webhooks.WebhookSizes(backlog=1_000, rate=100, seconds=5, timeout=120),
 )
 
-SCENARIOS = ("ingest", "rollup", "gas", "reconcile", "end_to_end")
+SCENARIOS = ("ingest", "rollup", "gas", "reconcile", "end_to_end", "webhooks")
 TITLES = {
     "ingest": "1. Ingest",
     "rollup": "2. Roll-up",
     "gas": "3. Gas per payout",
     "reconcile": "4. Reconciliation",
     "end_to_end": "5. End to end",
+    "webhooks": "6. Webhooks",
 }
 
 
@@ -94,6 +98,7 @@ def _scenarios(
         "gas": lambda: gas.run(servers, sizes.gas),
         "reconcile": lambda: reconcile.run(servers, sizes.reconcile),
         "end_to_end": lambda: end_to_end.run(servers, sizes.end_to_end, templates, profile=profile),
+        "webhooks": lambda: webhooks.run(servers, sizes.webhooks),
     }
 
 

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from config.settings import REPO_ROOT, Settings
@@ -26,14 +26,18 @@ def purge_queues(settings: Settings, broker_url: str) -> None:
                 continue
 
 
-def celery_argv(kind: str, state_dir: Path, concurrency: int = 2) -> list[str]:
+def celery_argv(
+    kind: str, state_dir: Path, concurrency: int = 2, queues: Sequence[str] = ()
+) -> list[str]:
     base = [sys.executable, "-m", "celery", "-A", "workers.app"]
     if kind == "worker":
-        # No -Q: the worker consumes every queue workers.app declares (retry tiers included).
+        # Without queues, no -Q: the worker consumes every queue workers.app declares (retry
+        # tiers included).
+        only = ["--queues", ",".join(queues)] if queues else []
         return [
             *base, "worker", "--concurrency", str(concurrency),
             "--pool", "prefork", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", *only,
         ]  # fmt: skip
     if kind == "beat":
         schedule = str(state_dir / "celerybeat-schedule")
@@ -42,9 +46,13 @@ def celery_argv(kind: str, state_dir: Path, concurrency: int = 2) -> list[str]:
 
 
 def start_celery(
-    kind: str, env: Mapping[str, str], state_dir: Path, concurrency: int = 2
+    kind: str,
+    env: Mapping[str, str],
+    state_dir: Path,
+    concurrency: int = 2,
+    queues: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    return _start(kind, celery_argv(kind, state_dir, concurrency), env, state_dir)
+    return _start(kind, celery_argv(kind, state_dir, concurrency, queues), env, state_dir)
 
 
 def start_api(env: Mapping[str, str], state_dir: Path, port: int) -> subprocess.Popen[bytes]:
