@@ -46,7 +46,7 @@ FULL = Sizes(
     end_to_end=end_to_end.EndToEndSizes(
         credits=1_000_000, creators=100_000, window_seconds=5, timeout=1200
     ),
-    webhooks=webhooks.WebhookSizes(backlog=20_000, rate=200, seconds=20, timeout=600),
+    webhooks=webhooks.WebhookSizes(backlog=5_000, rate=100, seconds=20, timeout=600),
 )  # fmt: skip
 QUICK = Sizes(
     ingest=ingest.IngestSizes(
