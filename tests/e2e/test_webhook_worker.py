@@ -134,11 +134,11 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_resends_the_same_id(
                 wait_until(
                     lambda: len(receiver.unique(secret)) == 3, timeout=60, what="all 3 events"
                 )
+                wait_until(
+                    lambda: scalar(rt, "SELECT delivered_seq FROM webhook_endpoints") == 3,
+                    timeout=10,
+                    what="the cursor past the last event",
+                )
     ids = receiver.ids()
     assert ids[0] == ids[1] == "evt_1"  # the same id again: the receiver drops the copy
     _delivered_once_in_order(receiver, secret, 3)
-    wait_until(
-        lambda: scalar(rt, "SELECT delivered_seq FROM webhook_endpoints") == 3,
-        timeout=10,
-        what="the cursor past the last event",
-    )
