@@ -1,5 +1,9 @@
-"""Webhook delivery's bookkeeping: which endpoint is handed to a task, and redelivery of
-everything after a sequence number.
+"""Webhook delivery's bookkeeping: whether an endpoint is on, which endpoint is handed to a
+task, and redelivery of everything after a sequence number.
+
+An endpoint is on or off (``enabled``, with ``disabled_reason`` and ``disabled_at``): a
+switch with its reason, not a state of a lifecycle (``payouts.lifecycle`` is the only writer
+of ``state`` columns, each move audited), so the ``state`` column of 0010 becomes the flag.
 
 ``webhook_endpoints.dispatched_at`` is when beat last handed the endpoint to a delivery task;
 beat does not hand it out again until the task is done (it clears the column) or the lease
@@ -25,9 +29,12 @@ def upgrade() -> None:
     op.execute(
         """
         ALTER TABLE webhook_endpoints
+            ADD COLUMN enabled boolean NOT NULL DEFAULT true,
             ADD COLUMN dispatched_at timestamptz,
             ADD COLUMN disabled_at timestamptz,
             ADD CONSTRAINT webhook_endpoints_cursor CHECK (delivered_seq >= 0 AND failures >= 0);
+        UPDATE webhook_endpoints SET enabled = (state = 'enabled');
+        ALTER TABLE webhook_endpoints DROP COLUMN state;
         ALTER TABLE webhook_redeliveries
             ALTER COLUMN event_id DROP NOT NULL,
             ADD COLUMN after_seq bigint CHECK (after_seq >= 0),
@@ -49,6 +56,11 @@ def downgrade() -> None:
             DROP COLUMN after_seq,
             ALTER COLUMN event_id SET NOT NULL;
         ALTER TABLE webhook_endpoints
+            ADD COLUMN state text NOT NULL DEFAULT 'enabled'
+                CHECK (state IN ('enabled', 'disabled'));
+        UPDATE webhook_endpoints SET state = CASE WHEN enabled THEN 'enabled' ELSE 'disabled' END;
+        ALTER TABLE webhook_endpoints
+            DROP COLUMN enabled,
             DROP CONSTRAINT webhook_endpoints_cursor,
             DROP COLUMN disabled_at,
             DROP COLUMN dispatched_at;

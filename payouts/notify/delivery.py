@@ -193,7 +193,7 @@ def _lock(session: Session, endpoint_id: int) -> Any:
             """
             SELECT id, marketplace_id, url, event_types, delivered_seq, failures, retry_at,
                    failing_since, now() AS now
-              FROM webhook_endpoints WHERE id = :id AND state = 'enabled'
+              FROM webhook_endpoints WHERE id = :id AND enabled
                FOR NO KEY UPDATE SKIP LOCKED
             """
         ),
@@ -371,7 +371,7 @@ def attempt(
 def _disable(session: Session, ep: Any, reason: str, msg_id: str, sent: Sent) -> None:
     session.execute(
         text(
-            "UPDATE webhook_endpoints SET state = 'disabled', disabled_reason = :reason,"
+            "UPDATE webhook_endpoints SET enabled = false, disabled_reason = :reason,"
             " disabled_at = now(), retry_at = NULL WHERE id = :e"
         ),
         {"e": ep.id, "reason": reason},

@@ -124,7 +124,7 @@ def new_secret() -> str:
 # --- rows --------------------------------------------------------------------------------------
 
 _ENDPOINT = """
-    SELECT e.id, e.marketplace_id, m.name AS marketplace, e.url, e.event_types, e.state,
+    SELECT e.id, e.marketplace_id, m.name AS marketplace, e.url, e.event_types, e.enabled,
            e.disabled_reason, e.disabled_at, e.delivered_seq, e.failures, e.retry_at,
            e.failing_since, e.created_at, coalesce(k.last_seq, 0) AS last_seq
       FROM webhook_endpoints e
@@ -143,7 +143,7 @@ def endpoint_view(r: Any) -> dict[str, Any]:
         "marketplace": r.marketplace,
         "url": r.url,
         "event_types": list(r.event_types),
-        "status": r.state,
+        "status": "enabled" if r.enabled else "disabled",
         "disabled_reason": r.disabled_reason,
         "disabled_at": _iso(r.disabled_at),
         "delivered_seq": int(r.delivered_seq),
@@ -243,8 +243,7 @@ def update(
             UPDATE webhook_endpoints e SET
                 url = coalesce(a.url, e.url),
                 event_types = coalesce(a.types, e.event_types),
-                state = CASE WHEN a.enable IS NULL THEN e.state
-                             WHEN a.enable THEN 'enabled' ELSE 'disabled' END,
+                enabled = coalesce(a.enable, e.enabled),
                 disabled_reason = CASE WHEN a.enable IS NULL THEN e.disabled_reason
                                        WHEN a.enable THEN NULL ELSE a.reason END,
                 disabled_at = CASE WHEN a.enable IS NULL THEN e.disabled_at

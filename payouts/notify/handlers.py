@@ -154,7 +154,7 @@ def dispatch(rt: Runtime) -> list[int]:
                  WHERE id IN (
                     SELECT e.id FROM webhook_endpoints e
                       LEFT JOIN event_counters k ON k.marketplace_id = e.marketplace_id
-                     WHERE e.state = 'enabled'
+                     WHERE e.enabled
                        AND (e.dispatched_at IS NULL
                             OR e.dispatched_at < now() - make_interval(secs => :lease))
                        AND (e.retry_at IS NULL OR e.retry_at <= now())
