@@ -5,6 +5,7 @@ overlap, and requests never reach an address the operator has not allowed."""
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
@@ -110,6 +111,35 @@ def test_an_endpoint_starts_at_the_newest_event(rt: Runtime) -> None:
         webhooks.dispatch(rt)
         webhooks.deliver(rt, endpoint)
         assert [e.seq for e in receiver.events(secret)] == [3]
+
+
+def test_a_receiver_slower_than_the_timeout_is_cut_off_and_tried_again(rt: Runtime) -> None:
+    """The receiver took the request and did not answer in time: the attempt is a timeout,
+    the cursor stays, and the next attempt sends the same event with the same id (the
+    receiver got it twice and keeps it once)."""
+    shop = marketplace(rt, "shop")
+    slow = fast(rt, webhook_timeout_seconds=0.5)
+    receiver = Receiver(hold=True)
+    with receiving(receiver):
+        endpoint, secret = _endpoint(slow, shop, receiver.url)
+        emit(slow, shop, "payout.finalized")
+        webhooks.dispatch(slow)
+        started = time.monotonic()
+        run = webhooks.deliver(slow, endpoint)
+        assert time.monotonic() - started < 5  # cut off, not waiting for the receiver
+        assert [s.result for s in run.steps] == ["retry"]
+        [attempt], _ = webhooks.list_attempts(slow, endpoint, shop)
+        assert attempt["status"] is None
+        assert "timeout" in attempt["error"]
+        assert webhooks.get_endpoint(slow, endpoint, shop)["delivered_seq"] == 0
+
+        receiver.hold = False
+        receiver.release.set()
+        wait_until(lambda: webhooks.dispatch(slow), timeout=10, what="the retry to be due")
+        assert webhooks.deliver(slow, endpoint).count("delivered") == 1
+        assert receiver.ids() == ["evt_1", "evt_1"]
+        assert [e.seq for e in receiver.unique(secret)] == [1]
+        assert webhooks.get_endpoint(slow, endpoint, shop)["delivered_seq"] == 1
 
 
 def test_410_disables_the_endpoint_and_tells_the_operator(rt: Runtime) -> None:
