@@ -58,7 +58,7 @@ QUICK = Sizes(
     end_to_end=end_to_end.EndToEndSizes(
         credits=10_000, creators=1_000, window_seconds=1, timeout=120
     ),
-    webhooks=webhooks.WebhookSizes(backlog=1_000, rate=100, seconds=5, timeout=120),
+    webhooks=webhooks.WebhookSizes(backlog=300, rate=50, seconds=3, timeout=90),
 )
 
 SCENARIOS = ("ingest", "rollup", "gas", "reconcile", "end_to_end", "webhooks")
