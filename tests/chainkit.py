@@ -65,6 +65,19 @@ def settle_and_submit(rt: Runtime) -> list[SubmitResult]:
     return [submission.submit(rt, b.batch_id, actor="test") for b in plan.sealed]
 
 
+def node_gone(rt: Runtime) -> Runtime:
+    """The same system (same database) whose node no longer answers, and no circuit breaker
+    in the way, so every call is a real try."""
+    return Runtime(
+        rt.settings.model_copy(
+            update={
+                "rpc_url": f"http://127.0.0.1:{devstack.free_port()}",
+                "breaker_failure_threshold": 1_000,
+            }
+        )
+    )
+
+
 def mine(rt: Runtime, blocks: int) -> None:
     rt.chain.rpc("anvil_mine", [hex(blocks)])
 

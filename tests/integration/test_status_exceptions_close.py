@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import text
 
-from devstack import free_port
 from payouts import exception_queue
 from payouts.db import models
 from payouts.errors import TransientChainError
@@ -27,6 +26,7 @@ from tests.chainkit import (
     automine_off,
     mine,
     mine_at_base_fee,
+    node_gone,
     roll_up_now,
     scalar,
     seed,
@@ -123,14 +123,7 @@ def test_a_parked_submission_whose_transaction_landed_after_all_closes_itself(
     blocks come: at finality the exception's cause is gone."""
     # On a database of its own: the runtime whose node is gone reads what the other committed.
     rt = make_runtime(submit_retry_delays_seconds=[15], confirmation_depth=1, finality_depth=3)
-    down = Runtime(
-        rt.settings.model_copy(
-            update={
-                "rpc_url": f"http://127.0.0.1:{free_port()}",
-                "breaker_failure_threshold": 1_000,
-            }
-        )
-    )
+    down = node_gone(rt)
     recipients = seed(rt, creators=2)
     roll_up_now(rt)
     (sealed,) = settlement.settle(rt, actor="test")["USDC"].sealed

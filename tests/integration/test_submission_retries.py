@@ -12,7 +12,6 @@ from collections.abc import Callable
 import pytest
 from click.testing import Result
 
-from devstack import free_port
 from payouts.errors import TransientChainError
 from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
@@ -22,6 +21,7 @@ from tests.chainkit import (
     assert_books_balance,
     assert_chain_pays_what_the_ledger_says,
     mine,
+    node_gone,
     roll_up_now,
     scalar,
     seed,
@@ -38,15 +38,7 @@ def test_a_failing_submission_climbs_the_tiers_then_is_parked_and_replayed(
     make_runtime: Callable[..., Runtime], operator: Callable[..., Result]
 ) -> None:
     rt = make_runtime(submit_retry_delays_seconds=[15, 60], resubmit_grace_seconds=0)
-    # The same system, but its node is gone (and no circuit breaker, to count real tries).
-    down = Runtime(
-        rt.settings.model_copy(
-            update={
-                "rpc_url": f"http://127.0.0.1:{free_port()}",
-                "breaker_failure_threshold": 1_000,
-            }
-        )
-    )
+    down = node_gone(rt)
     recipients = seed(rt, creators=3)
     roll_up_now(rt)
     (batch,) = settlement.settle(rt, actor="test")["USDC"].sealed
