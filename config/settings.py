@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # points) waits for a cheaper window; needs the asset's units_per_native.
     max_gas_share_bps: int = Field(default=500, ge=1, le=10_000)
     low_gas_balance_wei: int = Field(default=5 * 10**16, ge=0)
+    # The hot wallet's runway (metrics, ops page) is its balance at the burn rate of the
+    # batches sealed in this many hours.
+    runway_window_hours: int = Field(default=24, ge=1)
 
     # A transaction unmined this many blocks after it was sent is replaced with fees raised by
     # fee_bump_bps (nodes refuse replacements under +10%), never above max_fee_per_gas.
