@@ -6,12 +6,14 @@ nowhere else. Amounts are integers in an asset's base units; gas and fees are in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,6 +183,19 @@ class Settings(BaseSettings):
     # incident an operator must hear about.
     reorg_watch_blocks: int = Field(default=64, ge=0)
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        """Refused here, as configuration, rather than as a driver error at the first query."""
+        if value is None:
+            return None
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError(
+                "must be a PostgreSQL URL with the psycopg driver,"
+                " postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            )
+        return value
+
     @field_validator("finality_depth")
     @classmethod
     def _finality_not_shallower(cls, value: int, info: object) -> int:
@@ -226,3 +241,22 @@ class Settings(BaseSettings):
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source of pydantic-settings over a given mapping: the same names, the
+    same JSON decoding of lists and nested models, as ``Settings()`` reads ``os.environ``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def settings_from_environ(environ: Mapping[str, str]) -> Settings:
+    """The settings a process whose environment is ``environ`` reads (a child process's)."""
+    return Settings.model_validate(_MappingEnvSource(environ)())

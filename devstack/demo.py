@@ -10,15 +10,16 @@ ledger with the chain's balances and what the receiver got with the event table.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from eth_account import Account
 from sqlalchemy import text
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, settings_from_environ
 from devstack import processes
 from devstack.anvil import Anvil
 from devstack.contracts import DEV_KEYS, DevDeployment, deploy_dev_contracts
@@ -79,11 +80,10 @@ def stack_env(
     }
 
 
-def settings_from_env(env: dict[str, str]) -> Settings:
-    """The settings a child process given ``env`` would read."""
-    values: dict[str, object] = {k.removeprefix("PAYOUTS_").lower(): v for k, v in env.items()}
-    values["assets"] = json.loads(env["PAYOUTS_ASSETS"])
-    return Settings.model_validate(values)
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """The settings a child process started with ``env`` reads: this environment overlaid
+    with ``env`` (as ``processes`` starts them), parsed as pydantic-settings parses it."""
+    return settings_from_environ({**os.environ, **env})
 
 
 def run_demo(

@@ -1,12 +1,14 @@
 """The ``payouts`` command: operators' entry point over the same services as the workers.
 
-Exit codes: 0 success, 1 a check or comparison failed, 2 bad input or configuration.
+Exit codes: 0 success, 1 a check or comparison failed (or not found), 2 bad input,
+3 configuration, 4 a service does not answer (see ``payouts.terminal.errors``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from config.settings import get_settings
 from payouts.errors import NotFound, PayoutsError
@@ -26,11 +29,58 @@ from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from payouts.settlement.handlers import HoldTarget
 from payouts.submission.handlers import replay
+from payouts.terminal import errors as failures
 from payouts.tracking import handlers as tracking
 
+DEBUG = "payouts.debug"
+
+
+class _Commands(TyperGroup):
+    """Every command's configuration and connection errors as one line and an exit code."""
+
+    # Typer's Context is the vendored click's, which it does not export under a public name.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            failure = failures.explain(exc, rpc_url=_rpc_url())
+            if failure is None:
+                raise
+            if ctx.meta.get(DEBUG):
+                traceback.print_exc(file=sys.stderr)
+            typer.echo(failure.line(), err=True)
+            raise typer.Exit(failure.code) from None
+
+
+def _rpc_url() -> str | None:
+    try:
+        return get_settings().rpc_url
+    except Exception:  # noqa: BLE001 - the settings' own error is reported instead
+        return None
+
+
 app = typer.Typer(
-    help="Creator payouts: ledger, roll-ups, batches, chain, reconciliation.", no_args_is_help=True
+    cls=_Commands,
+    help="Creator payouts: ledger, roll-ups, batches, chain, reconciliation.\n\n"
+    "Exit codes: 0 done, 1 a check failed or not found, 2 bad input, 3 configuration,"
+    " 4 PostgreSQL, Redis or the node does not answer.",
+    no_args_is_help=True,
+    # Locals could hold the signer key or a database password.
+    pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error.")
+    ] = False,
+) -> None:
+    ctx.meta[DEBUG] = debug
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 marketplaces_app = typer.Typer(help="Marketplaces and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -596,12 +646,54 @@ def dev(
     run_dev_stack(seed=seed, worker=worker, echo=typer.echo)
 
 
+chain_app = typer.Typer(help="The contracts on chain.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+
+
+@chain_app.command("deploy")
+def chain_deploy(
+    env_file: Annotated[
+        Path | None, typer.Option(help="Also write the settings to this file, for `.` in sh.")
+    ] = None,
+    mint: Annotated[
+        int | None, typer.Option(min=1, help="Test token minted to the hot wallet (dev chain).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Deploy the PayoutBatcher (on a dev chain the test token too), approve it from the hot
+    wallet and print the settings to run with; run again, it finds them and sends nothing."""
+    import shlex
+
+    from payouts.ops import deploy
+
+    rt = _runtime()
+    done = deploy.chain_deploy(rt) if mint is None else deploy.chain_deploy(rt, mint=mint)
+    for step in done.done:
+        typer.echo(step, err=True)
+    if not done.done:
+        typer.echo(f"chain {done.chain_id}: everything is in place, nothing sent", err=True)
+    lines = "".join(f"{name}={shlex.quote(value)}\n" for name, value in done.settings().items())
+    if env_file is not None:
+        # Readers (the app containers) see the old file or the new one, never half of one.
+        partial = env_file.with_name(env_file.name + ".partial")
+        partial.write_text(lines, encoding="utf-8")
+        partial.replace(env_file)
+    if as_json:
+        _echo_json(
+            {
+                "chain_id": done.chain_id,
+                "dev_chain": done.dev,
+                "hot_wallet": done.hot_wallet,
+                "settings": done.settings(),
+                "sent": list(done.done),
+            }
+        )
+    else:
+        typer.echo(lines, nl=False)
+
+
 def main() -> None:  # pragma: no cover - console entry
-    try:
-        app()
-    except PayoutsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m payouts.cli
