@@ -83,6 +83,9 @@ class Settings(BaseSettings):
 
     # Where unset, the embedded default starts a real server under state_dir.
     database_url: str | None = None
+    # The tables' owner, for `payouts db upgrade` only; unset, the app's own URL. The app
+    # connects with database_url, as a role that may not rewrite the ledger (migration 0012).
+    migration_database_url: str | None = None
     redis_url: str | None = None
     state_dir: Path = REPO_ROOT / ".state"
     # The module that starts real local servers where no URL is set (dev tooling, loaded by

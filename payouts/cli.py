@@ -122,10 +122,15 @@ def _echo_json(data: Any) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the schema to the latest revision."""
+    """Create or migrate the schema to the latest revision, as the owner
+    (PAYOUTS_MIGRATION_DATABASE_URL, else PAYOUTS_DATABASE_URL), and let the app's user
+    (PAYOUTS_DATABASE_URL) log in with the app role's rights."""
     from payouts.db.migrate import upgrade
 
-    upgrade(_runtime().database_url)
+    rt = _runtime()
+    upgrade(
+        rt.settings.migration_database_url or rt.database_url, app_database_url=rt.database_url
+    )
     typer.echo("database is at the latest revision")
 
 
