@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     # A changed payout address holds the creator's next payout this long (account takeover).
     payout_address_cool_down_seconds: int = Field(default=86_400, ge=0)
 
+    # /metrics of the API is open unless this is set: then it needs "Bearer <token>".
+    metrics_token: SecretStr | None = None
+    # The worker serves its metrics (every pool process merged) on this port; 0: not at all.
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+
     sentry_dsn: SecretStr | None = None
     log_level: str = "INFO"
 

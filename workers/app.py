@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# First: prometheus_client chooses multiprocess mode when it is first imported.
+import workers.multiproc  # noqa: F401  # isort: skip
+
 import logging
 from datetime import timedelta
 from typing import Any
@@ -14,6 +17,7 @@ from kombu.entity import Queue
 from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
 from payouts.runtime import Runtime
+from workers import metrics  # noqa: F401 - connects the metrics' signal handlers
 from workers.base import ContextFilter
 from workers.queues import RECONCILE, ROLLUP, SETTLE, SUBMIT, WEBHOOKS, queues
 

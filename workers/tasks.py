@@ -12,6 +12,7 @@ from payouts.rollup.handlers import rollup as roll_up
 from payouts.settlement.handlers import settle as seal
 from payouts.submission import handlers as submission
 from payouts.submission.tiers import tiers_for
+from workers import metrics
 from workers.app import app
 from workers.base import PayoutsTask
 
@@ -83,6 +84,7 @@ def watch_unmined(self: PayoutsTask) -> dict[str, int]:
 @app.task(base=PayoutsTask, bind=True, name="payouts.reconcile")
 def reconcile(self: PayoutsTask) -> dict[str, int]:
     outcome = reconcile_chain(self.runtime, actor="reconciler")
+    metrics.observe_time_to_final(self.runtime, outcome.advance.finalized_batches)
     return {"included": outcome.scan.included, "finalized": outcome.advance.finalized}
 
 

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 import redis
+from prometheus_client import Counter
 
 from payouts.errors import BrokerUnavailable
 
@@ -47,6 +48,8 @@ QUIET_PERIODS = 10  # failures are forgotten after this many reset periods witho
 
 OPEN = "open"
 PROBE = "probe"
+
+OPENED = Counter("payouts_rpc_circuit_opened", "Times this process opened the RPC circuit")
 
 
 class Store(Protocol):
@@ -134,6 +137,7 @@ class CircuitBreaker:
         if failures >= self.threshold:
             # Opening replaces a probe's lease too: whoever held it is no longer the one probe.
             self._store.set(self._gate, _gate(OPEN, now + self.reset_after), self._gc_ms)
+            OPENED.inc()
 
     def succeeded(self) -> None:
         if getattr(self._seen, "clean", False):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import requests
+from prometheus_client import Counter
 from tenacity import (
     retry,
     retry_if_exception,
@@ -26,6 +27,16 @@ from web3.exceptions import Web3Exception
 
 from payouts.chain.breaker import CircuitBreaker
 from payouts.errors import CircuitOpen, PermanentChainError, TransientChainError
+
+# Every attempt counts, retries included: what the node went through, not what callers saw.
+RPC_REQUESTS = Counter(
+    "payouts_rpc_requests", "JSON-RPC requests sent to the node (a batch counts once)", ["method"]
+)
+RPC_ERRORS = Counter(
+    "payouts_rpc_errors",
+    "JSON-RPC calls that failed: node unavailable, an error answer, or refused by the open circuit",
+    ["method", "kind"],
+)
 
 
 class RpcError(PermanentChainError):
@@ -100,10 +111,13 @@ class ChainClient:
     ) -> list[dict[str, Any]]:
         breaker = self.breaker
         if breaker is not None and not breaker.allow():
+            RPC_ERRORS.labels(method, "circuit_open").inc()
             raise CircuitOpen(f"{method}: node failed repeatedly; calls paused (circuit open)")
+        RPC_REQUESTS.labels(method).inc()
         try:
             answers = send()
         except TransientChainError:
+            RPC_ERRORS.labels(method, "unavailable").inc()
             if breaker is not None:
                 breaker.failed()
             raise
@@ -212,6 +226,7 @@ class ChainClient:
 def _result(method: str, answer: dict[str, Any]) -> Any:
     error = answer.get("error")
     if error:
+        RPC_ERRORS.labels(method, "error_answer").inc()
         if isinstance(error, dict):
             raise RpcError(method, error.get("code"), str(error.get("message")), error.get("data"))
         raise RpcError(method, None, str(error))

@@ -19,8 +19,19 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.chain import codec
+from payouts.holds import TRANSFER_FAILED
 from payouts.runtime import Runtime
-from payouts.states import BATCH_SEEN, PayoutState, sql_in
+from payouts.states import (
+    BATCH_SEEN,
+    PAYOUT_IN_FLIGHT,
+    BatchState,
+    ExceptionState,
+    HoldState,
+    PayoutState,
+    State,
+    TxAttemptState,
+    sql_in,
+)
 
 NATIVE = "native"
 SEEN = sql_in(*BATCH_SEEN)
@@ -46,6 +57,25 @@ class StateTotal:
     value: int
 
 
+@dataclass(frozen=True)
+class Ledger:
+    """Everything a scrape reads from the database, in one unit of work.
+
+    Counts named ``*_total`` only grow (rows that never leave the state counted), so
+    Prometheus may take their rate."""
+
+    payouts: list[StateTotal]
+    batches: dict[str, int]
+    oldest_payout_age: dict[str, float]  # seconds, per non-final payout state that has any
+    exceptions: dict[str, tuple[int, float]]  # open, by kind: how many, oldest age (seconds)
+    holds: dict[str, int]  # active, by rule
+    finalized_total: int
+    failures_total: dict[str, int]  # payouts sent back, by cause
+    fee_bumps_total: int
+    rebroadcasts_total: int
+    reorgs_unwound_total: int
+
+
 @contextmanager
 def measure(rt: Runtime, timeout_ms: int = 2000) -> Iterator[Session]:
     """A read-only unit of work whose statements give up after ``timeout_ms``."""
@@ -57,19 +87,135 @@ def measure(rt: Runtime, timeout_ms: int = 2000) -> Iterator[Session]:
 def pipeline_by_state(rt: Runtime) -> list[StateTotal]:
     """Every payout state for every asset, zeros included (a series that vanishes at zero
     would read as missing data, not as none)."""
+    with measure(rt) as session:
+        return _pipeline(session)
+
+
+def ledger(rt: Runtime) -> Ledger:
+    with measure(rt) as session:
+        payouts = _pipeline(session)
+        return Ledger(
+            payouts=payouts,
+            batches=_by_state(session, "batches", BatchState),
+            oldest_payout_age=_oldest_payouts(session),
+            exceptions=_open_exceptions(session),
+            holds=_active_holds(session),
+            finalized_total=sum(t.count for t in payouts if t.state == PayoutState.FINALIZED),
+            failures_total=_failures(session),
+            fee_bumps_total=_scalar(
+                session,
+                f"SELECT count(*) FROM tx_attempts WHERE state = {TxAttemptState.REPLACED.sql}",
+            ),
+            rebroadcasts_total=_scalar(
+                session, "SELECT coalesce(sum(greatest(broadcasts - 1, 0)), 0) FROM tx_attempts"
+            ),
+            reorgs_unwound_total=_scalar(session, "SELECT count(*) FROM orphaned_inclusions"),
+        )
+
+
+def _scalar(session: Session, sql: str) -> int:
+    return int(session.execute(text(sql)).scalar_one())
+
+
+def _pipeline(session: Session) -> list[StateTotal]:
     states = ", ".join(s.sql for s in PayoutState)
+    rows = session.execute(
+        text(
+            f"""
+            SELECT s.state, a.symbol, count(p.id) AS n, coalesce(sum(p.amount), 0) AS value
+              FROM assets a CROSS JOIN unnest(ARRAY[{states}]) AS s(state)
+              LEFT JOIN payouts p ON p.asset_id = a.id AND p.state = s.state
+             GROUP BY s.state, a.symbol ORDER BY a.symbol, s.state
+            """
+        )
+    )
+    return [StateTotal(r.state, r.symbol, int(r.n), int(r.value)) for r in rows]
+
+
+def _by_state(session: Session, table: str, states: type[State]) -> dict[str, int]:
+    rows = session.execute(text(f"SELECT state, count(*) FROM {table} GROUP BY state"))
+    counted: dict[str, int] = {state: int(n) for state, n in rows}
+    return {s.value: counted.get(s.value, 0) for s in states}
+
+
+def _oldest_payouts(session: Session) -> dict[str, float]:
+    rows = session.execute(
+        text(
+            f"""
+            SELECT state, extract(epoch FROM now() - min(created_at)) AS age FROM payouts
+             WHERE state IN {sql_in(*PAYOUT_IN_FLIGHT)} GROUP BY state
+            """
+        )
+    )
+    return {r.state: float(r.age) for r in rows}
+
+
+def _open_exceptions(session: Session) -> dict[str, tuple[int, float]]:
+    rows = session.execute(
+        text(
+            f"""
+            SELECT kind, count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age
+              FROM exceptions WHERE state = {ExceptionState.OPEN.sql} GROUP BY kind
+            """
+        )
+    )
+    return {r.kind: (int(r.n), float(r.age)) for r in rows}
+
+
+def _active_holds(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        text(f"SELECT rule, count(*) FROM holds WHERE state = {HoldState.ACTIVE.sql} GROUP BY rule")
+    )
+    return {rule: int(n) for rule, n in rows}
+
+
+def _failures(session: Session) -> dict[str, int]:
+    """Payouts sent back to pending: every payout of a failed batch (its nonce was taken),
+    and every transfer the token refused (each leaves a hold of its own)."""
+    return {
+        "batch_failed": _scalar(
+            session,
+            "SELECT coalesce(sum(item_count), 0) FROM batches"
+            f" WHERE state = {BatchState.FAILED.sql}",
+        ),
+        "transfer_refused": _scalar(
+            session,
+            f"SELECT count(*) FROM holds WHERE rule = '{TRANSFER_FAILED}'"
+            " AND payout_id IS NOT NULL",
+        ),
+    }
+
+
+def earning_ages(
+    rt: Runtime, batch_ids: list[int], bounds: list[float]
+) -> list[tuple[int, int, float]]:
+    """For the earnings paid by these (finalized) batches, the time from each earning recorded
+    to its payout final, as (bucket, how many, their summed seconds): bucket i holds the ages
+    up to ``bounds[i]``, bucket len(bounds) those above. One statement however many."""
+    if not batch_ids:
+        return []
     with measure(rt) as session:
         rows = session.execute(
             text(
                 f"""
-                SELECT s.state, a.symbol, count(p.id) AS n, coalesce(sum(p.amount), 0) AS value
-                  FROM assets a CROSS JOIN unnest(ARRAY[{states}]) AS s(state)
-                  LEFT JOIN payouts p ON p.asset_id = a.id AND p.state = s.state
-                 GROUP BY s.state, a.symbol ORDER BY a.symbol, s.state
+                WITH final AS (
+                  SELECT t.entity_id AS payout_id, max(t.at) AS at FROM transitions t
+                   WHERE t.entity = 'payout' AND t.to_state = {PayoutState.FINALIZED.sql}
+                     AND t.entity_id IN (SELECT payout_id FROM batch_items
+                                          WHERE batch_id = ANY(:batches))
+                   GROUP BY t.entity_id)
+                SELECT bucket, count(*) AS n, sum(age) AS seconds FROM (
+                  SELECT extract(epoch FROM f.at - c.created_at) AS age,
+                         -- bisect: the first bound not below the age (le is inclusive)
+                         (SELECT count(*) FROM unnest(CAST(:bounds AS float8[])) AS b(le)
+                           WHERE b.le < extract(epoch FROM f.at - c.created_at)) AS bucket
+                    FROM final f JOIN credits c ON c.payout_id = f.payout_id) ages
+                 GROUP BY bucket ORDER BY bucket
                 """
-            )
+            ),
+            {"batches": batch_ids, "bounds": bounds},
         )
-        return [StateTotal(r.state, r.symbol, int(r.n), int(r.value)) for r in rows]
+        return [(int(r.bucket), int(r.n), float(r.seconds)) for r in rows]
 
 
 def _burn(session: Session, window_hours: int) -> tuple[int, dict[str, int]]:

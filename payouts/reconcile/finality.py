@@ -98,6 +98,7 @@ def advance(
                 receipts[b.block_number] = chain.block_receipts(int(b.block_number))
             _finalize(session, b, depth, receipts[b.block_number], actor)
             report.finalized += 1
+            report.finalized_batches.append(b.id)
     if reorg_watch_blocks:
         _watch_finalized(session, chain, head - reorg_watch_blocks, canonical, actor, report)
     return report

@@ -37,6 +37,7 @@ class ReconcileReport:
     included: int = 0
     confirmed: int = 0
     finalized: int = 0
+    finalized_batches: list[int] = field(default_factory=list)  # for the time-to-final metric
     reorged: int = 0
     exceptions: int = 0
     notes: list[str] = field(default_factory=list)
