@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,8 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from config.settings import get_settings
-from payouts.errors import NotFound, PayoutsError
-from payouts.money import format_units
+from payouts.ingest import handlers as ingest
 from payouts.notify import handlers as webhooks
 from payouts.ops import handlers as ops
 from payouts.reconcile.handlers import reconcile as reconcile_chain
@@ -29,8 +27,12 @@ from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from payouts.settlement.handlers import HoldTarget
 from payouts.submission.handlers import replay
+from payouts.submission.handlers import submit as submit_batch
+from payouts.terminal import earnings_csv, render
 from payouts.terminal import errors as failures
+from payouts.terminal.progress import progress
 from payouts.tracking import handlers as tracking
+from payouts.tracking.reports import CHECKS
 
 DEBUG = "payouts.debug"
 
@@ -105,6 +107,13 @@ webhooks_app = typer.Typer(
 events_app = typer.Typer(help="A marketplace's events, in sequence order.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(events_app, name="events")
+earnings_app = typer.Typer(help="Earnings recorded by an operator.", no_args_is_help=True)
+creators_app = typer.Typer(help="Creators and where they are paid.", no_args_is_help=True)
+app.add_typer(earnings_app, name="earnings")
+app.add_typer(creators_app, name="creators")
+
+# --json on every command a script reads: the handlers' dictionaries, as the API shows them.
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _runtime() -> Runtime:
@@ -116,8 +125,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+_echo_json = render.echo_json
 
 
 @db_app.command("upgrade")
@@ -135,66 +143,60 @@ def db_upgrade() -> None:
 
 
 @marketplaces_app.command("create")
-def marketplaces_create(name: str) -> None:
+def marketplaces_create(
+    name: str,
+    key_only: Annotated[
+        bool, typer.Option("--key-only", help="Print the key alone: KEY=$(payouts ...).")
+    ] = False,
+    as_json: Json = False,
+) -> None:
     """Create a marketplace and print its API key (shown once, stored only as a hash)."""
-    try:
-        created = ops.create_marketplace(_runtime(), name)
-    except PayoutsError as exc:
-        _fail(str(exc))
-        raise
-    typer.echo(f"marketplace {created.id} {created.name}")
-    typer.echo(f"api key (store it now, it is not shown again): {created.api_key}")
+    created = ops.create_marketplace(_runtime(), name)
+    if key_only:
+        typer.echo(created.api_key)
+    elif as_json:
+        _echo_json({"id": created.id, "name": created.name, "api_key": created.api_key})
+    else:
+        typer.echo(f"marketplace {created.id} {created.name}")
+        typer.echo(f"api key (store it now, it is not shown again): {created.api_key}")
 
 
 @exceptions_app.command("list")
 def exceptions_list(
     state: Annotated[str, typer.Option(help="open, resolved or all.")] = "open",
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """Exceptions, newest first."""
-    try:
-        rows, _ = ops.list_exceptions(
-            _runtime(), state=None if state == "all" else state, limit=limit
-        )
-    except PayoutsError as exc:
-        _fail(str(exc))
-        raise
+    rows, _ = ops.list_exceptions(_runtime(), state=None if state == "all" else state, limit=limit)
     if as_json:
         _echo_json(rows)
-        return
-    for r in rows:
-        where = f"batch {r['batch_id']}" if r["batch_id"] else f"payout {r['payout_id']}"
-        typer.echo(f"{r['id']:>6} {r['status']:8} {r['kind']:20} {where} {r['created_at']}")
-    if not rows:
-        typer.echo(f"no {state} exceptions")
+    else:
+        render.exceptions(rows, state)
 
 
 @exceptions_app.command("show")
-def exceptions_show(exception_id: int) -> None:
+def exceptions_show(exception_id: int, as_json: Json = False) -> None:
     """One exception with its evidence."""
-    try:
-        _echo_json(ops.get_exception(_runtime(), exception_id))
-    except NotFound as exc:
-        _fail(f"not found: {exc}", 1)
-        raise
+    row = ops.get_exception(_runtime(), exception_id)
+    if as_json:
+        _echo_json(row)
+    else:
+        render.exception(row)
 
 
 @exceptions_app.command("resolve")
 def exceptions_resolve(
     exception_id: int,
     resolution: Annotated[str, typer.Option("--resolution", "-m", help="What was done.")],
+    as_json: Json = False,
 ) -> None:
     """Close an exception once, saying how it was resolved (kept in the audit trail)."""
-    try:
-        closed = ops.resolve_exception(_runtime(), exception_id, resolution, actor="operator")
-    except NotFound as exc:
-        _fail(f"not found: {exc}", 1)
-        raise
-    except PayoutsError as exc:
-        _fail(str(exc))
-        raise
-    typer.echo(f"exception {closed['id']} resolved: {closed['resolution']}")
+    closed = ops.resolve_exception(_runtime(), exception_id, resolution, actor="operator")
+    if as_json:
+        _echo_json(closed)
+    else:
+        typer.echo(f"exception {closed['id']} resolved: {closed['resolution']}")
 
 
 @exceptions_app.command("replay")
@@ -205,14 +207,8 @@ def exceptions_replay(exception_id: int) -> None:
 
     try:
         replayed = replay(_runtime(), exception_id, actor="operator")
-    except NotFound as exc:
-        _fail(f"not found: {exc}", 1)
-        raise
     except ChainError as exc:
         _fail(f"replay failed, batch parked again: {exc}", 1)
-        raise
-    except PayoutsError as exc:
-        _fail(str(exc))
         raise
     result = replayed.result
     typer.echo(
@@ -221,18 +217,10 @@ def exceptions_replay(exception_id: int) -> None:
     )
 
 
-@contextmanager
-def _answers() -> Iterator[None]:
-    """The domain's refusals as one line and an exit code: 1 not found, 2 anything else."""
-    try:
-        yield
-    except NotFound as exc:
-        _fail(f"not found: {exc}", 1)
-    except PayoutsError as exc:
-        _fail(str(exc))
-
-
-def _echo_hold(hold: dict[str, Any], verb: str) -> None:
+def _echo_hold(hold: dict[str, Any], verb: str, as_json: bool = False) -> None:
+    if as_json:
+        _echo_json(hold)
+        return
     what = f"payout {hold['payout_id']}" if hold["payout_id"] else "all payouts"
     typer.echo(
         f"hold {hold['id']} {verb}: {what} of creator {hold['creator_id']},"
@@ -253,22 +241,22 @@ def holds_place(
     marketplace: Annotated[str | None, typer.Option(help="The creator's marketplace.")] = None,
     creator: Annotated[str | None, typer.Option(help="Hold all payouts of this creator.")] = None,
     hours: Annotated[float | None, typer.Option(min=0.01, help="Expires after.")] = None,
+    as_json: Json = False,
 ) -> None:
     """Hold a payout (--payout) or a creator (--marketplace and --creator)."""
     if (payout is None) == (creator is None) or (creator is not None and marketplace is None):
         _fail("name either --payout ID, or --marketplace NAME with --creator ID")
-    with _answers():
-        rt = _runtime()
-        marketplace_id = None if marketplace is None else ops.marketplace_id(rt, marketplace)
-        hold = settlement.place_hold(
-            rt,
-            HoldTarget(marketplace_id, creator, payout),
-            reason,
-            rule="operator",
-            actor="operator",
-            expires_at=_expiry(hours),
-        )
-        _echo_hold(hold, "placed")
+    rt = _runtime()
+    marketplace_id = None if marketplace is None else ops.marketplace_id(rt, marketplace)
+    hold = settlement.place_hold(
+        rt,
+        HoldTarget(marketplace_id, creator, payout),
+        reason,
+        rule="operator",
+        actor="operator",
+        expires_at=_expiry(hours),
+    )
+    _echo_hold(hold, "placed", as_json)
 
 
 @holds_app.command("release")
@@ -276,52 +264,42 @@ def holds_release(
     hold_id: int,
     resolution: Annotated[str, typer.Option("--resolution", "-m", help="Why.")] = "released",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show it, keep nothing.")] = False,
+    as_json: Json = False,
 ) -> None:
     """End a hold; the payout or creator goes once no other hold keeps it."""
-    with _answers():
-        hold = settlement.release_hold(
-            _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
-        )
-        _echo_hold(hold, "would be released" if dry_run else "released")
+    hold = settlement.release_hold(
+        _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
+    )
+    _echo_hold(hold, "would be released" if dry_run else "released", as_json)
 
 
 @holds_app.command("list")
 def holds_list(
     state: Annotated[str, typer.Option(help="active, released, rejected or all.")] = "active",
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """Holds, newest first."""
-    with _answers():
-        rows, _ = settlement.list_holds(
-            _runtime(), state=None if state == "all" else state, limit=limit
-        )
+    rows, _ = settlement.list_holds(
+        _runtime(), state=None if state == "all" else state, limit=limit
+    )
     _echo_holds(rows, as_json, f"no {state} holds")
 
 
 def _echo_holds(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
     if as_json:
         _echo_json(rows)
-        return
-    for h in rows:
-        what = f"payout {h['payout_id']} ({h['amount']})" if h["payout_id"] else "creator"
-        figures = " ".join(f"{k}={v}" for k, v in h["figures"].items() if k != "rule")
-        typer.echo(
-            f"{h['id']:>6} {h['status']:8} {h['rule']:30} {h['creator_id']} {what}:"
-            f" {h['reason']}" + (f" [{figures}]" if figures else "")
-        )
-    if not rows:
-        typer.echo(empty)
+    else:
+        render.holds(rows, empty)
 
 
 @review_app.command("list")
 def review_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """What rules held, with the figures that tripped them, newest first."""
-    with _answers():
-        rows, _ = settlement.list_holds(_runtime(), review=True, limit=limit)
+    rows, _ = settlement.list_holds(_runtime(), review=True, limit=limit)
     _echo_holds(rows, as_json, "nothing to review")
 
 
@@ -330,13 +308,13 @@ def review_approve(
     hold_id: int,
     resolution: Annotated[str, typer.Option("--resolution", "-m")] = "approved in review",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show it, keep nothing.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Let a held payout go: the rule will not hold it again."""
-    with _answers():
-        hold = settlement.release_hold(
-            _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
-        )
-        _echo_hold(hold, "would be approved" if dry_run else "approved")
+    hold = settlement.release_hold(
+        _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
+    )
+    _echo_hold(hold, "would be approved" if dry_run else "approved", as_json)
 
 
 @review_app.command("reject")
@@ -344,92 +322,75 @@ def review_reject(
     hold_id: int,
     resolution: Annotated[str, typer.Option("--resolution", "-m", help="Why.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show it, keep nothing.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Cancel the held payout into the creator's carried balance and hold the creator."""
-    with _answers():
-        hold = settlement.reject_hold(
-            _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
-        )
-        _echo_hold(hold, "would be rejected" if dry_run else "rejected")
+    hold = settlement.reject_hold(
+        _runtime(), hold_id, resolution, actor="operator", dry_run=dry_run
+    )
+    _echo_hold(hold, "would be rejected" if dry_run else "rejected", as_json)
 
 
 @deny_app.command("import")
 def denylist_import(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     unlist: Annotated[bool, typer.Option("--unlist", help="Take these off the list.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Import ``address[,reason]`` lines (``#`` comments): who, when and which file is kept."""
-    with _answers():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        changed = settlement.import_deny_list(
-            _runtime(), lines, source=path.name, actor="operator", listed=not unlist
-        )
-    typer.echo(f"{changed} addresses {'unlisted' if unlist else 'listed'} from {path.name}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    changed = settlement.import_deny_list(
+        _runtime(), lines, source=path.name, actor="operator", listed=not unlist
+    )
+    verb = "unlisted" if unlist else "listed"
+    if as_json:
+        _echo_json({verb: changed, "source": path.name})
+    else:
+        typer.echo(f"{changed} addresses {verb} from {path.name}")
 
 
 @deny_app.command("list")
-def denylist_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def denylist_list(as_json: Json = False) -> None:
     """The addresses denied now."""
-    with _answers():
-        rows = settlement.deny_list(_runtime())
+    rows = settlement.deny_list(_runtime())
     if as_json:
         _echo_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['address']}  {r['reason']}  ({r['source']}, {r['imported_by']})")
-    if not rows:
-        typer.echo("the deny list is empty")
+    else:
+        render.deny_list(rows)
 
 
-def _echo_endpoint(e: dict[str, Any]) -> None:
-    where = f"seq {e['delivered_seq']}/{e['last_seq']}"
-    failing = f", {e['failures']} failures, next try {e['retry_at']}" if e["failures"] else ""
-    why = f" ({e['disabled_reason']})" if e["disabled_reason"] else ""
-    types = ",".join(e["event_types"]) or "all types"
-    typer.echo(
-        f"{e['id']:>6} {e['status']:8} {e['marketplace']:20} {e['url']} [{types}]"
-        f" {where}{failing}{why}"
-    )
+def _echo_endpoint(e: dict[str, Any], as_json: bool = False) -> None:
+    if as_json:
+        _echo_json(e)
+    else:
+        render.endpoints([e])
 
 
 @webhooks_app.command("list")
 def webhooks_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """Every marketplace's endpoints, newest first, and how far each has been delivered."""
-    with _answers():
-        rows, _ = webhooks.list_endpoints(_runtime(), None, limit=limit)
+    rows, _ = webhooks.list_endpoints(_runtime(), None, limit=limit)
     if as_json:
         _echo_json(rows)
-        return
-    for e in rows:
-        _echo_endpoint(e)
-    if not rows:
-        typer.echo("no webhook endpoints")
+    else:
+        render.endpoints(rows)
 
 
 @webhooks_app.command("attempts")
 def webhooks_attempts(
     endpoint_id: int,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """An endpoint's delivery attempts, newest first: status, latency, answer or error."""
-    with _answers():
-        rows, _ = webhooks.list_attempts(_runtime(), endpoint_id, None, limit=limit)
+    rows, _ = webhooks.list_attempts(_runtime(), endpoint_id, None, limit=limit)
     if as_json:
         _echo_json(rows)
-        return
-    for a in rows:
-        outcome = str(a["status"]) if a["status"] is not None else f"no answer: {a['error']}"
-        answer = (a["response"] or "").replace("\n", " ")[:60]
-        typer.echo(
-            f"{a['created_at']} {a['event_id']:>12} seq {a['seq']} try {a['attempt']}"
-            f" {a['latency_ms']:>6} ms {outcome} {answer}".rstrip()
-        )
-    if not rows:
-        typer.echo(f"no attempts for endpoint {endpoint_id}")
+    else:
+        render.attempts(rows, endpoint_id)
 
 
 @webhooks_app.command("redeliver")
@@ -440,43 +401,45 @@ def webhooks_redeliver(
         int | None, typer.Option("--after-seq", min=0, help="Every event after this seq.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what; send nothing.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Send one event again (--event) or everything after a sequence number (--after-seq),
     before anything else, with the same ids."""
     if (event is None) == (after_seq is None):
         _fail("name either --event evt_... or --after-seq N")
-    with _answers():
-        plan = webhooks.redeliver(
-            _runtime(),
-            endpoint_id,
-            None,
-            event_id=event,
-            after_seq=after_seq,
-            dry_run=dry_run,
-            actor="operator",
-        )
+    plan = webhooks.redeliver(
+        _runtime(),
+        endpoint_id,
+        None,
+        event_id=event,
+        after_seq=after_seq,
+        dry_run=dry_run,
+        actor="operator",
+    )
+    if as_json:
+        _echo_json(plan)
+        return
     verb = "would redeliver" if dry_run else "redelivering"
     first = ", ".join(f"{e['id']} (seq {e['seq']}, {e['type']})" for e in plan["first"][:10])
     more = " ..." if plan["events"] > 10 else ""
     typer.echo(f"endpoint {endpoint_id}: {verb} {plan['events']} events: {first}{more}")
 
 
-def _switch(endpoint_id: int, enabled: bool) -> None:
-    with _answers():
-        e = webhooks.update_endpoint(_runtime(), endpoint_id, None, enabled=enabled)
-    _echo_endpoint(e)
+def _switch(endpoint_id: int, enabled: bool, as_json: bool) -> None:
+    e = webhooks.update_endpoint(_runtime(), endpoint_id, None, enabled=enabled)
+    _echo_endpoint(e, as_json)
 
 
 @webhooks_app.command("disable")
-def webhooks_disable(endpoint_id: int) -> None:
+def webhooks_disable(endpoint_id: int, as_json: Json = False) -> None:
     """Stop delivering to an endpoint (its events wait; enable sends them)."""
-    _switch(endpoint_id, False)
+    _switch(endpoint_id, False, as_json)
 
 
 @webhooks_app.command("enable")
-def webhooks_enable(endpoint_id: int) -> None:
+def webhooks_enable(endpoint_id: int, as_json: Json = False) -> None:
     """Deliver again, starting with the event that was not delivered, at once."""
-    _switch(endpoint_id, True)
+    _switch(endpoint_id, True, as_json)
 
 
 @events_app.command("list")
@@ -484,29 +447,111 @@ def events_list(
     marketplace: Annotated[str, typer.Option(help="The marketplace, by name.")],
     after: Annotated[int, typer.Option(min=0, help="After this sequence number.")] = 0,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Json = False,
 ) -> None:
     """A marketplace's events after a sequence number, oldest first."""
-    with _answers():
-        rt = _runtime()
-        rows, _ = tracking.events(rt, ops.marketplace_id(rt, marketplace), after=after, limit=limit)
+    rt = _runtime()
+    rows, _ = tracking.events(rt, ops.marketplace_id(rt, marketplace), after=after, limit=limit)
     if as_json:
         _echo_json(rows)
+    else:
+        render.events(rows, after)
+
+
+@earnings_app.command("import")
+def earnings_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    marketplace: Annotated[str, typer.Option(help="Whose earnings, by name.")],
+    chunk_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Earnings per transaction.")
+    ] = ingest.IMPORT_CHUNK,
+    as_json: Json = False,
+) -> None:
+    """Record earnings from a CSV file: a header, then idempotency_key (or reference),
+    creator_id, amount (integer base units), asset, and optionally reference, occurred_at.
+
+    Every row is checked first with the API's rules; any bad row is listed with its line and
+    nothing is recorded (exit 2). Then the rows go in chunks (--chunk-size), one transaction
+    each, set-based like a POST /v1/earnings/batch.
+    Importing the same file again records nothing new (each row a replay)."""
+    rt = _runtime()
+    marketplace_id = ops.marketplace_id(rt, marketplace)
+    with path.open(encoding="utf-8", newline="") as lines:
+        rows = earnings_csv.read(lines)
+    good = [r for r in rows if r.earning is not None]
+    earnings = [r.earning for r in good if r.earning is not None]
+    bad = [(r.line, str(r.error)) for r in rows if r.error is not None] + [
+        (good[i].line, f"{exc.field}: {exc}") for i, exc in ingest.refused_earnings(rt, earnings)
+    ]
+    if bad:
+        for line, why in sorted(bad)[:50]:
+            typer.echo(f"{path.name}:{line}: {why}", err=True)
+        more = " (the first 50 listed)" if len(bad) > 50 else ""
+        _fail(f"{len(bad)} of {len(rows)} rows refused{more}; nothing was recorded")
+    with progress(f"importing {path.name}", len(earnings), quiet=as_json) as advance:
+        summary = ingest.import_earnings(
+            rt, marketplace_id, earnings, chunk=chunk_size, on_chunk=advance
+        )
+    if as_json:
+        _echo_json({"rows": len(rows), **asdict(summary)})
         return
-    for e in rows:
-        typer.echo(f"{e['seq']:>8} {e['id']:>14} {e['timestamp']} {e['type']:20} {e['data']}")
-    if not rows:
-        typer.echo(f"no events after {after}")
+    totals = ", ".join(f"{amount} {asset}" for asset, amount in sorted(summary.totals.items()))
+    typer.echo(
+        f"{path.name}: {summary.created} earnings recorded, {summary.replayed} already recorded"
+        f" (replays), in {summary.chunks} transactions" + (f"; new: {totals}" if totals else "")
+    )
+
+
+@creators_app.command("set-address")
+def creators_set_address(
+    creator: str,
+    address: str,
+    marketplace: Annotated[str, typer.Option(help="The creator's marketplace, by name.")],
+    as_json: Json = False,
+) -> None:
+    """Register or change where a creator is paid (as PUT /v1/creators/{id} does): a change
+    of an existing address holds the next payout for PAYOUTS_PAYOUT_ADDRESS_COOL_DOWN_SECONDS."""
+    rt = _runtime()
+    change = ingest.set_payout_address(
+        rt, ops.marketplace_id(rt, marketplace), creator, address, actor="operator"
+    )
+    if as_json:
+        _echo_json({**change.creator, "changed": change.changed})
+        return
+    verb = "registered" if change.created else "changed" if change.changed else "unchanged"
+    held = " (held for the cool-down)" if change.changed and not change.created else ""
+    typer.echo(f"creator {creator}: payout address {verb}: {address}{held}")
 
 
 @app.command()
-def rollup() -> None:
-    """Roll up the last closed window (a no-op if it was rolled up before)."""
-    result = roll_up(_runtime(), actor="operator")
+def rollup(
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Close a window now: roll up everything accrued until this moment, rather"
+            " than until the end of the last full window (PAYOUTS_ROLLUP_WINDOW_SECONDS).",
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Roll up the last closed window (a no-op if it was rolled up before).
+
+    Windows are PAYOUTS_ROLLUP_WINDOW_SECONDS long (an hour) and end on the hour; a window
+    takes what was accrued before its end. An earning recorded at 14:20 waits for the
+    window ending at 15:00, unless --now closes one at once."""
+    rt = _runtime()
+    start = None
+    if now:
+        start = datetime.now(UTC) - timedelta(seconds=rt.settings.rollup_window_seconds)
+    result = roll_up(rt, window_start=start, actor="operator")
+    if as_json:
+        _echo_json(asdict(result))
+        return
     verb = "rolled up" if result.created else "already rolled up"
     typer.echo(
-        f"window {result.window_start.isoformat()}: {verb}, {result.payouts} payouts "
-        f"from {result.credits} credits, total {result.total}"
+        f"window {result.window_start.isoformat()} .. {result.window_end.isoformat()}: {verb},"
+        f" {result.payouts} payouts from {result.credits} credits, total {result.total}"
     )
 
 
@@ -514,69 +559,102 @@ def rollup() -> None:
 def settle(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be batched.")] = False,
     submit: Annotated[bool, typer.Option(help="Sign and broadcast the sealed batches.")] = True,
+    as_json: Json = False,
 ) -> None:
     """Seal pending payouts into batches and submit them (an ops-triggered settlement run)."""
-    try:
-        run = ops.settlement_run(_runtime(), dry_run=dry_run, submit_now=submit, actor="operator")
-    except PayoutsError as exc:
-        _fail(str(exc))
-        raise
+    rt = _runtime()
+    # Sealed first, then sent one batch at a time as settlement_run sends them, so the bar
+    # moves per batch.
+    run = ops.settlement_run(rt, dry_run=dry_run, submit_now=False, actor="operator")
+    sealed = [b.batch_id for plan in run.plans.values() for b in plan.sealed]
+    sent = []
+    if submit and not dry_run:
+        with progress("submitting batches", len(sealed), quiet=as_json) as advance:
+            for batch_id in sealed:
+                sent.append(submit_batch(rt, batch_id, actor="operator"))
+                advance(1)
+    if as_json:
+        _echo_json(
+            {
+                "dry_run": dry_run,
+                "plans": {symbol: asdict(plan) for symbol, plan in run.plans.items()},
+                "submissions": [asdict(r) | {"outcome": r.describe()} for r in sent],
+            }
+        )
+        return
     for symbol, plan in run.plans.items():
         prefix = "would seal" if dry_run else "sealed"
         typer.echo(
             f"{symbol}: {prefix} {len(plan.sealed)} batches; {plan.pending_left} payouts "
             f"left pending ({plan.reason}); wallet can still pay {plan.wallet_available}"
         )
-        for b in plan.sealed:
-            typer.echo(
-                f"  batch {b.batch_id}: {b.size} payouts, total {b.total}, "
-                f"gas estimate {b.gas_estimate}"
-            )
-    for result in run.submissions:
-        typer.echo(
-            f"  batch {result.batch_id}: {result.describe()}"
-            f" nonce {result.nonce} tx {result.tx_hash}"
+        render.table(
+            None,
+            [">batch", ">payouts", ">total", ">gas estimate"],
+            ((b.batch_id, b.size, b.total, b.gas_estimate) for b in plan.sealed),
+            empty="",
         )
+    render.table(
+        None,
+        [">batch", "outcome", ">nonce", "tx"],
+        ((r.batch_id, r.describe(), r.nonce, r.tx_hash) for r in sent),
+        empty="",
+    )
 
 
 @app.command()
-def reconcile() -> None:
-    """Read the chain's logs since the checkpoint, match them, confirm and finalize."""
-    outcome = reconcile_chain(_runtime(), actor="operator")
+def reconcile(as_json: Json = False) -> None:
+    """Read the chain's logs since the checkpoint, match them, confirm and finalize; then say
+    what still waits, and for how many blocks (a chain that mines no blocks confirms nothing)."""
+    rt = _runtime()
+    with progress("reading the chain", None, quiet=as_json):
+        outcome = reconcile_chain(rt, actor="operator")
     s, a = outcome.scan, outcome.advance
+    waiting = tracking.awaiting_depth(rt, s.to_block)
+    if as_json:
+        _echo_json({"scan": asdict(s), "advance": asdict(a), "waiting": waiting})
+        return
     typer.echo(
         f"blocks {s.from_block}..{s.to_block}: {s.included} batches included, "
         f"{a.confirmed} confirmed, {a.finalized} finalized, "
         f"{s.exceptions + a.reorged} exceptions"
     )
+    for b in waiting:
+        if b["block_number"] is None:
+            typer.echo(f"batch {b['id']} {b['state']}: sent, not in a block yet")
+        else:
+            typer.echo(
+                f"batch {b['id']} {b['state']} in block {b['block_number']}: waiting for"
+                f" {b['blocks_to_confirm']} more blocks to confirm,"
+                f" {b['blocks_to_final']} to be final (head {s.to_block})"
+            )
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(as_json: Json = False) -> None:
     """Counts by state, totals by asset, ledger paid out vs seen on chain."""
     data = tracking.status(_runtime())
     if as_json:
         _echo_json(data)
-        return
-    for table, counts in data["counts"].items():
-        typer.echo(f"{table:12} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    for symbol, a in data["assets"].items():
-        d = a["decimals"]
-        typer.echo(
-            f"{symbol:12} earned {format_units(int(a['earned']), d)}, in flight "
-            f"{format_units(int(a['in_flight']), d)}, ledger paid "
-            f"{format_units(int(a['ledger_paid']), d)}, on chain "
-            f"{format_units(int(a['onchain_paid']), d)}"
-        )
-    typer.echo(f"open exceptions: {data['open_exceptions']}")
+    else:
+        render.status(data)
 
 
 @app.command()
-def check() -> None:
-    """Recompute every balance from the entries and prove the ledger's invariants."""
-    report = tracking.check(_runtime())
-    for r in report.results:
-        typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name}" + ("" if r.ok else f": {r.detail}"))
+def check(as_json: Json = False) -> None:
+    """Recompute every balance from the entries and prove the ledger's invariants (exit 1 if
+    one does not hold)."""
+    with progress("checking the ledger", len(CHECKS), quiet=as_json) as advance:
+        report = tracking.check(_runtime(), lambda _: advance(1))
+    if as_json:
+        _echo_json({"ok": report.ok, "results": [asdict(r) for r in report.results]})
+    else:
+        render.table(
+            None,
+            ["", "check", "offending rows"],
+            (("ok" if r.ok else "FAIL", r.name, r.detail) for r in report.results),
+            empty="no checks",
+        )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -587,14 +665,29 @@ def trace(
     payout: Annotated[
         bool, typer.Option("--payout", help="ID is a payout, not an earning.")
     ] = False,
+    as_json: Json = False,
 ) -> None:
     """Every transition of an earning (or payout) up to the block that carried it."""
-    try:
-        data = tracking.trace(_runtime(), "payout" if payout else "earning", item_id)
-    except NotFound as exc:
-        _fail(f"not found: {exc}", 1)
-        raise
-    _echo_json(data)
+    data = tracking.trace(_runtime(), "payout" if payout else "earning", item_id)
+    if as_json:
+        _echo_json(data)
+    else:
+        render.trace(data)
+
+
+@app.command("settings")
+def show_settings(as_json: Json = False) -> None:
+    """The settings this command reads from the environment (secrets hidden)."""
+    values = get_settings().model_dump(mode="json")
+    if as_json:
+        _echo_json(values)
+    else:
+        render.table(
+            None,
+            ["setting", "value"],
+            ((f"PAYOUTS_{k.upper()}", json.dumps(v)) for k, v in values.items()),
+            empty="",
+        )
 
 
 @app.command()

@@ -5,8 +5,8 @@ The API, the CLI, the demo and the benchmarks call these: open a unit of work, r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,10 +15,16 @@ from sqlalchemy.orm import Session
 
 from payouts import catalog, events, holds
 from payouts.catalog import ensure_marketplace
-from payouts.errors import IdempotencyConflict, IdempotencyInFlight, NotFound
+from payouts.errors import IdempotencyConflict, IdempotencyInFlight, InvalidInput, NotFound
 from payouts.holds import ADDRESS_COOL_DOWN, NewHold
 from payouts.ingest import views
-from payouts.ingest.earnings import Earning, Recorded, accepted_event, record_earnings
+from payouts.ingest.earnings import (
+    Earning,
+    Recorded,
+    _validate,
+    accepted_event,
+    record_earnings,
+)
 from payouts.runtime import Runtime
 
 
@@ -54,6 +60,76 @@ def _record_request(
     accepted = accepted_event(marketplace_id, earnings, results)
     events.emit_many(session, [accepted] if accepted else [])
     return results
+
+
+# Earnings per transaction of a bulk import: each a set-based request of the API's batch size.
+IMPORT_CHUNK = 10_000
+
+
+def refused_earnings(rt: Runtime, earnings: Sequence[Earning]) -> list[tuple[int, InvalidInput]]:
+    """Every earning the ingest rules refuse, by index, and why: the rules every entry point
+    holds (key, creator, amount, configured asset and its ceiling, occurred_at), and a key
+    that comes again with another body. Reads nothing; records nothing."""
+    ceilings = _ceilings(rt)
+    refused: list[tuple[int, InvalidInput]] = []
+    first: dict[str, tuple[int, str]] = {}
+    for index, e in enumerate(earnings):
+        try:
+            _validate([e], ceilings)
+        except InvalidInput as exc:
+            refused.append((index, exc))
+            continue
+        _, digest = first.setdefault(e.idempotency_key, (index, e.request_hash()))
+        if digest != e.request_hash():
+            refused.append(
+                (
+                    index,
+                    InvalidInput(
+                        f"idempotency key {e.idempotency_key!r} came earlier in this import"
+                        " with another body",
+                        field="idempotency_key",
+                        code="idempotency_key_reused",
+                    ),
+                )
+            )
+    return refused
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    replayed: int = 0
+    chunks: int = 0
+    totals: dict[str, int] = field(default_factory=dict)  # what was new, per asset
+
+
+def import_earnings(
+    rt: Runtime,
+    marketplace_id: int,
+    earnings: Sequence[Earning],
+    *,
+    chunk: int = IMPORT_CHUNK,
+    on_chunk: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Record many earnings in chunks, each one transaction of a few set-based statements
+    (``record_for``) with its own ``earnings.accepted`` event. Idempotent: an earning already
+    recorded with the same body is a replay, so an import that stopped half-way is simply
+    run again. Check ``refused_earnings`` first; a chunk the database still refuses (a key
+    recorded earlier with another body) raises, and the chunks before it stay recorded."""
+    summary = ImportSummary()
+    for start in range(0, len(earnings), chunk):
+        part = earnings[start : start + chunk]
+        recorded = record_for(rt, marketplace_id, part)
+        for e, r in zip(part, recorded, strict=True):
+            if r.replayed:
+                summary.replayed += 1
+            else:
+                summary.created += 1
+                summary.totals[e.asset] = summary.totals.get(e.asset, 0) + e.amount
+        summary.chunks += 1
+        if on_chunk is not None:
+            on_chunk(len(part))
+    return summary
 
 
 # What one request of ``record_each`` gets: the body of its first response and whether this

@@ -3,6 +3,7 @@ marketplace's payouts, read in one unit of work each."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from payouts import events as outbox
@@ -16,9 +17,25 @@ def status(rt: Runtime) -> dict[str, Any]:
         return reports.status(session)
 
 
-def check(rt: Runtime) -> reports.CheckReport:
+def check(
+    rt: Runtime, on_result: Callable[[reports.CheckResult], None] | None = None
+) -> reports.CheckReport:
     with rt.uow() as session:
-        return reports.check(session)
+        return reports.check(session, on_result)
+
+
+def awaiting_depth(rt: Runtime, head: int) -> list[dict[str, Any]]:
+    """Each batch not final yet and the blocks it still needs at ``head``: to be confirmed
+    and to be final (None while it is not in a block)."""
+    with rt.uow() as session:
+        batches = reports.awaiting_depth(session, rt.settings.finality_depth)
+    for b in batches:
+        depth = None if b["block_number"] is None else head - int(b["block_number"]) + 1
+        b["blocks_to_confirm"] = (
+            None if depth is None else max(0, rt.settings.confirmation_depth - depth)
+        )
+        b["blocks_to_final"] = None if depth is None else max(0, int(b["final_at"]) - depth)
+    return batches
 
 
 def trace(rt: Runtime, kind: str, item_id: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ recorded orphaned unless its batch landed again after the reorg.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,13 +179,35 @@ CHECKS: list[tuple[str, str]] = [
 ]
 
 
-def check(session: Session) -> CheckReport:
+def check(
+    session: Session, on_result: Callable[[CheckResult], None] | None = None
+) -> CheckReport:
+    """Every check in ``CHECKS``; ``on_result`` hears of each as it ends (a progress bar)."""
     report = CheckReport()
     for name, sql in CHECKS:
         rows = session.execute(text(sql + " LIMIT 5")).all()
         detail = "; ".join(str(tuple(r)) for r in rows)
         report.results.append(CheckResult(name, not rows, detail))
+        if on_result is not None:
+            on_result(report.results[-1])
     return report
+
+
+def awaiting_depth(session: Session, finality_depth: int) -> list[dict[str, Any]]:
+    """Batches on their way to finality: sent, or in a block and waiting for blocks on top of
+    it, with the depth each must reach (its own, never shallower than ``finality_depth``)."""
+    rows = session.execute(
+        text(
+            f"""
+            SELECT id, state, block_number,
+                   greatest(coalesce(finality_depth, 0), :final) AS final_at
+              FROM batches WHERE state IN {sql_in(B.BROADCAST, B.INCLUDED, B.CONFIRMED)}
+             ORDER BY id
+            """
+        ),
+        {"final": finality_depth},
+    )
+    return [dict(r._mapping) for r in rows]
 
 
 def trace(session: Session, kind: str, item_id: int) -> dict[str, Any]:

@@ -128,9 +128,9 @@ def test_status_prints_amounts_in_whole_units_for_people(
     _record(committed_ledger_runtime)
     result = _run(cli, "status")
     assert result.exit_code == 0, result.output
-    assert re.search(r"credits\s+accrued 4", result.stdout)
-    assert "USDC" in result.stdout
-    assert "earned 0.033350" in result.stdout
+    assert re.search(r"credits\s+│\s+accrued\s+│\s+4\b", result.stdout)
+    usdc = next(line for line in result.stdout.splitlines() if "USDC" in line)
+    assert re.search(r"USDC\s+│\s+0\.033350\s+│", usdc)
     assert "open exceptions: 0" in result.stdout
 
 
@@ -142,7 +142,7 @@ def test_trace_of_an_earning_prints_its_transitions_and_its_payout(
 ) -> None:
     credit_id = _record(committed_ledger_runtime)[0]
     _roll_up(committed_ledger_runtime)
-    result = _run(cli, "trace", str(credit_id))
+    result = _run(cli, "trace", str(credit_id), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["earning"]["id"] == credit_id
@@ -163,7 +163,7 @@ def test_trace_of_an_earning_not_yet_rolled_up_has_no_transitions(
     cli: CliRunner, committed_ledger_runtime: Runtime
 ) -> None:
     credit_id = _record(committed_ledger_runtime)[3]
-    data = json.loads(_run(cli, "trace", str(credit_id)).stdout)
+    data = json.loads(_run(cli, "trace", str(credit_id), "--json").stdout)
     assert data["earning"]["state"] == "accrued"
     assert data["earning_transitions"] == []
     assert "payout" not in data
@@ -176,7 +176,7 @@ def test_trace_of_a_payout(cli: CliRunner, committed_ledger_runtime: Runtime) ->
         payout_id = session.execute(
             text("SELECT id FROM payouts WHERE recipient = :r"), {"r": BOB}
         ).scalar_one()
-    result = _run(cli, "trace", "--payout", str(payout_id))
+    result = _run(cli, "trace", "--payout", str(payout_id), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["payout"]["amount"] == "20000"
 
@@ -263,7 +263,7 @@ def test_an_operator_lists_shows_and_resolves_an_exception_once(
     listed = _run(cli, "exceptions", "list", "--json")
     assert listed.exit_code == 0, listed.output
     (item,) = json.loads(listed.output)
-    shown = _run(cli, "exceptions", "show", str(item["id"]))
+    shown = _run(cli, "exceptions", "show", str(item["id"]), "--json")
     assert json.loads(shown.output)["detail"] == {"recipient": BOB, "reason": "blocked"}
 
     closed = _run(cli, "exceptions", "resolve", str(item["id"]), "-m", "paid by hand")
