@@ -121,7 +121,36 @@ ensure_redis() {
     say "no Redis on 127.0.0.1:6379; tests will use an embedded server"
 }
 
+# Debian's prometheus package for its promtool, which checks and unit-tests the alert rules
+# (tests/unit/test_alert_rules.py; without it the test parses them instead). Only for
+# scripts/test, only as root. Its service must not start: a policy-rc.d refuses it while the
+# package installs (no systemd here either).
+ensure_promtool() {
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    [[ "$(basename "${BASH_SOURCE[2]:-}")" == test ]] || return 0
+    command -v promtool >/dev/null 2>&1 && return 0
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        warn "promtool not found: the alert rules are checked by parsing only (apt-get install prometheus)"
+        return 0
+    fi
+    say "installing promtool for the alert rule tests (apt-get install prometheus)"
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    # apt-get update only when the package lists do not have it (an earlier step may have
+    # updated them already).
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+        >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                prometheus >/dev/null; } \
+        || warn "apt-get install prometheus failed: alert rules checked by parsing only"
+    [[ -n "$made_policy" ]] && rm -f "$policy"
+    return 0
+}
+
 ensure_venv
 ensure_node_modules
 ensure_postgres
 ensure_redis
+ensure_promtool
