@@ -7,8 +7,10 @@ scraper sits on the deployment's private network. Where the API is reachable fro
 ``authorization: {credentials: ...}`` in the scrape job). Left out of the OpenAPI document:
 it is for the scraper, not for marketplaces.
 
-Under several server processes sharing ``PROMETHEUS_MULTIPROC_DIR`` the process metrics are
-merged from its files; the ledger's are the same whichever process answers.
+The ledger's measures are the same whichever server process answers. This process's own
+counters (the RPC calls it made) are served only when ``PROMETHEUS_MULTIPROC_DIR`` merges
+every server process's: under ``payouts api --workers N`` each scrape reaches one process at
+random, and counters that belong to one of them would seem to reset at every other scrape.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hmac
 import os
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from payouts.api.auth import bearer_key
@@ -34,8 +36,6 @@ def registry_for(rt: Runtime) -> CollectorRegistry:
     registry.register(LedgerCollector(rt))
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry.register(REGISTRY)
     return registry
 
 
