@@ -121,6 +121,21 @@ ensure_redis() {
     say "no Redis on 127.0.0.1:6379; tests will use an embedded server"
 }
 
+# Debian's chromium for the browser tests (tests/browser: Playwright drives it; Playwright's own
+# browser download is not used). Only for scripts/test, and only as root: apt needs it.
+ensure_chromium() {
+    [[ "$(basename "${BASH_SOURCE[2]:-}")" == test ]] || return 0
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        warn "chromium not found: the browser tests will fail (apt-get install chromium)"
+        return 0
+    fi
+    say "installing chromium for the browser tests (apt-get)"
+    apt-get update -qq >/dev/null \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+        || die "apt-get install chromium failed"
+}
+
 # Debian's prometheus package for its promtool, which checks and unit-tests the alert rules
 # (tests/unit/test_alert_rules.py; without it the test parses them instead). Only for
 # scripts/test, only as root. Its service must not start: a policy-rc.d refuses it while the
@@ -153,4 +168,5 @@ ensure_venv
 ensure_node_modules
 ensure_postgres
 ensure_redis
+ensure_chromium
 ensure_promtool

@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI
 
 from config.observability import configure_logging, init_sentry
 from config.settings import get_settings
-from payouts.api import errors, openapi
+from payouts.api import errors, openapi, ops_page
 from payouts.api.auth import KeyCache
 from payouts.api.group_commit import EarningWriter
 from payouts.api.routes import creators, earnings, events, health, holds, metrics, ops, webhooks
@@ -36,7 +36,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by ops_page from the app's own static files, not a CDN
         redoc_url=None,
         dependencies=[Depends(known_query_only)],
     )
@@ -51,4 +51,5 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(metrics.router)
     openapi.install(app, app.state.asset_ceilings)
+    ops_page.install(app)
     return app
