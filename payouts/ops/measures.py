@@ -5,8 +5,9 @@ Prometheus scrape stays cheap; ``measure`` bounds a scrape's statements with a t
 slow database makes a scrape fail fast instead of piling up.
 
 Runway is the hot wallet's balance divided by its burn: what batches sealed in the last
-``runway_window_hours`` and seen on chain took from it (their totals per token; their gas,
-plus the totals of native payouts, from the native balance), spread over that window.
+``runway_window_hours`` and seen on chain took from it (the payouts still in them, per token;
+their gas, plus native payouts, from the native balance), spread over that window. A payout
+whose transfer the token refused has left its batch, and took nothing.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def _active_holds(session: Session) -> dict[str, int]:
 
 def _failures(session: Session) -> dict[str, int]:
     """Payouts sent back to pending: every payout of a failed batch (its nonce was taken),
-    and every transfer the token refused (each leaves a hold of its own)."""
+    and the transfers the token refused, by the holds they left (one per creator and batch:
+    a batch pays a creator once per window, so one per payout but for a backlog)."""
     return {
         "batch_failed": _scalar(
             session,
@@ -180,8 +182,7 @@ def _failures(session: Session) -> dict[str, int]:
         ),
         "transfer_refused": _scalar(
             session,
-            f"SELECT count(*) FROM holds WHERE rule = '{TRANSFER_FAILED}'"
-            " AND payout_id IS NOT NULL",
+            f"SELECT count(*) FROM holds WHERE rule = '{TRANSFER_FAILED}'",
         ),
     }
 
@@ -219,14 +220,16 @@ def earning_ages(
 
 
 def _burn(session: Session, window_hours: int) -> tuple[int, dict[str, int]]:
-    """Gas (wei) and totals per asset of the batches sealed in the window and seen on chain."""
+    """Gas (wei) and payouts per asset of the batches sealed in the window and seen on chain."""
     rows = session.execute(
         text(
             f"""
             SELECT a.symbol, a.address IS NULL AS native,
-                   coalesce(sum(b.total), 0) AS paid,
+                   coalesce(sum(paid.amount), 0) AS paid,
                    coalesce(sum(b.gas_used * b.effective_gas_price), 0) AS gas
               FROM batches b JOIN assets a ON a.id = b.asset_id
+             CROSS JOIN LATERAL (SELECT coalesce(sum(p.amount), 0) AS amount FROM payouts p
+                                  WHERE p.batch_id = b.id) paid
              WHERE b.state IN {SEEN} AND b.created_at > now() - make_interval(hours => :h)
              GROUP BY a.symbol, a.address
             """

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from payouts.api.app import create_app
 from payouts.runtime import Runtime
-from tests.chainkit import roll_up_now, seed, token_balance, value
+from tests.chainkit import block_recipient, roll_up_now, seed, token_balance, value
 from tests.e2e.conftest import Miner, count, running
 from tests.waiting import wait_until
 
@@ -67,13 +67,17 @@ def test_metrics_of_a_real_run_match_the_ledger_and_the_chain(
 ) -> None:
     port = free_port()
     rt = make_stack("metrics", metrics_port=port)
-    seed(rt, creators=6)
+    recipients = seed(rt, creators=6)
+    block_recipient(rt, sorted(recipients.values())[0])  # the token refuses one transfer
     roll_up_now(rt)
     with running(rt.settings, beat=True):
         wait_until(
-            lambda: count(rt, "payouts WHERE state <> 'finalized'") == 0,
+            lambda: (
+                count(rt, "payouts WHERE state = 'finalized'") == 5
+                and count(rt, "payouts WHERE state = 'pending' AND batch_id IS NULL") == 1
+            ),
             timeout=90,
-            what="every payout final",
+            what="five payouts final, the refused one back to pending",
         )
         earnings, seconds = time_to_final(rt)
         wait_until(
@@ -86,7 +90,7 @@ def test_metrics_of_a_real_run_match_the_ledger_and_the_chain(
         worker = scrape_worker(port)
 
     # Time to final: one observation per earning, summed as the ledger's own timestamps say.
-    assert earnings == 12
+    assert earnings == 10
     assert abs(total(worker, "payouts_earning_to_final_seconds_sum") - seconds) < 1e-3 * earnings
     assert total(worker, "payouts_earning_to_final_seconds_bucket", le="+Inf") == earnings
     # Tasks from the pool processes, by task, queue and outcome, with their runtimes.
@@ -112,18 +116,24 @@ def test_metrics_of_a_real_run_match_the_ledger_and_the_chain(
     api = parse(answer.text)
     finalized = count(rt, "payouts WHERE state = 'finalized'")
     paid = int(value(rt, "SELECT sum(amount) FROM payouts WHERE state = 'finalized'"))
-    assert sample(api, "payouts_payouts", state="finalized", asset="USDC") == finalized == 6
+    assert sample(api, "payouts_payouts", state="finalized", asset="USDC") == finalized == 5
     assert sample(api, "payouts_payouts_value", state="finalized", asset="USDC") == paid
-    assert sample(api, "payouts_payouts", state="pending", asset="USDC") == 0
+    assert sample(api, "payouts_payouts", state="pending", asset="USDC") == 1
     assert sample(api, "payouts_payouts_finalized_total") == finalized
+    assert sample(api, "payouts_payout_failures_total", cause="transfer_refused") == 1
+    assert sample(api, "payouts_payout_failures_total", cause="batch_failed") == 0
     assert sample(api, "payouts_batches", state="finalized") == count(
         rt, "batches WHERE state = 'finalized'"
     )
-    assert total(api, "payouts_oldest_nonfinal_payout_age_seconds") == 0
+    assert sample(api, "payouts_oldest_nonfinal_payout_age_seconds", state="pending") > 0
+    assert count(rt, "exceptions WHERE kind = 'transfer_failed' AND state = 'open'") == 1
+    assert sample(api, "payouts_exceptions_open", kind="transfer_failed") == 1
+    assert sample(api, "payouts_holds_active", rule="transfer_failed") == 1
     assert sample(api, "payouts_rpc_circuit_open") == 0
     assert total(api, "payouts_measure_up") == 3
 
-    # Runway: the wallet's balances as the chain has them; the burn is what the batches took.
+    # Runway: the wallet's balances as the chain has them; the burn is what the batches took
+    # (the refused transfer took nothing).
     wallet = rt.signer.address
     usdc = token_balance(rt, str(rt.token_assets()[0].address), wallet)
     assert sample(api, "payouts_wallet_balance", asset="USDC") == usdc
