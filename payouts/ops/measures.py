@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.chain import codec
+from payouts.chain.client import ChainClient
 from payouts.holds import TRANSFER_FAILED
 from payouts.runtime import Runtime
 from payouts.states import (
@@ -78,7 +79,7 @@ class Ledger:
 
 
 @contextmanager
-def measure(rt: Runtime, timeout_ms: int = 2000) -> Iterator[Session]:
+def measure(rt: Runtime, timeout_ms: int = 1000) -> Iterator[Session]:
     """A read-only unit of work whose statements give up after ``timeout_ms``."""
     with rt.uow() as session:
         session.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
@@ -251,17 +252,17 @@ def _runway(asset: str, balance: int, burnt: int, window_hours: int) -> Runway:
     return Runway(asset, balance, -(-burnt // window_hours), balance * window_hours / burnt)
 
 
-def wallet_runway(rt: Runtime) -> list[Runway]:
-    """The hot wallet's runway for gas ("native") and for each configured token."""
+def wallet_runway(rt: Runtime, *, chain: ChainClient | None = None) -> list[Runway]:
+    """The hot wallet's runway for gas ("native") and for each configured token, its balances
+    read through ``chain`` (the runtime's client unless given)."""
+    chain = chain or rt.chain
     window = rt.settings.runway_window_hours
     wallet = rt.signer.address
     tokens = rt.token_assets()
     with measure(rt) as session:
         gas, paid = _burn(session, window)
-    native_balance = rt.chain.balance(wallet)
-    answers = rt.chain.call_many(
-        [(str(t.address), codec.balance_of_calldata(wallet)) for t in tokens]
-    )
+    native_balance = chain.balance(wallet)
+    answers = chain.call_many([(str(t.address), codec.balance_of_calldata(wallet)) for t in tokens])
     runways = [_runway(NATIVE, native_balance, gas + paid.get(NATIVE, 0), window)]
     for token, answer in zip(tokens, answers, strict=True):
         runways.append(_runway(token.symbol, int(answer, 16), paid.get(token.symbol, 0), window))

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from payouts.chain.client import ChainClient
 from payouts.errors import PayoutsError
 from payouts.ops import measures
 from payouts.runtime import Runtime
@@ -126,9 +128,23 @@ def _runway_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetri
     )
 
 
+# Prometheus gives up on a scrape after 10 s by default: a node that hangs must cost the
+# runway alone, not the whole scrape (three tries of this, then the error).
+SCRAPE_RPC_TIMEOUT_SECONDS = 1.5
+
+
+@cache
+def _scrape_chain(rt: Runtime) -> ChainClient:
+    """One client per runtime, so scrapes reuse its connections. The runtime's breaker: a
+    node that fails a scrape has failed for every process."""
+    return ChainClient(
+        rt.settings.rpc_url, timeout=SCRAPE_RPC_TIMEOUT_SECONDS, breaker=rt.chain.breaker
+    )
+
+
 def runway(rt: Runtime) -> Iterator[Metric]:
     balance, burn, hours = _runway_families()
-    for r in measures.wallet_runway(rt):
+    for r in measures.wallet_runway(rt, chain=_scrape_chain(rt)):
         balance.add_metric([r.asset], r.balance)
         burn.add_metric([r.asset], r.burn_per_hour)
         hours.add_metric([r.asset], math.inf if r.hours is None else r.hours)
