@@ -94,6 +94,8 @@ def pipeline_by_state(rt: Runtime) -> list[StateTotal]:
 
 
 def ledger(rt: Runtime) -> Ledger:
+    """What the metrics export from the database: ten statements, each over a state index, a
+    small table (batches, attempts, exceptions, holds, orphaned inclusions) or both."""
     with measure(rt) as session:
         payouts = _pipeline(session)
         return Ledger(
