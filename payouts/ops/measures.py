@@ -94,8 +94,11 @@ def pipeline_by_state(rt: Runtime) -> list[StateTotal]:
 
 
 def ledger(rt: Runtime) -> Ledger:
-    """What the metrics export from the database: ten statements, each over a state index, a
-    small table (batches, attempts, exceptions, holds, orphaned inclusions) or both."""
+    """What the metrics export from the database, in ten statements. All but the first read
+    small tables (batches, attempts, exceptions, holds, orphaned inclusions) or the payouts
+    not final (by their state index); the first sums every payout's value by state, which
+    grows with history: past what ``measure``'s timeout allows, the ledger part of a scrape
+    fails alone (``payouts_measure_up``) and wants a running total kept at each move."""
     with measure(rt) as session:
         payouts = _pipeline(session)
         return Ledger(
