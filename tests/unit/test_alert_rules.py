@@ -31,6 +31,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "payouts.json"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 METRIC = re.compile(r"\bpayouts_[a-z0-9_]+\b")
 JOB = re.compile(r'job="([^"]+)"')
+QUANTILE = re.compile(r"histogram_quantile\((0\.\d+),")
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_count", "_sum", "_created"),
@@ -109,6 +110,33 @@ def test_every_metric_in_the_rules_and_the_dashboard_is_exported() -> None:
     used |= {n for e in dashboard_exprs() for n in METRIC.findall(e)}
     assert len(used) > 20
     assert used - names == set()
+
+
+def test_the_dashboard_shows_every_measure() -> None:
+    shown = {n for e in dashboard_exprs() for n in METRIC.findall(e)}
+    assert shown >= {
+        "payouts_payouts_finalized_total",
+        "payouts_payout_failures_total",
+        "payouts_earning_to_final_seconds_bucket",
+        "payouts_payouts",
+        "payouts_payouts_value",
+        "payouts_batches",
+        "payouts_oldest_nonfinal_payout_age_seconds",
+        "payouts_exceptions_open",
+        "payouts_fee_bumps_total",
+        "payouts_reorgs_unwound_total",
+        "payouts_rpc_errors_total",
+        "payouts_rpc_circuit_open",
+        "payouts_wallet_runway_hours",
+        "payouts_tasks_total",
+        "payouts_task_duration_seconds_bucket",
+    }
+    quantiles = {
+        m.group(1)
+        for e in dashboard_exprs()
+        if (m := QUANTILE.match(e)) and "payouts_earning_to_final_seconds_bucket" in e
+    }
+    assert quantiles == {"0.5", "0.99"}
 
 
 def test_the_dashboard_reads_the_provisioned_datasource_and_scrape_jobs() -> None:
