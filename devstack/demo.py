@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -93,7 +94,10 @@ def run_demo(
     window_seconds: int,
     timeout: float,
     echo: Callable[[str], None],
+    serve: bool = False,
 ) -> bool:
+    """Run it all and say what happened; with ``serve``, then keep the stack and the API (the
+    ops page) up until Ctrl-C."""
     settings = get_settings()
     started = time.monotonic()
     echo("starting PostgreSQL, Redis and anvil ...")
@@ -104,6 +108,7 @@ def run_demo(
     with Anvil(block_time=1, state_dir=settings.state_dir) as anvil, Receiver() as receiver:
         deployment = deploy_dev_contracts(anvil.url, DEV_KEYS[0], DEV_KEYS[1], mint=10**15)
         env = stack_env(settings, database_url, redis_url, anvil.url, deployment, window_seconds)
+        env["PAYOUTS_ADMIN_API_KEY"] = _admin_key(settings)
         rt = Runtime(settings_from_env(env))
         processes.purge_queues(rt.settings, redis_url)
         marketplace_id, endpoint_id = _listen(rt, receiver)
@@ -123,8 +128,43 @@ def run_demo(
             processes.stop(worker)
         ok = _summary(rt, recipients, deployment, done, echo)
         ok = _webhook_summary(rt, marketplace_id, receiver, echo) and ok
-    echo(f"finished in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
+        echo(f"finished in {time.monotonic() - started:.1f}s: {'OK' if ok else 'FAILED'}")
+        _ops_page(rt, env, serve, echo)
     return ok
+
+
+def _admin_key(settings: Settings) -> str:
+    """The configured admin key, or a fresh one for this local run."""
+    configured = settings.admin_api_key
+    if configured is not None and configured.get_secret_value():
+        return configured.get_secret_value()
+    return secrets.token_urlsafe(18)
+
+
+def _ops_page(rt: Runtime, env: dict[str, str], serve: bool, echo: Callable[[str], None]) -> None:
+    """Where the ops page is and the key that opens it; with ``serve``, the API serves it (a
+    worker and beat keep the pipeline going) until Ctrl-C."""
+    import uvicorn
+
+    from payouts.api.app import create_app
+
+    settings = rt.settings
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    key = env["PAYOUTS_ADMIN_API_KEY"]
+    if not serve:
+        echo(f"ops page: run with --serve to keep the stack up and see it at {url}/ops")
+        return
+    echo(f"ops page: {url}/ops  (sign in with the admin key: {key})")
+    echo(f"API docs: {url}/docs  - Ctrl-C stops everything")
+    worker = processes.start_celery("worker", env, settings.state_dir)
+    beat = processes.start_celery("beat", env, settings.state_dir)
+    try:
+        uvicorn.run(
+            create_app(rt), host=settings.api_host, port=settings.api_port, log_level="warning"
+        )
+    finally:
+        processes.stop(beat)
+        processes.stop(worker)
 
 
 def _listen(rt: Runtime, receiver: Receiver) -> tuple[int, int]:

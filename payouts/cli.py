@@ -717,6 +717,9 @@ def demo(
     credits_per_creator: Annotated[int, typer.Option(help="Earnings per creator.")] = 5,
     window: Annotated[int, typer.Option(help="Roll-up window in seconds.")] = 5,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 240.0,
+    serve: Annotated[
+        bool, typer.Option(help="Then keep the stack and the ops page up until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on embedded defaults and print what happened."""
     from devstack.demo import run_demo
@@ -727,6 +730,7 @@ def demo(
         window_seconds=window,
         timeout=timeout,
         echo=typer.echo,
+        serve=serve,
     )
     if not ok:
         raise typer.Exit(1)
