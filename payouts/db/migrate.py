@@ -13,7 +13,7 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from config.settings import REPO_ROOT
 from payouts.errors import InvalidInput
@@ -40,7 +40,9 @@ def grant_app_login(owner_url: str, app_url: str) -> None:
     owner, app = make_url(owner_url), make_url(app_url)
     if not app.username or app.username == owner.username:
         return
-    with psycopg.connect(_conninfo(owner)) as conn:
+    with psycopg.connect(
+        **owner.translate_connect_args(username="user", database="dbname")
+    ) as conn:
         role = conn.execute(
             "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls"
             " OR pg_has_role(rolname, %s, 'MEMBER') FROM pg_roles WHERE rolname = %s",
@@ -63,7 +65,3 @@ def grant_app_login(owner_url: str, app_url: str) -> None:
         conn.execute(
             sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_ROLE), sql.Identifier(app.username))
         )
-
-
-def _conninfo(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
