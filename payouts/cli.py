@@ -607,8 +607,8 @@ def reconcile(as_json: Json = False) -> None:
     """Read the chain's logs since the checkpoint, match them, confirm and finalize; then say
     what still waits, and for how many blocks (a chain that mines no blocks confirms nothing)."""
     rt = _runtime()
-    with progress("reading the chain", None, quiet=as_json):
-        outcome = reconcile_chain(rt, actor="operator")
+    with progress("reading blocks", None, quiet=as_json) as advance:
+        outcome = reconcile_chain(rt, actor="operator", on_blocks=advance)
     s, a = outcome.scan, outcome.advance
     waiting = tracking.awaiting_depth(rt, s.to_block)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from payouts.reconcile.finality import advance
@@ -15,8 +16,14 @@ class ReconcileOutcome:
     advance: ReconcileReport
 
 
-def reconcile(rt: Runtime, *, actor: str = "reconciler") -> ReconcileOutcome:
-    """Scan from the checkpoint to the head, then confirm, finalize or unwind what is out."""
+def reconcile(
+    rt: Runtime,
+    *,
+    actor: str = "reconciler",
+    on_blocks: Callable[[int, int], None] | None = None,
+) -> ReconcileOutcome:
+    """Scan from the checkpoint to the head, then confirm, finalize or unwind what is out
+    (``on_blocks``: see ``scan``)."""
     head = rt.chain.block_number()
     rt.asset_ids()
     with rt.uow() as session:
@@ -30,6 +37,7 @@ def reconcile(rt: Runtime, *, actor: str = "reconciler") -> ReconcileOutcome:
             head=head,
             chunk=rt.settings.log_chunk_blocks,
             actor=actor,
+            on_blocks=on_blocks,
         )
         session.commit()
     with rt.uow() as session:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -55,8 +55,12 @@ def scan(
     chunk: int,
     start_block: int = 0,
     actor: str = "reconciler",
+    on_blocks: Callable[[int, int], None] | None = None,
 ) -> ReconcileReport:
-    """Read logs from the checkpoint to ``head`` and match them. The caller commits."""
+    """Read logs from the checkpoint to ``head`` and match them. The caller commits.
+
+    ``on_blocks(scanned, total)`` hears of each range as it is read (an operator's progress
+    bar: a node that was down for a day leaves tens of thousands of blocks to read)."""
     report = ReconcileReport()
     session.execute(
         text(
@@ -78,6 +82,8 @@ def scan(
     while cursor <= head:
         upto = min(head, cursor + chunk - 1)
         _scan_range(session, chain, batcher_address, payer, tokens, cursor, upto, actor, report)
+        if on_blocks is not None:
+            on_blocks(upto - cursor + 1, head - report.from_block + 1)
         cursor = upto + 1
     if head >= report.from_block:
         session.execute(

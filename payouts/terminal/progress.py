@@ -16,12 +16,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-Advance = Callable[[int], None]
+# advance(n) moves the bar n steps; advance(n, total) also says how many there are in all,
+# for work whose size is known only once it starts (blocks from a checkpoint to the head).
+Advance = Callable[..., None]
 
 
 @contextmanager
 def progress(description: str, total: int | None, *, quiet: bool = False) -> Iterator[Advance]:
-    """A bar of ``total`` steps (a spinner when None); yields ``advance(n)``."""
+    """A bar of ``total`` steps (a spinner while None); yields ``advance``."""
     err = Console(stderr=True)
     with Progress(
         SpinnerColumn(),
@@ -34,4 +36,10 @@ def progress(description: str, total: int | None, *, quiet: bool = False) -> Ite
         disable=quiet or not err.is_terminal,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+
+        def advance(steps: int, total: int | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            bar.advance(task, steps)
+
+        yield advance

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 
 from payouts.catalog import create_marketplace
@@ -118,3 +119,21 @@ def test_an_operator_sets_and_changes_an_address_and_the_change_is_held(
     bad = operator(rt, *base, "0x1234", "--marketplace", "shop")
     assert bad.exit_code == 2
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_a_terminal_sees_a_progress_bar_on_stderr_and_stdout_keeps_the_summary(
+    committed_ledger_runtime: Runtime,
+    operator: Operator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt = committed_ledger_runtime
+    _marketplace(rt)
+    path = _csv(tmp_path, [f"t-{i},creator-{i},100,USDC" for i in range(30)])
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich draws as on a terminal
+    args = ["earnings", "import", str(path), "--marketplace", "shop", "--chunk-size", "10"]
+    result = operator(rt, *args)
+    assert result.exit_code == 0, result.output
+    assert "importing earnings.csv" in result.stderr
+    assert "30/30" in result.stderr
+    assert result.stdout.startswith("earnings.csv: 30 earnings recorded")
