@@ -115,48 +115,66 @@ def deploy(
     tokens = _tokens(chain, assets, dev=dev, chain_id=chain_id)
     new_tokens = [a for a, missing in tokens if missing]
 
-    if not keep_batcher:
-        sender.deploy(deployer, "PayoutBatcher", b"")
-    for asset in new_tokens:
-        args = encode(
-            ["string", "string", "uint8"], [f"{asset.symbol} (test)", asset.symbol, asset.decimals]
-        )
-        sender.deploy(deployer, "TestToken", args, asset.symbol)
-    created = sender.await_round()
+    created = _deploy_missing(sender, deployer, deploy_batcher=not keep_batcher, tokens=new_tokens)
     batcher_address = (
         to_checksum_address(batcher or "") if keep_batcher else created["PayoutBatcher"]
     )
     addresses = {a.symbol: created.get(a.symbol) or a.address or "" for a, _ in tokens}
-
-    for asset in new_tokens:
-        data = MINT + encode(["address", "uint256"], [hot_wallet.address, mint])
-        sender.call(deployer, addresses[asset.symbol], data, f"mint {mint} {asset.symbol}")
-    for symbol, token in addresses.items():
-        if _allowance(chain, token, hot_wallet.address, batcher_address) < ENOUGH_ALLOWANCE:
-            data = bytes.fromhex(approve_calldata(batcher_address, MAX_UINT256)[2:])
-            sender.call(hot_wallet, token, data, f"approve the batcher for {symbol}")
-    sender.await_round()
-    _check_set_up(chain, addresses, hot_wallet.address, batcher_address)
-
-    by_symbol = {a.symbol: a for a, _ in tokens}
-    final = [
-        by_symbol[a.symbol].model_copy(update={"address": addresses[a.symbol]})
-        if a.symbol in by_symbol
-        else a
-        for a in assets
-    ]
-    final += [
-        a.model_copy(update={"address": addresses[a.symbol]})
-        for a in new_tokens
-        if a.symbol not in {b.symbol for b in assets}
-    ]
+    minted = {a.symbol: mint for a in new_tokens}
+    _mint_and_approve(sender, deployer, hot_wallet, addresses, minted, batcher_address)
+    _check_set_up(chain, addresses, minted, hot_wallet.address, batcher_address)
     return Deployment(
         chain_id=chain_id,
         dev=dev,
         batcher_address=batcher_address,
         hot_wallet=to_checksum_address(hot_wallet.address),
-        assets=tuple(final),
+        assets=_with_addresses(assets, new_tokens, addresses),
         done=tuple(sender.done),
+    )
+
+
+def _deploy_missing(
+    sender: _Sender, deployer: Signer, *, deploy_batcher: bool, tokens: list[AssetConfig]
+) -> dict[str, str]:
+    """Round one: the contracts; their addresses by name ("PayoutBatcher") or token symbol."""
+    if deploy_batcher:
+        sender.deploy(deployer, "PayoutBatcher", b"")
+    for asset in tokens:
+        name = f"{asset.symbol} (test)"
+        args = encode(["string", "string", "uint8"], [name, asset.symbol, asset.decimals])
+        sender.deploy(deployer, "TestToken", args, asset.symbol)
+    return sender.await_round()
+
+
+def _mint_and_approve(
+    sender: _Sender,
+    deployer: Signer,
+    hot_wallet: Signer,
+    tokens: dict[str, str],
+    minted: dict[str, int],
+    batcher: str,
+) -> None:
+    """Round two, once the contracts' code is on chain: the new tokens minted to the hot
+    wallet, and the batcher approved wherever the allowance is not already high."""
+    for symbol, amount in minted.items():
+        data = MINT + encode(["address", "uint256"], [hot_wallet.address, amount])
+        sender.call(deployer, tokens[symbol], data, f"mint {amount} {symbol}")
+    for symbol, token in tokens.items():
+        if _allowance(sender.chain, token, hot_wallet.address, batcher) < ENOUGH_ALLOWANCE:
+            data = bytes.fromhex(approve_calldata(batcher, MAX_UINT256).removeprefix("0x"))
+            sender.call(hot_wallet, token, data, f"approve the batcher for {symbol}")
+    sender.await_round()
+
+
+def _with_addresses(
+    assets: Sequence[AssetConfig], new_tokens: list[AssetConfig], addresses: dict[str, str]
+) -> tuple[AssetConfig, ...]:
+    """The settings' assets at their addresses now, and the test USDC where there was none."""
+    configured = {a.symbol for a in assets}
+    added = [a for a in new_tokens if a.symbol not in configured]
+    return tuple(
+        a.model_copy(update={"address": addresses[a.symbol]}) if a.address or a in added else a
+        for a in [*assets, *added]
     )
 
 
@@ -212,14 +230,19 @@ def _allowance(chain: ChainClient, token: str, owner: str, spender: str) -> int:
 
 
 def _check_set_up(
-    chain: ChainClient, tokens: dict[str, str], hot_wallet: str, batcher: str
+    chain: ChainClient,
+    tokens: dict[str, str],
+    minted: dict[str, int],
+    hot_wallet: str,
+    batcher: str,
 ) -> None:
-    """Read back what the receipts said: an approval a token ignored is an error here."""
+    """Read back what the receipts said: an approval or a mint a token ignored is an error."""
     for symbol, token in tokens.items():
         if _allowance(chain, token, hot_wallet, batcher) < ENOUGH_ALLOWANCE:
             raise PermanentChainError(f"approve the batcher for {symbol}: allowance not set")
-        if int(chain.call(token, balance_of_calldata(hot_wallet)), 16) == 0:
-            raise PermanentChainError(f"the hot wallet holds no {symbol}: fund it")
+        balance = int(chain.call(token, balance_of_calldata(hot_wallet)), 16)
+        if balance < minted.get(symbol, 0):
+            raise PermanentChainError(f"mint {symbol}: the hot wallet holds {balance}")
 
 
 @dataclass
