@@ -62,6 +62,9 @@ def grant_app_login(owner_url: str, app_url: str) -> None:
                 sql.Literal(app.password),
             )
         )
-        conn.execute(
-            sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_ROLE), sql.Identifier(app.username))
-        )
+        if app.username != APP_ROLE:  # the app may log in as the group role itself
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(APP_ROLE), sql.Identifier(app.username)
+                )
+            )
