@@ -64,7 +64,7 @@ def explain(exc: BaseException, *, rpc_url: str | None = None) -> Failure | None
     if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | psycopg.Error):
         return Failure(
             UNAVAILABLE,
-            f"PostgreSQL does not answer: {_root_cause(exc)}",
+            f"cannot use PostgreSQL: {_root_cause(exc)}",
             "is the server running, and is PAYOUTS_DATABASE_URL right?",
         )
     if isinstance(exc, BrokerUnavailable):
@@ -73,7 +73,7 @@ def explain(exc: BaseException, *, rpc_url: str | None = None) -> Failure | None
         where = f" at {rpc_url}" if rpc_url else ""
         return Failure(
             UNAVAILABLE,
-            f"the chain's node{where} does not answer: {exc}",
+            f"cannot reach the chain's node{where}: {exc}",
             "is the node running, and is PAYOUTS_RPC_URL right?",
         )
     if isinstance(exc, InvalidInput) and exc.code == "not_configured":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from config.settings import get_settings
@@ -53,7 +54,7 @@ def test_a_database_url_that_is_no_postgresql_url_is_a_configuration_error(run: 
 def test_postgresql_not_answering_is_a_connection_error(run: Run) -> None:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/payouts"
     result = run({"PAYOUTS_DATABASE_URL": url}, "status")
-    _one_line(result, 4, "PostgreSQL does not answer", "Connection refused", "hint:")
+    _one_line(result, 4, "cannot use PostgreSQL", "Connection refused", "hint:")
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ def test_a_node_not_answering_is_a_connection_error(run: Run) -> None:
         "PAYOUTS_BATCHER_ADDRESS": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
     }
     result = run(env, "reconcile")
-    _one_line(result, 4, f"the chain's node at {rpc} does not answer", "PAYOUTS_RPC_URL")
+    _one_line(result, 4, f"cannot reach the chain's node at {rpc}", "PAYOUTS_RPC_URL")
 
 
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(run: Run) -> None:
@@ -85,3 +86,10 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(run: Run) -> None:
     assert "Traceback (most recent call last)" in result.stderr
     assert "SettingsError" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: PAYOUTS_ASSETS is not valid JSON")
+
+
+def test_a_database_that_does_not_exist_is_named(run: Run, pg_server_url: str) -> None:
+    url = make_url(pg_server_url).set(database="payouts_no_such_database")
+    missing = url.render_as_string(hide_password=False)
+    result = run({"PAYOUTS_DATABASE_URL": missing}, "db", "upgrade")
+    _one_line(result, 4, "cannot use PostgreSQL", '"payouts_no_such_database" does not exist')
