@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from payouts.holds import REVIEWED_RULES
 from payouts.states import BatchState as B
+from payouts.states import ExceptionState, HoldState, sql_in
 from payouts.states import PayoutState as P
-from payouts.states import sql_in
 
 # Bucket widths a chart may use, in seconds, and how many buckets a chart aims to stay under.
 BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600)
@@ -190,6 +191,28 @@ def gas(session: Session) -> Series:
 
 
 CHARTS = {"throughput": throughput, "finality": finality, "gas": gas}
+
+
+def tiles(session: Session) -> dict[str, int]:
+    """The counts at the top of the page, cheap enough to read every few seconds: batches by
+    state, open exceptions, holds waiting for review (index-sized reads, no ledger scan)."""
+    reviewed = " OR ".join(f"rule LIKE '{r}%'" for r in REVIEWED_RULES)
+    by_state = ", ".join(
+        f"count(*) FILTER (WHERE state = {s.sql}) AS {s.value}" for s in TIMELINE
+    )
+    row = session.execute(
+        text(
+            f"""
+            SELECT (SELECT count(*) FROM exceptions WHERE state = {ExceptionState.OPEN.sql})
+                     AS open_exceptions,
+                   (SELECT count(*) FROM holds WHERE state = {HoldState.ACTIVE.sql}
+                       AND ({reviewed})) AS in_review,
+                   {by_state}
+              FROM batches
+            """
+        )
+    ).one()
+    return {name: int(value) for name, value in row._mapping.items()}
 
 
 # --- batches and their timelines ---------------------------------------------------------------

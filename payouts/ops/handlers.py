@@ -99,6 +99,11 @@ def chart(rt: Runtime, name: str) -> dashboard.Series:
         return draw(session)
 
 
+def tiles(rt: Runtime) -> dict[str, int]:
+    with rt.uow() as session:
+        return dashboard.tiles(session)
+
+
 def batch_timelines(rt: Runtime, *, limit: int = 20) -> list[dict[str, Any]]:
     with rt.uow() as session:
         return dashboard.batches(session, limit=limit)

@@ -48,9 +48,10 @@ def _see_the_pipeline_and_charts(page: Page, stack: PaidStack, artifacts: Path) 
     states = _states(stack)
     assert states == {"finalized": 4, "pending": 1}
     for state in ("pending", "held", "batched", "submitted", "confirmed", "finalized"):
-        cell = page.locator(f"table.states[data-asset=USDC] tr[data-state={state}] .count")
+        cell = page.locator(f"table.states tr[data-asset=USDC] td[data-state={state}] .count")
         expect(cell).to_have_text(str(states.get(state, 0)))
     expect(page.get_by_test_id("open-exceptions")).to_have_text("1")
+    expect(page.locator("#books .books[data-asset=USDC]")).to_contain_text("✓ equal")
     for name in CHARTS:
         chart = page.locator(f"[data-chart={name}]")
         expect(chart.locator("canvas")).to_have_count(1)

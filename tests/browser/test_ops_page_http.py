@@ -15,8 +15,12 @@ from fastapi.testclient import TestClient
 from payouts.api.app import create_app
 from payouts.api.ops_page import STATIC
 from payouts.exception_queue import record_exception
+from payouts.ops import handlers as ops
 from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.settlement.handlers import HoldTarget
 from tests.apikit import ADMIN_KEY, api_settings
+from tests.chainkit import roll_up_now, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("pipeline", "batches", "exceptions", "review")
@@ -161,3 +165,59 @@ def test_the_vendored_assets_are_what_the_script_builds_from_node_modules(
         assert not mismatch, stale
         assert not errors, errors
         pending.extend(level.subdirs.values())
+
+
+def _held_for_review(rt: Runtime, creators: int) -> list[int]:
+    """Pending payouts (recorded and rolled up, no chain needed), each held by the deny-list
+    rule as screening would; returns the holds' ids."""
+    seed(rt, creators=creators)
+    roll_up_now(rt)
+    placed = []
+    for payout_id in range(1, creators + 1):
+        hold = settlement.place_hold(
+            rt, HoldTarget(payout_id=payout_id), "address on the deny list", rule="deny_list",
+            actor="screening",
+        )
+        placed.append(int(hold["id"]))
+    return placed
+
+
+def test_review_decisions_are_dry_run_first_then_made_by_the_review_handlers(
+    client: TestClient, ops_runtime: Runtime
+) -> None:
+    approve, reject = _held_for_review(ops_runtime, 2)
+    token = {"X-CSRF-Token": sign_in(client)}
+    queue = client.get("/ops/sections/review").text
+    assert f'data-hold="{approve}"' in queue
+    assert f'data-hold="{reject}"' in queue
+    why = {"resolution": "false positive", "dry_run": "true"}
+    dry = client.post(f"/ops/review/{approve}/approve", data=why, headers=token)
+    assert '"status": "released"' in dry.text
+    assert ops.get_hold(ops_runtime, approve)["status"] == "active"
+    client.post(f"/ops/review/{approve}/approve", data={**why, "dry_run": "false"}, headers=token)
+    client.post(f"/ops/review/{reject}/reject", data={**why, "dry_run": "false"}, headers=token)
+    assert ops.get_hold(ops_runtime, approve)["ended_by"] == "ops-page"
+    assert ops.get_hold(ops_runtime, reject)["status"] == "rejected"
+    assert "Nothing waits for review" in client.get("/ops/sections/review").text
+    unknown = client.post(f"/ops/review/{approve}/ignore", data=why, headers=token)
+    assert unknown.status_code == 404
+
+
+def test_the_search_box_finds_an_earning_a_payout_and_a_creator(
+    client: TestClient, ops_runtime: Runtime
+) -> None:
+    recipients = seed(ops_runtime, creators=2)
+    roll_up_now(ops_runtime)
+    sign_in(client)
+    earning = client.get("/ops/search", params={"q": "1", "kind": "earning"}).text
+    assert "Earning #1" in earning
+    assert "Payout #" in earning  # rolled up: the trace goes on into its payout
+    assert "Payout #2" in client.get("/ops/search", params={"q": "2"}).text
+    creator, address = next(iter(recipients.items()))
+    for needle in (creator, address.lower()):
+        found = client.get("/ops/search", params={"q": needle}).text
+        assert "pending" in found
+        assert creator in found
+    missing = client.get("/ops/search", params={"q": "0x" + "ab" * 32})
+    assert missing.status_code == 404
+    assert "not found: transaction 0xabab" in missing.text

@@ -113,12 +113,16 @@ def pipeline(request: Request, _: Signed) -> HTMLResponse:
     paying = {a: t for a, t in by_asset.items() if any(x.count for x in t)}
     by_asset = paying or by_asset
     return _page(
-        request,
-        "_pipeline.html",
-        by_asset=by_asset,
-        status=tracking.status(rt),
-        decimals=_decimals(rt),
+        request, "_pipeline.html", by_asset=by_asset, tiles=ops.tiles(rt), decimals=_decimals(rt)
     )
+
+
+@router.get("/sections/books")
+def books(request: Request, _: Signed) -> HTMLResponse:
+    """Ledger paid next to what the chain shows, per asset: ``payouts status``'s comparison,
+    which reads the whole ledger, so it refreshes less often than the counts."""
+    rt = runtime(request)
+    return _page(request, "_books.html", status=tracking.status(rt), decimals=_decimals(rt))
 
 
 @router.get("/sections/batches")
@@ -217,7 +221,8 @@ def search(
             return _page(request, "_trace.html", kind=kind, trace=traced, q=needle)
         found = ops.find_tx(rt, needle) if kind == "tx" else ops.find_creator(rt, needle)
     except PayoutsError as exc:
-        return _page(request, "_trace.html", status_for(exc), error=str(exc), q=needle)
+        error = f"not found: {exc}" if isinstance(exc, NotFound) else str(exc)
+        return _page(request, "_trace.html", status_for(exc), error=error, q=needle)
     return _page(
         request, "_found.html", kind=kind, found=found, q=needle, decimals=_decimals(rt)
     )
