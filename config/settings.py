@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     # incident an operator must hear about.
     reorg_watch_blocks: int = Field(default=64, ge=0)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         """Refused here, as configuration, rather than as a driver error at the first query."""
