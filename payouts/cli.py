@@ -467,13 +467,13 @@ def earnings_import(
     ] = ingest.IMPORT_CHUNK,
     as_json: Json = False,
 ) -> None:
-    """Record earnings from a CSV file: a header, then idempotency_key (or reference),
-    creator_id, amount (integer base units), asset, and optionally reference, occurred_at.
+    """Record earnings from a CSV file, checked with the API's rules.
 
-    Every row is checked first with the API's rules; any bad row is listed with its line and
-    nothing is recorded (exit 2). Then the rows go in chunks (--chunk-size), one transaction
-    each, set-based like a POST /v1/earnings/batch.
-    Importing the same file again records nothing new (each row a replay)."""
+    Columns, named in a header: idempotency_key (or reference), creator_id, amount (integer
+    base units), asset, and optionally reference, occurred_at. Every row is checked first;
+    any bad row is listed with its line, and then nothing is recorded (exit 2). The rows go
+    in chunks (--chunk-size), one set-based transaction each, like POST /v1/earnings/batch.
+    Importing the same file again records nothing new: each row is a replay."""
     rt = _runtime()
     marketplace_id = ops.marketplace_id(rt, marketplace)
     with path.open(encoding="utf-8", newline="") as lines:
@@ -509,8 +509,10 @@ def creators_set_address(
     marketplace: Annotated[str, typer.Option(help="The creator's marketplace, by name.")],
     as_json: Json = False,
 ) -> None:
-    """Register or change where a creator is paid (as PUT /v1/creators/{id} does): a change
-    of an existing address holds the next payout for PAYOUTS_PAYOUT_ADDRESS_COOL_DOWN_SECONDS."""
+    """Register or change where a creator is paid, as PUT /v1/creators/{id} does.
+
+    A change of an existing address holds the next payout for
+    PAYOUTS_PAYOUT_ADDRESS_COOL_DOWN_SECONDS."""
     rt = _runtime()
     change = ingest.set_payout_address(
         rt, ops.marketplace_id(rt, marketplace), creator, address, actor="operator"
@@ -604,8 +606,10 @@ def settle(
 
 @app.command()
 def reconcile(as_json: Json = False) -> None:
-    """Read the chain's logs since the checkpoint, match them, confirm and finalize; then say
-    what still waits, and for how many blocks (a chain that mines no blocks confirms nothing)."""
+    """Read the chain's logs since the checkpoint, match them, confirm and finalize.
+
+    Then say what still waits, and for how many blocks: confirmations are blocks mined on
+    top, so a chain that mines no blocks confirms nothing."""
     rt = _runtime()
     with progress("reading blocks", None, quiet=as_json) as advance:
         outcome = reconcile_chain(rt, actor="operator", on_blocks=advance)
@@ -642,8 +646,9 @@ def status(as_json: Json = False) -> None:
 
 @app.command()
 def check(as_json: Json = False) -> None:
-    """Recompute every balance from the entries and prove the ledger's invariants (exit 1 if
-    one does not hold)."""
+    """Recompute every balance from the entries and prove the ledger's invariants.
+
+    Exit 1 if one does not hold."""
     with progress("checking the ledger", len(CHECKS), quiet=as_json) as advance:
         report = tracking.check(_runtime(), lambda _: advance(1))
     if as_json:
