@@ -5,6 +5,7 @@ goes to the app itself."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from tests.browser.conftest import PaidStack
 from tests.chainkit import scalar
 
 CHARTS = ("throughput", "success", "finality", "gas", "runway")
+POSITIVE = re.compile(r"^[1-9][0-9]*$")
 
 # Pixels of the finalized series' stroke (#1f8a5b), give or take antialiasing.
 COUNT_STROKE = """(el) => {
@@ -34,6 +36,11 @@ def _states(stack: PaidStack) -> dict[str, int]:
     with stack.rt.uow() as session:
         rows = session.execute(text("SELECT state, count(*) FROM payouts GROUP BY state"))
         return {state: int(n) for state, n in rows}
+
+
+def scalar_text(stack: PaidStack, sql: str) -> str:
+    with stack.rt.uow() as session:
+        return str(session.execute(text(sql)).scalar_one())
 
 
 def _sign_in(page: Page, base: str) -> None:
@@ -55,23 +62,18 @@ def _see_the_pipeline_and_charts(page: Page, stack: PaidStack, artifacts: Path) 
     for name in CHARTS:
         chart = page.locator(f"[data-chart={name}]")
         expect(chart.locator("canvas")).to_have_count(1)
-        expect(chart).to_have_attribute("data-points", _positive())
+        expect(chart).to_have_attribute("data-points", POSITIVE)
     assert page.locator("[data-chart=throughput]").evaluate(COUNT_STROKE) > 20
     expect(page.locator("#batches tr[data-batch] .badge").first).to_have_text("finalized")
     page.screenshot(path=str(artifacts / "ops-dashboard.png"), full_page=True)
 
 
-def _positive() -> object:
-    import re
-
-    return re.compile(r"^[1-9][0-9]*$")
-
-
 def _trace_a_payout(page: Page, stack: PaidStack) -> None:
     payout_id = scalar(stack.rt, "SELECT min(id) FROM payouts WHERE state = 'finalized'")
-    tx_hash = str(
-        scalar_text(stack, f"SELECT b.tx_hash FROM payouts p JOIN batches b ON b.id = p.batch_id"
-                    f" WHERE p.id = {payout_id}")
+    tx_hash = scalar_text(
+        stack,
+        "SELECT b.tx_hash FROM payouts p JOIN batches b ON b.id = p.batch_id"
+        f" WHERE p.id = {payout_id}",
     )
     page.fill("form.search input[name=q]", str(payout_id))
     page.click("form.search button")
@@ -83,11 +85,6 @@ def _trace_a_payout(page: Page, stack: PaidStack) -> None:
     page.fill("form.search input[name=q]", tx_hash)
     page.click("form.search button")
     expect(page.locator("#trace table.found tbody tr")).to_have_count(5)
-
-
-def scalar_text(stack: PaidStack, sql: str) -> str:
-    with stack.rt.uow() as session:
-        return str(session.execute(text(sql)).scalar_one())
 
 
 def _resolve_the_exception(page: Page, stack: PaidStack) -> None:
@@ -114,6 +111,7 @@ def test_an_operator_signs_in_reads_the_dashboard_traces_and_resolves(
     paid_stack: PaidStack, served: str, chromium: str, artifacts: Path
 ) -> None:
     requested: list[str] = []
+    expect.set_options(timeout=15_000)  # a loaded CI machine, not a slow page: waits end early
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True)
         try:
