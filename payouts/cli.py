@@ -83,6 +83,7 @@ def _options(
 ) -> None:
     ctx.meta[DEBUG] = debug
 
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 marketplaces_app = typer.Typer(help="Marketplaces and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
