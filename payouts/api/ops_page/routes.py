@@ -27,7 +27,7 @@ from payouts.errors import ChainError, NotFound, PayoutsError
 from payouts.money import format_units
 from payouts.ops import handlers as ops
 from payouts.ops import measures
-from payouts.ops.dashboard import ADDRESS, TX_HASH
+from payouts.ops.dashboard import TX_HASH
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from payouts.states import PayoutState
@@ -131,22 +131,15 @@ def batches(request: Request, _: Signed) -> HTMLResponse:
 
 
 @router.get("/sections/exceptions")
-def exceptions(request: Request, session: Signed) -> HTMLResponse:
+def exceptions(request: Request, _: Signed) -> HTMLResponse:
     rows, more = ops.list_exceptions(runtime(request), state="open", limit=50)
-    return _page(request, "_exceptions.html", rows=rows, more=more, csrf=session.csrf)
+    return _page(request, "_exceptions.html", rows=rows, more=more)
 
 
 @router.get("/sections/review")
-def review(request: Request, session: Signed) -> HTMLResponse:
+def review(request: Request, _: Signed) -> HTMLResponse:
     rows, more = settlement.list_holds(runtime(request), review=True, limit=50)
-    return _page(
-        request,
-        "_review.html",
-        rows=rows,
-        more=more,
-        csrf=session.csrf,
-        decimals=_decimals(runtime(request)),
-    )
+    return _page(request, "_review.html", rows=rows, more=more)
 
 
 # --- chart data -------------------------------------------------------------------------------
@@ -229,13 +222,10 @@ def search(
 
 
 def _kind_of(needle: str) -> str:
+    """A transaction hash, a payout id, or else a creator (by id or payout address)."""
     if TX_HASH.fullmatch(needle):
         return "tx"
-    if needle.isdigit():
-        return "payout"
-    if ADDRESS.fullmatch(needle):
-        return "creator"
-    return "creator"
+    return "payout" if needle.isdigit() else "creator"
 
 
 # --- actions: a dry run first, then the same call for real ---------------------------------------
@@ -265,7 +255,6 @@ def review_form(request: Request, _: Signed, hold_id: int) -> HTMLResponse:
 
 async def _act(
     request: Request,
-    session: OpsSession,
     what: str,
     act: Callable[[], dict[str, Any]],
     *,
@@ -285,7 +274,6 @@ async def _act(
         outcome=outcome,
         dry_run=dry_run,
         confirm=confirm,
-        csrf=session.csrf,
     )
     if not dry_run:
         response.headers.update(CHANGED)
@@ -295,7 +283,7 @@ async def _act(
 @router.post("/exceptions/{exception_id:int}/resolve")
 async def resolve(
     request: Request,
-    session: Checked,
+    _: Checked,
     exception_id: int,
     resolution: Resolution,
     dry_run: DryRun = True,
@@ -307,7 +295,6 @@ async def resolve(
 
     return await _act(
         request,
-        session,
         f"resolve exception {exception_id}",
         act,
         dry_run=dry_run,
@@ -317,7 +304,7 @@ async def resolve(
 
 @router.post("/exceptions/{exception_id:int}/replay")
 async def replay_exception(
-    request: Request, session: Checked, exception_id: int, dry_run: DryRun = True
+    request: Request, _: Checked, exception_id: int, dry_run: DryRun = True
 ) -> HTMLResponse:
     """A replay sends a transaction, so its dry run cannot try it: it shows the exception and
     the batch that would be sent again, and the real run is ``payouts exceptions replay``'s."""
@@ -336,7 +323,6 @@ async def replay_exception(
 
     return await _act(
         request,
-        session,
         f"replay exception {exception_id}",
         act,
         dry_run=dry_run,
@@ -347,7 +333,7 @@ async def replay_exception(
 @router.post("/review/{hold_id:int}/{decision:str}")
 async def decide(
     request: Request,
-    session: Checked,
+    _: Checked,
     hold_id: int,
     decision: str,
     resolution: Resolution,
@@ -366,7 +352,6 @@ async def decide(
 
     return await _act(
         request,
-        session,
         f"{decision} hold {hold_id}",
         act,
         dry_run=dry_run,
