@@ -45,6 +45,10 @@ HINTS = {
 }
 
 
+# What psycopg raises outside SQLAlchemy (the dev tooling connects with it directly).
+_PG_DOWN = psycopg.OperationalError | psycopg.InterfaceError
+
+
 @dataclass(frozen=True)
 class Failure:
     code: int
@@ -61,7 +65,7 @@ def explain(exc: BaseException, *, rpc_url: str | None = None) -> Failure | None
         return _invalid_setting(exc)
     if isinstance(exc, SettingsError):
         return _unparsable_setting(exc)
-    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | psycopg.Error):
+    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError | _PG_DOWN):
         return Failure(
             UNAVAILABLE,
             f"cannot use PostgreSQL: {_root_cause(exc)}",
