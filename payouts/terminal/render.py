@@ -34,7 +34,7 @@ def echo_json(data: Any) -> None:
 def table(
     title: str | None, columns: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str
 ) -> None:
-    """One table; a line saying so where there are no rows."""
+    """One table; where there are no rows, the line ``empty`` (nothing if it is empty)."""
     out = console()
     shown = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
@@ -46,7 +46,7 @@ def table(
         count += 1
     if count:
         out.print(shown)
-    else:
+    elif empty:
         out.print(empty)
 
 
