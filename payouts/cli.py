@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a check or comparison failed (or not found), 2 bad inpu
 from __future__ import annotations
 
 import json
+import re
 import sys
 import traceback
 from dataclasses import asdict
@@ -684,7 +685,11 @@ def trace(
 @app.command("settings")
 def show_settings(as_json: Json = False) -> None:
     """The settings this command reads from the environment (secrets hidden)."""
-    values = get_settings().model_dump(mode="json")
+    values = {
+        # A URL's password is a secret too (SecretStr already hides the keys).
+        name: re.sub(r"(://[^/:@]+:)[^/@]+@", r"\1***@", v) if isinstance(v, str) else v
+        for name, v in get_settings().model_dump(mode="json").items()
+    }
     if as_json:
         _echo_json(values)
     else:

@@ -57,6 +57,18 @@ def test_the_cli_reads_them(environment: dict[str, str]) -> None:
     assert shown["assets"][0]["creator_limits"]["per_hour_count"] == 7
 
 
+def test_the_cli_hides_secrets_and_passwords(environment: dict[str, str]) -> None:
+    env = {
+        **environment,
+        "PAYOUTS_DATABASE_URL": "postgresql+psycopg://app:s3cret@db:5432/payouts",
+        "PAYOUTS_ADMIN_API_KEY": "admin-s3cret",
+    }
+    result = CliRunner(env=env).invoke(app, ["settings", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.stdout
+    assert json.loads(result.stdout)["database_url"] == "postgresql+psycopg://app:***@db:5432/payouts"
+
+
 def test_the_api_factory_reads_them(environment: dict[str, str]) -> None:
     assert _read_both(create_app().state.runtime.settings) == ([7, 70, 7000], 7)
 
