@@ -1,10 +1,12 @@
 """What a scenario reports, and the Markdown page all of them make together.
 
-A scenario returns a ``ScenarioResult``: tables of measured values beside their baselines,
-the targets it was held to, the correctness checks that held (or not) while it ran, and
-where its time went. ``render`` writes them under the command, the machine and the date.
-Hand-written notes between the ``NOTES_BEGIN`` and ``NOTES_END`` markers of an existing page
-are carried over, so regenerating the figures keeps the analysis.
+A scenario returns a ``ScenarioResult``: tables of measured values beside their baselines
+and their floors (``benchmarks.floors``: the least the server or the node must do for the
+same work, measured in the same run), the targets it was held to, the correctness checks
+that held (or not) while it ran, and where its time went. ``render`` writes them under the
+command, the machine and the date. Hand-written notes between the ``NOTES_BEGIN`` and
+``NOTES_END`` markers of an existing page are carried over, so regenerating the figures keeps
+the analysis.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from typing import Any
 NOTES_BEGIN = "<!-- notes:begin (kept when scripts/bench rewrites this page) -->"
 NOTES_END = "<!-- notes:end -->"
 
+# Every scenario's table has this column; 1x is the floor, and the further from 1 (above it
+# for times and gas, below it for rates), the further the value is from what the machine allows.
+FLOOR_RATIO = "value ÷ floor"
+
 
 @dataclass(frozen=True)
 class Table:
@@ -32,6 +38,7 @@ class Target:
     measured: str
     target: str
     met: bool
+    of_floor: float | None = None  # measured ÷ its floor in the same run, where one is measured
 
 
 @dataclass
@@ -58,11 +65,17 @@ def fmt_seconds(value: float) -> str:
 
 
 def fmt_ratio(value: float) -> str:
+    if value < 0.1:  # two significant digits: a rate far below its floor is not "0.00x"
+        return f"{value:.2g}x"
     return f"{value:,.2f}x" if value < 100 else f"{value:,.0f}x"
 
 
 def fmt_mb(value_bytes: int) -> str:
     return f"{value_bytes / 2**20:,.0f} MB"
+
+
+def floor_ratio(value: float, floor: float | None) -> str:
+    return fmt_ratio(value / floor) if floor else "—"
 
 
 def met(flag: bool) -> str:
@@ -123,9 +136,10 @@ def render(
         "# Benchmarks",
         "",
         "Written by `scripts/bench`; every figure below was measured in the one run described "
-        "here. Each value stands beside a baseline measured in the same run on the same "
-        "machine, because absolute times on a shared machine drift; the ratios are what to "
-        "compare between runs.",
+        "here. Each value stands beside a baseline and a floor (the least PostgreSQL or the "
+        "node must do for the same work, `benchmarks/floors.py`) measured in the same run on "
+        "the same machine and data, because absolute times on a shared machine drift; the "
+        "ratios are what to compare between runs.",
         "",
         f"- command: `{command}`"
         + (" (quick: smoke-test sizes, times not judged)" if quick else ""),
@@ -137,9 +151,15 @@ def render(
         "",
     ]
     summary = Table(
-        ["scenario", "target", "measured", "met"],
+        ["scenario", "target", "measured", FLOOR_RATIO, "met"],
         [
-            [r.title, t.what + ": " + t.target, t.measured, met(t.met)]
+            [
+                r.title,
+                t.what + ": " + t.target,
+                t.measured,
+                "—" if t.of_floor is None else fmt_ratio(t.of_floor),
+                met(t.met),
+            ]
             for r in results
             for t in r.targets
         ],
