@@ -209,7 +209,9 @@ class Measured:
 def run(servers: stack.Servers, sizes: GasSizes) -> ScenarioResult:
     # Steps tracing changes no gas; it lets debug_traceTransaction say where the gas went.
     with stack.chain(servers, extra_args=["--steps-tracing"]) as (anvil, deployment):
-        env = stack.bench_env(servers, "unused", rpc_url=anvil.url, deployment=deployment)
+        # No database is opened here; the settings still want a well-formed URL.
+        unused = "postgresql+psycopg://unused@127.0.0.1:1/unused"
+        env = stack.bench_env(servers, unused, rpc_url=anvil.url, deployment=deployment)
         policy = policy_for(stack.runtime_for(env).settings)
         wallet = Wallet(ChainClient(anvil.url), deployment)
         next_recipient = 0

@@ -136,13 +136,17 @@ def deploy(
 def _deploy_missing(
     sender: _Sender, deployer: Signer, *, deploy_batcher: bool, tokens: list[AssetConfig]
 ) -> dict[str, str]:
-    """Round one: the contracts; their addresses by name ("PayoutBatcher") or token symbol."""
-    if deploy_batcher:
-        sender.deploy(deployer, "PayoutBatcher", b"")
+    """Round one: the contracts; their addresses by name ("PayoutBatcher") or token symbol.
+
+    Tokens go first: on a fresh dev chain the first one then lands at the deployer's first
+    address (0x5FbDB231...), where the README's settings and the benchmark's seeded ledger
+    expect the test USDC."""
     for asset in tokens:
         name = f"{asset.symbol} (test)"
         args = encode(["string", "string", "uint8"], [name, asset.symbol, asset.decimals])
         sender.deploy(deployer, "TestToken", args, asset.symbol)
+    if deploy_batcher:
+        sender.deploy(deployer, "PayoutBatcher", b"")
     return sender.await_round()
 
 
