@@ -61,6 +61,8 @@ def fmt_int(value: float) -> str:
 
 
 def fmt_seconds(value: float) -> str:
+    if value < 0.1:  # a quick run's floors take milliseconds
+        return f"{value:.3f} s"
     return f"{value:,.2f} s" if value < 100 else f"{value:,.0f} s"
 
 
