@@ -77,7 +77,8 @@ def test_the_demo_ends_with_the_ops_page_and_serves_it_until_ctrl_c(
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        assert page is not None and page.status_code == 200, page
+        assert page is not None, "the ops page never answered"
+        assert page.status_code == 200, page.text
         signed_in = httpx.post(
             f"{address}/ops/login",
             data={"key": "demo-serve-test-key"},
