@@ -9,6 +9,18 @@ Every entry point holds the same bounds, checked here before anything is written
 to 255 visible ASCII characters, an amount above zero and at most the asset's ceiling, a
 configured asset, and an ``occurred_at`` with a real UTC offset between 2000-01-01T00:00Z and
 one day after now.
+
+How a request is written: its earnings, one per key, are staged with COPY in a temporary
+table; one anti-join upsert creates the creators the ledger lacks and one more their payable
+accounts (and the marketplace's funding account); then one statement writes the journal, the
+credits (``ON CONFLICT DO NOTHING``) and the entries. Only the keys it did not insert are read
+back, and their request hashes compared: equal is a replay, different a conflict, and a conflict
+rolls back everything the request wrote.
+
+Request hashes are versioned, so a stored hash stays comparable: version 2 (``v2:`` and 60 hex
+digits of BLAKE2b) covers a fixed tuple of the body's fields; rows recorded before it hold
+version 1 (64 hex digits of SHA-256 over the body as canonical JSON), and an earning sent again
+for one of them is hashed the old way to compare.
 """
 
 from __future__ import annotations
@@ -20,23 +32,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from config.settings import AssetConfig
-from payouts.catalog import ensure_creators
 from payouts.errors import IdempotencyConflict, InvalidInput
-from payouts.ledger.accounts import AccountKind, ensure_accounts
+from payouts.states import CreditState
 
 MAX_KEY_LENGTH = 255
-# Visible ASCII only (0x21-0x7E): a key means the same bytes in a header and in a JSON body.
-KEY_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
 # When an earning can have happened: from 2000 to a day ahead of our clock (clocks drift,
 # time zones differ), with a UTC offset some place on earth uses.
 EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(days=1)
 MIN_OFFSET = timedelta(hours=-12)
 MAX_OFFSET = timedelta(hours=14)
+# Hex digits never hold a colon, so a version-1 hash never starts like this.
+HASH_VERSION = "v2:"
+_METADATA_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,21 @@ class Earning:
     metadata: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def request_hash(self) -> str:
+        """Version 2: the body's fields in a fixed order with NUL between them (PostgreSQL text
+        holds no NUL, so no field can forge a boundary); an optional field is empty when absent
+        and follows ``=`` when present, so that None and "" differ."""
+        occurred = "" if self.occurred_at is None else "=" + self.occurred_at.isoformat()
+        reference = "" if self.reference is None else "=" + self.reference
+        metadata = "" if self.metadata is None else "=" + _METADATA_JSON.encode(self.metadata)
+        body = "\0".join(
+            (self.creator_id, str(self.amount), self.asset, occurred, reference, metadata)
+        )
+        # surrogatepass: hashing never fails; PostgreSQL refuses such text when it is stored.
+        digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=30)
+        return HASH_VERSION + digest.hexdigest()
+
+    def request_hash_v1(self) -> str:
+        """The hash of rows recorded before version 2: SHA-256 of the body as canonical JSON."""
         body = {
             "creator_id": self.creator_id,
             "amount": str(self.amount),
@@ -60,6 +89,12 @@ class Earning:
         }
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def same_request(self, stored_hash: str) -> bool:
+        """Whether a stored request hash, of either version, is this earning's."""
+        if stored_hash.startswith(HASH_VERSION):
+            return stored_hash == self.request_hash()
+        return stored_hash == self.request_hash_v1()
 
 
 @dataclass(frozen=True)
@@ -76,10 +111,14 @@ def _field(count: int, index: int, name: str) -> str:
 
 
 def valid_key(key: object) -> bool:
+    """Visible ASCII only (0x21-0x7E): a key means the same bytes in a header and a JSON body."""
+    # Printable ASCII is 0x20-0x7E in every Unicode version; the space is not visible.
     return (
         isinstance(key, str)
         and 0 < len(key) <= MAX_KEY_LENGTH
-        and all(c in KEY_CHARACTERS for c in key)
+        and key.isascii()
+        and key.isprintable()
+        and " " not in key
     )
 
 
@@ -174,38 +213,45 @@ def record_earnings(
     _validate(earnings, ceilings)
     known_assets = {symbol: asset_id for symbol, (asset_id, _) in assets.items()}
 
-    hashes = [e.request_hash() for e in earnings]
     first: dict[str, tuple[int, str]] = {}
-    for index, (e, digest) in enumerate(zip(earnings, hashes, strict=True)):
+    for index, e in enumerate(earnings):
+        digest = e.request_hash()
         seen = first.setdefault(e.idempotency_key, (index, digest))
         if seen[1] != digest:
             raise IdempotencyConflict([e.idempotency_key])
-
-    keys = list(first)
-    existing = _existing(session, marketplace_id, keys)
-    _raise_on_conflicts(existing, first)
-    # Key order: two requests sharing keys then lock them in the same order (no deadlock).
-    new_indexes = [i for k, (i, _) in sorted(first.items()) if k not in existing]
-    inserted: set[int] = set()
-    if new_indexes:
-        inserted = _insert(
-            session,
-            marketplace_id,
-            [earnings[i] for i in new_indexes],
-            [hashes[i] for i in new_indexes],
-            known_assets,
-        )
-        # A concurrent request may have won a key between our read and our insert.
-        existing = _existing(session, marketplace_id, keys)
-        _raise_on_conflicts(existing, first)
-    # New is what this request's insert returned: a key another request inserted between our
-    # read and our insert is a replay here, though it committed in the meantime. A key that
-    # comes again later in this request is a replay of its first occurrence.
+    # Key order, as the insert takes them: two requests sharing keys lock them in the same
+    # order (no deadlock), and the new ids come back in it.
+    keys = sorted(first)
+    # Savepoint: a conflict found after the insert, or a request of replays only (its journal
+    # would be empty and fail at commit), leaves no trace of it, the staging table included.
+    with session.begin_nested() as savepoint:
+        _stage(session, [earnings[first[k][0]] for k in keys], [first[k][1] for k in keys],
+               known_assets)  # fmt: skip
+        _ensure_creators_and_accounts(session, marketplace_id)
+        new = _insert(session, marketplace_id, len(keys))
+        earlier: dict[str, tuple[int, str, str]] = {}
+        if len(new.ids) < len(keys):
+            earlier = _read_back(session, marketplace_id, new.journal_id)
+            conflicts = [
+                k for k, (_, digest, _) in earlier.items()
+                if not earnings[first[k][0]].same_request(digest)
+            ]  # fmt: skip
+            if conflicts:
+                raise IdempotencyConflict(sorted(conflicts))
+        if new.ids:
+            session.execute(text("DROP TABLE earnings_stage"))
+        else:
+            savepoint.rollback()
+    created = dict(zip((k for k in keys if k not in earlier), new.ids, strict=True))
+    accrued = str(CreditState.ACCRUED)
     results = []
     for index, e in enumerate(earnings):
-        credit_id, _, state = existing[e.idempotency_key]
-        created = credit_id in inserted and first[e.idempotency_key][0] == index
-        results.append(Recorded(credit_id, e.idempotency_key, not created, state))
+        key = e.idempotency_key
+        if key in created:
+            results.append(Recorded(created[key], key, first[key][0] != index, accrued))
+        else:
+            credit_id, _, state = earlier[key]
+            results.append(Recorded(credit_id, key, True, state))
     return results
 
 
@@ -234,114 +280,156 @@ def accepted_event(
     return (marketplace_id, "earnings.accepted", f"earnings:{first}", payload)
 
 
-def _existing(
-    session: Session, marketplace_id: int, keys: list[str]
-) -> dict[str, tuple[int, str, str]]:
-    rows = session.execute(
-        text(
-            """
-            SELECT c.id, c.idempotency_key, c.request_hash, c.state FROM credits c
-             WHERE c.marketplace_id = :m AND c.idempotency_key = ANY(:keys)
-            """
-        ),
-        {"m": marketplace_id, "keys": keys},
-    )
-    return {r.idempotency_key: (r.id, r.request_hash, r.state) for r in rows}
+# Text COPY into a temporary table the transaction drops: the fastest way in for many rows,
+# and the app role may create one (TEMPORARY on the database).
+_STAGE = """
+    CREATE TEMPORARY TABLE earnings_stage (
+        key text NOT NULL, creator text NOT NULL, asset_id bigint NOT NULL,
+        amount numeric NOT NULL, hash text NOT NULL, ref text, meta jsonb, occurred timestamptz
+    ) ON COMMIT DROP
+"""
+_COPY = "COPY earnings_stage (key, creator, asset_id, amount, hash, ref, meta, occurred) FROM STDIN"
 
 
-def _raise_on_conflicts(
-    existing: Mapping[str, tuple[int, str, str]], first: Mapping[str, tuple[int, str]]
-) -> None:
-    conflicts = [k for k, row in existing.items() if row[1] != first[k][1]]
-    if conflicts:
-        raise IdempotencyConflict(sorted(conflicts))
-
-
-def _insert(
+def _stage(
     session: Session,
-    marketplace_id: int,
     earnings: Sequence[Earning],
     hashes: Sequence[str],
     known_assets: Mapping[str, int],
-) -> set[int]:
-    """Insert the credits whose keys nobody holds yet; returns the ids this call inserted."""
-    creators = ensure_creators(session, marketplace_id, (e.creator_id for e in earnings))
-    used_assets = {known_assets[e.asset] for e in earnings}
-    ensure_accounts(
-        session,
-        [
-            (AccountKind.CREATOR_PAYABLE, creators[e.creator_id], known_assets[e.asset])
-            for e in earnings
-        ]
-        + [(AccountKind.MARKETPLACE_FUNDING, marketplace_id, a) for a in used_assets],
-    )
-    now = datetime.now(UTC).isoformat()
-    # One JSON document instead of eight arrays: json.dumps runs in C, where adapting eight
-    # Python lists element by element cost more than the insert itself.
-    rows = json.dumps(
-        [
-            {
-                "creator_id": creators[e.creator_id],
-                "asset_id": known_assets[e.asset],
-                "amount": str(e.amount),
-                "key": e.idempotency_key,
-                "hash": digest,
-                "ref": e.reference,
-                "meta": e.metadata,
-                "occurred": e.occurred_at.isoformat() if e.occurred_at else now,
-            }
-            for e, digest in zip(earnings, hashes, strict=True)
-        ],
-        default=str,
-    )
-    params = {
-        "m": marketplace_id,
-        "cause": f"{len(earnings)} earnings from marketplace {marketplace_id}",
-        "rows": rows,
-    }
-    # Savepoint: if every key was taken by a concurrent request, the journal would be empty
-    # and would fail at commit; rolling back to here leaves no trace of it.
-    with session.begin_nested() as savepoint:
-        inserted = session.execute(
-            text(
-                """
-                WITH journal AS (
-                    INSERT INTO journals (kind, cause) VALUES ('earnings', :cause) RETURNING id
-                ), new AS (
-                    INSERT INTO credits (marketplace_id, creator_id, asset_id, amount,
-                                         idempotency_key, request_hash, reference, metadata,
-                                         occurred_at, journal_id)
-                    SELECT :m, v.creator_id, v.asset_id, v.amount, v.key, v.hash, v.ref,
-                           v.meta, v.occurred, (SELECT id FROM journal)
-                      FROM json_to_recordset(CAST(:rows AS json))
-                           AS v(creator_id bigint, asset_id bigint, amount numeric, key text,
-                                hash text, ref text, meta jsonb, occurred timestamptz)
-                    ON CONFLICT (marketplace_id, idempotency_key) DO NOTHING
-                    RETURNING id, creator_id, asset_id, amount, journal_id
-                ), payable AS (
-                    INSERT INTO entries (journal_id, account_id, amount, credit_id)
-                    SELECT new.journal_id, a.id, -new.amount, new.id
-                      FROM new JOIN accounts a ON a.kind = 'creator_payable'
-                       AND a.owner_id = new.creator_id AND a.asset_id = new.asset_id
-                    RETURNING 1
-                ), funding AS (
-                    INSERT INTO entries (journal_id, account_id, amount)
-                    SELECT new.journal_id, a.id, sum(new.amount)
-                      FROM new JOIN accounts a ON a.kind = 'marketplace_funding'
-                       AND a.owner_id = :m AND a.asset_id = new.asset_id
-                     GROUP BY new.journal_id, a.id
-                    RETURNING 1
+) -> None:
+    session.execute(text(_STAGE))
+    connection = session.connection().connection.driver_connection
+    if not isinstance(connection, psycopg.Connection):  # pragma: no cover - psycopg URLs only
+        raise TypeError("staging earnings needs a psycopg connection")
+    try:
+        with connection.cursor() as cursor, cursor.copy(_COPY) as copy:
+            for e, digest in zip(earnings, hashes, strict=True):
+                copy.write_row(
+                    (
+                        e.idempotency_key,
+                        e.creator_id,
+                        known_assets[e.asset],
+                        e.amount,
+                        digest,
+                        e.reference,
+                        None if e.metadata is None else json.dumps(e.metadata, default=str),
+                        e.occurred_at,
+                    )
                 )
-                SELECT (SELECT count(*) FROM new) AS credits,
-                       (SELECT count(*) FROM payable) AS legs,
-                       (SELECT array_agg(id) FROM new) AS ids
-                """
-            ),
-            params,
-        ).one()
-        if inserted.credits == 0:
-            savepoint.rollback()
-            return set()
-        if inserted.legs != inserted.credits:  # pragma: no cover - accounts ensured above
-            raise RuntimeError("a credit found no payable account")
-    return set(inserted.ids)
+    except psycopg.Error as exc:
+        # Past SQLAlchemy: mapped as its own errors are, so the unit of work maps it on.
+        raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+
+
+def _ensure_creators_and_accounts(session: Session, marketplace_id: int) -> None:
+    """The creators the staged earnings name and their payable accounts, and the marketplace's
+    funding account, created where missing: one anti-join upsert each, in key order."""
+    session.execute(
+        text(
+            """
+            INSERT INTO creators (marketplace_id, external_id)
+            SELECT :m, n.creator FROM (
+                SELECT DISTINCT s.creator FROM earnings_stage s
+                 WHERE NOT EXISTS (SELECT FROM creators c
+                                    WHERE c.marketplace_id = :m AND c.external_id = s.creator)
+            ) n ORDER BY n.creator COLLATE "C"
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {"m": marketplace_id},
+    )
+    # A statement of its own: its snapshot sees the creators a concurrent request committed
+    # while the one above waited for them.
+    session.execute(
+        text(
+            """
+            INSERT INTO accounts (kind, owner_id, asset_id)
+            SELECT 'creator_payable', n.owner_id, n.asset_id FROM (
+                SELECT DISTINCT c.id AS owner_id, s.asset_id FROM earnings_stage s
+                  JOIN creators c ON c.marketplace_id = :m AND c.external_id = s.creator
+            ) n
+             WHERE NOT EXISTS (SELECT FROM accounts a WHERE a.kind = 'creator_payable'
+                                  AND a.owner_id = n.owner_id AND a.asset_id = n.asset_id)
+            UNION ALL
+            SELECT 'marketplace_funding', :m, n.asset_id FROM (
+                SELECT DISTINCT s.asset_id FROM earnings_stage s
+            ) n
+             WHERE NOT EXISTS (SELECT FROM accounts a WHERE a.kind = 'marketplace_funding'
+                                  AND a.owner_id = :m AND a.asset_id = n.asset_id)
+            ORDER BY 1, 2, 3
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {"m": marketplace_id},
+    )
+
+
+@dataclass(frozen=True)
+class _Inserted:
+    journal_id: int
+    ids: list[int]  # the credits inserted, in key order
+
+
+def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted:
+    """The journal, the credits whose keys nobody holds yet and their entries, in one
+    statement; the ids come back in key order."""
+    row = session.execute(
+        text(
+            """
+            WITH journal AS (
+                INSERT INTO journals (kind, cause) VALUES ('earnings', :cause) RETURNING id
+            ), new AS (
+                INSERT INTO credits (marketplace_id, creator_id, asset_id, amount,
+                                     idempotency_key, request_hash, reference, metadata,
+                                     occurred_at, journal_id)
+                SELECT :m, c.id, s.asset_id, s.amount, s.key, s.hash, s.ref, s.meta,
+                       coalesce(s.occurred, now()), (SELECT id FROM journal)
+                  FROM earnings_stage s
+                  JOIN creators c ON c.marketplace_id = :m AND c.external_id = s.creator
+                 ORDER BY s.key COLLATE "C"
+                ON CONFLICT (marketplace_id, idempotency_key) DO NOTHING
+                RETURNING id, idempotency_key, creator_id, asset_id, amount, journal_id
+            ), payable AS (
+                INSERT INTO entries (journal_id, account_id, amount, credit_id)
+                SELECT new.journal_id, a.id, -new.amount, new.id
+                  FROM new JOIN accounts a ON a.kind = 'creator_payable'
+                   AND a.owner_id = new.creator_id AND a.asset_id = new.asset_id
+                RETURNING 1
+            ), funding AS (
+                INSERT INTO entries (journal_id, account_id, amount)
+                SELECT new.journal_id, a.id, sum(new.amount)
+                  FROM new JOIN accounts a ON a.kind = 'marketplace_funding'
+                   AND a.owner_id = :m AND a.asset_id = new.asset_id
+                 GROUP BY new.journal_id, a.id
+                RETURNING 1
+            )
+            SELECT (SELECT id FROM journal) AS journal_id,
+                   (SELECT count(*) FROM payable) AS legs,
+                   (SELECT count(*) FROM funding) AS funding,
+                   (SELECT array_agg(id ORDER BY idempotency_key COLLATE "C") FROM new) AS ids
+            """
+        ),
+        {"m": marketplace_id, "cause": f"{staged} earnings from marketplace {marketplace_id}"},
+    ).one()
+    ids = list(row.ids or [])
+    if row.legs != len(ids) or (ids and not row.funding):  # pragma: no cover - ensured above
+        raise RuntimeError("a credit found no account to post to")
+    return _Inserted(row.journal_id, ids)
+
+
+def _read_back(
+    session: Session, marketplace_id: int, journal_id: int
+) -> dict[str, tuple[int, str, str]]:
+    """The staged keys another request recorded: id, request hash and state. A statement of
+    its own, so it also sees a key a concurrent request committed while the insert waited."""
+    rows = session.execute(
+        text(
+            """
+            SELECT s.key, c.id, c.request_hash, c.state FROM earnings_stage s
+              JOIN credits c ON c.marketplace_id = :m AND c.idempotency_key = s.key
+             WHERE c.journal_id <> :j
+            """
+        ),
+        {"m": marketplace_id, "j": journal_id},
+    )
+    return {r.key: (r.id, r.request_hash, r.state) for r in rows}
