@@ -53,3 +53,64 @@ def post(session: Session, kind: str, cause: str, legs: Sequence[Leg]) -> int:
         },
     )
     return journal_id
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One small journal of many posted together (``post_many``)."""
+
+    kind: str
+    cause: str
+    legs: Sequence[Leg]
+
+
+def post_many(session: Session, postings: Sequence[Posting]) -> list[int]:
+    """Write many small journals in three statements, whatever their number (a reconcile
+    finalizing hundreds of batches posts two each); the same rules as ``post``. Returns the
+    journals' ids, in order."""
+    postings = [Posting(p.kind, p.cause, [leg for leg in p.legs if leg.amount]) for p in postings]
+    if any(not p.legs for p in postings):
+        raise ValueError("a journal needs at least one non-zero leg")
+    if not postings:
+        return []
+    # Ids first, so each entry can name its journal without relying on RETURNING's order.
+    ids = [
+        int(i)
+        for i in session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('journals', 'id'))"
+                " FROM generate_series(1, :n)"
+            ),
+            {"n": len(postings)},
+        ).scalars()
+    ]
+    session.execute(
+        text(
+            """
+            INSERT INTO journals (id, kind, cause)
+            SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:kinds AS text[]),
+                                 CAST(:causes AS text[]))
+            """
+        ),
+        {"ids": ids, "kinds": [p.kind for p in postings], "causes": [p.cause for p in postings]},
+    )
+    legs = [
+        (journal_id, leg) for journal_id, p in zip(ids, postings, strict=True) for leg in p.legs
+    ]
+    session.execute(
+        text(
+            """
+            INSERT INTO entries (journal_id, account_id, amount, payout_id, credit_id)
+            SELECT * FROM unnest(CAST(:journals AS bigint[]), CAST(:accounts AS bigint[]),
+                CAST(:amounts AS numeric[]), CAST(:payouts AS bigint[]), CAST(:credits AS bigint[]))
+            """
+        ),
+        {
+            "journals": [j for j, _ in legs],
+            "accounts": [leg.account_id for _, leg in legs],
+            "amounts": [leg.amount for _, leg in legs],
+            "payouts": [leg.payout_id for _, leg in legs],
+            "credits": [leg.credit_id for _, leg in legs],
+        },
+    )
+    return ids
