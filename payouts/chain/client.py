@@ -10,7 +10,7 @@ Nothing from ``requests`` or ``web3`` leaks past this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -59,8 +59,25 @@ class Block:
     timestamp: int
 
 
+# Nodes cap the calls in one JSON-RPC batch (many public ones at 100); a few round trips
+# more are nothing beside one per block.
+MAX_BATCH_CALLS = 100
+
+
 def _hex_int(value: str | int) -> int:
     return value if isinstance(value, int) else int(value, 16)
+
+
+def _block(raw: dict[str, Any] | None) -> Block | None:
+    if raw is None:
+        return None
+    return Block(
+        number=_hex_int(raw["number"]),
+        hash=raw["hash"],
+        base_fee_per_gas=_hex_int(raw.get("baseFeePerGas", "0x0")),
+        gas_limit=_hex_int(raw["gasLimit"]),
+        timestamp=_hex_int(raw["timestamp"]),
+    )
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -158,16 +175,32 @@ class ChainClient:
 
     def block(self, number: int | str = "latest") -> Block | None:
         tag = hex(number) if isinstance(number, int) else number
-        raw = self.rpc("eth_getBlockByNumber", [tag, False])
-        if raw is None:
-            return None
-        return Block(
-            number=_hex_int(raw["number"]),
-            hash=raw["hash"],
-            base_fee_per_gas=_hex_int(raw.get("baseFeePerGas", "0x0")),
-            gas_limit=_hex_int(raw["gasLimit"]),
-            timestamp=_hex_int(raw["timestamp"]),
-        )
+        return _block(self.rpc("eth_getBlockByNumber", [tag, False]))
+
+    def blocks(self, numbers: Iterable[int]) -> dict[int, Block | None]:
+        """The headers of many blocks, in JSON-RPC batches (None: the node has no such
+        block)."""
+        wanted = sorted(set(numbers))
+        raws = self._in_batches("eth_getBlockByNumber", [[hex(n), False] for n in wanted])
+        return {n: _block(raw) for n, raw in zip(wanted, raws, strict=True)}
+
+    def receipts_of_blocks(self, numbers: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every receipt of many blocks, in JSON-RPC batches of ``eth_getBlockReceipts``."""
+        wanted = sorted(set(numbers))
+        raws = self._in_batches("eth_getBlockReceipts", [[hex(n)] for n in wanted])
+        return {
+            n: cast(list[dict[str, Any]], raw or []) for n, raw in zip(wanted, raws, strict=True)
+        }
+
+    def _in_batches(self, method: str, many_params: list[list[Any]]) -> list[Any]:
+        results: list[Any] = []
+        for start in range(0, len(many_params), MAX_BATCH_CALLS):
+            chunk = many_params[start : start + MAX_BATCH_CALLS]
+            answers = self.rpc_batch(method, chunk)
+            if len(answers) != len(chunk):  # refused as a whole: rpc_batch raised unless so
+                raise RpcError(method, None, "the node refused the batch of calls")
+            results.extend(answers)
+        return results
 
     def nonce(self, address: str, tag: str = "pending") -> int:
         return _hex_int(self.rpc("eth_getTransactionCount", [address, tag]))
@@ -208,9 +241,6 @@ class ChainClient:
             "toBlock": hex(to_block),
         }
         return cast(list[dict[str, Any]], self.rpc("eth_getLogs", [params]))
-
-    def block_receipts(self, number: int) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], self.rpc("eth_getBlockReceipts", [hex(number)]) or [])
 
     def transaction(self, tx_hash: str) -> dict[str, Any] | None:
         return cast(dict[str, Any] | None, self.rpc("eth_getTransactionByHash", [tx_hash]))

@@ -1,17 +1,18 @@
-"""The PayoutBatcher's calldata and logs, encoded and decoded with eth_abi on raw hex.
+"""The PayoutBatcher's calldata, encoded with eth_abi, and its logs, decoded from raw hex.
 
-Web3's contract event helpers are an order of magnitude slower than decoding raw logs, and
-the reconciler reads logs for every payout, so this module works on plain strings and ints.
+The reconciler reads a log for every payout, so decoding works on plain strings and ints:
+addresses stay lowercase hex (what the node sends) and words are parsed with ``int(word, 16)``.
+Web3's event helpers, eth_abi's ``decode`` and EIP-55 checksumming (a keccak per address)
+each cost an order of magnitude more than that, so a checksum is made only for display.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import decode, encode
-from eth_utils.address import to_checksum_address
+from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
 from payouts.money import MAX_PACKED_AMOUNT
@@ -110,15 +111,17 @@ def _ref(log: dict[str, Any]) -> LogRef:
 
 
 def _topic_address(topic: str) -> str:
-    return to_checksum_address("0x" + topic[-40:])
+    return "0x" + topic[-40:].lower()
 
 
-def _data(log: dict[str, Any]) -> bytes:
-    return bytes.fromhex(log["data"].removeprefix("0x"))
+def _words(log: dict[str, Any]) -> list[str]:
+    """The data's 32-byte words as hex strings."""
+    data = log["data"].removeprefix("0x")
+    return [data[i : i + 64] for i in range(0, len(data), 64)]
 
 
 def decode_batch_executed(log: dict[str, Any]) -> BatchExecuted:
-    paid_count, paid_total, failed_count = decode(["uint256"] * 3, _data(log))
+    paid_count, paid_total, failed_count = (int(w, 16) for w in _words(log)[:3])
     topics = log["topics"]
     return BatchExecuted(
         ref=_ref(log),
@@ -132,13 +135,13 @@ def decode_batch_executed(log: dict[str, Any]) -> BatchExecuted:
 
 
 def decode_transfer_failed(log: dict[str, Any]) -> TransferFailed:
-    index, recipient, amount = decode(["uint256", "address", "uint256"], _data(log))
+    index, recipient, amount = _words(log)[:3]
     return TransferFailed(
         ref=_ref(log),
         batch_id=int(log["topics"][1], 16),
-        index=index,
-        recipient=to_checksum_address(recipient),
-        amount=amount,
+        index=int(index, 16),
+        recipient=_topic_address(recipient),
+        amount=int(amount, 16),
     )
 
 
@@ -146,8 +149,26 @@ def decode_transfer(log: dict[str, Any]) -> TokenTransfer:
     topics = log["topics"]
     return TokenTransfer(
         ref=_ref(log),
-        token=to_checksum_address(log["address"]),
+        token=log["address"].lower(),
         sender=_topic_address(topics[1]),
         recipient=_topic_address(topics[2]),
         amount=int(log["data"], 16),
     )
+
+
+TransferRow = tuple[str, int, str, int]  # tx hash, log index, recipient (lowercase), amount
+
+
+def transfer_rows(logs: Iterable[dict[str, Any]]) -> list[TransferRow]:
+    """Token ``Transfer`` logs as plain rows, for the reconciler to stage in the database in
+    bulk: a tuple per log, not two objects (at 100,000 logs the objects alone cost more than
+    reading the logs)."""
+    return [
+        (
+            x["transactionHash"],
+            int(x["logIndex"], 16),
+            _topic_address(x["topics"][2]),
+            int(x["data"], 16),
+        )
+        for x in logs
+    ]

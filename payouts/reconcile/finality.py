@@ -7,10 +7,19 @@ finalized, credits paid, gas booked, and the exceptions its transaction's troubl
 (stuck under the fee cap) resolved. An inclusion whose block left the chain is unwound and
 recorded orphaned (``inclusions``): the batch is out again and the same signed bytes are
 resent. A reorg past finality changes nothing final and alerts an operator.
+
+It works in sets: the headers and receipts of the batches' blocks are read once per distinct
+block in batched JSON-RPC, the batches that confirm (or finalize) move together, their
+payouts in one statement per depth (the depth is in their events), and the ledger takes one
+journal per batch: in flight -> hot wallet for what the batch paid, and its gas. Each payout's
+proof is its row of ``onchain_transfers`` (unique tx hash and log index). A refused transfer
+takes the exact per-payout path, one batch at a time.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -18,19 +27,27 @@ from sqlalchemy.orm import Session
 
 from payouts import holds, lifecycle
 from payouts.chain.client import ChainClient
+from payouts.errors import IllegalTransition
 from payouts.exception_queue import CLOSED_WHEN_BATCH_LANDS, record_exception, resolve_for_batch
 from payouts.holds import TRANSFER_FAILED, NewHold
-from payouts.ledger.accounts import AccountKind, ensure_accounts
-from payouts.ledger.journals import Leg, post
+from payouts.ledger.accounts import AccountKey, AccountKind, ensure_accounts
+from payouts.ledger.journals import Leg, Posting, post_many
 from payouts.reconcile.inclusions import CANONICAL_TRANSFERS, record_orphaned
 from payouts.reconcile.scan import ReconcileReport
 from payouts.states import (
     BATCH_ON_CHAIN,
     BatchState,
     CreditState,
+    ExceptionState,
     PayoutState,
     TxAttemptState,
     sql_in,
+)
+
+IN_FLIGHT, WALLET, GAS = (
+    AccountKind.PAYOUTS_IN_FLIGHT,
+    AccountKind.HOT_WALLET,
+    AccountKind.GAS_EXPENSE,
 )
 
 
@@ -53,55 +70,96 @@ def advance(
     report = ReconcileReport(to_block=head)
     batches = session.execute(
         text(
-            "SELECT id, state, block_number, block_hash, tx_hash, asset_id, payer,"
+            "SELECT id, state, block_number, block_hash, tx_hash, asset_id, payer, chain_id,"
             " greatest(coalesce(finality_depth, 0), :final) AS final_at FROM batches"
             f" WHERE state IN {sql_in(*BATCH_ON_CHAIN)} ORDER BY block_number, id FOR UPDATE"
         ),
         {"final": finality_depth},
     ).all()
-    canonical: dict[int, str | None] = {}
-    receipts: dict[int, list[dict[str, Any]]] = {}  # per block, shared by its batches
+    canonical = _hashes(chain, {int(b.block_number) for b in batches})
+    live = []
     for b in batches:
-        if b.block_number not in canonical:
-            block = chain.block(int(b.block_number))
-            canonical[b.block_number] = block.hash if block else None
         if canonical[b.block_number] != b.block_hash:
             _unwind(session, b, actor)
             report.reorged += 1
             report.notes.append(f"batch {b.id}: block {b.block_number} no longer canonical")
-            continue
-        depth = head - int(b.block_number) + 1
-        state = b.state
-        if state == BatchState.INCLUDED and depth >= confirmation_depth:
-            lifecycle.move(
-                session,
-                lifecycle.BATCH,
-                [b.id],
-                BatchState.CONFIRMED,
-                cause=f"{depth} blocks deep",
-                actor=actor,
-                strict=True,
-            )
-            lifecycle.move_batch_payouts(
-                session,
-                b.id,
-                PayoutState.CONFIRMED,
-                cause=f"batch {b.id} {depth} blocks deep",
-                actor=actor,
-                from_states=[PayoutState.SUBMITTED],
-                event={"confirmations": depth},
-            )
-            report.confirmed += 1
-            state = BatchState.CONFIRMED
-        if state == BatchState.CONFIRMED and depth >= b.final_at:
-            if b.block_number not in receipts:
-                receipts[b.block_number] = chain.block_receipts(int(b.block_number))
-            _finalize(session, b, depth, receipts[b.block_number], actor)
-            report.finalized += 1
-            report.finalized_batches.append(b.id)
+        else:
+            live.append(b)
+    depth = {b.id: head - int(b.block_number) + 1 for b in live}
+    confirming = [
+        b for b in live if b.state == BatchState.INCLUDED and depth[b.id] >= confirmation_depth
+    ]
+    _confirm(session, confirming, depth, actor)
+    report.confirmed += len(confirming)
+    confirmed = {b.id for b in confirming}
+    final = [
+        b
+        for b in live
+        if (b.state == BatchState.CONFIRMED or b.id in confirmed) and depth[b.id] >= b.final_at
+    ]
+    if final:
+        receipts = chain.receipts_of_blocks({int(b.block_number) for b in final})
+        _finalize(session, final, depth, receipts, actor)
+        report.finalized += len(final)
+        report.finalized_batches.extend(b.id for b in final)
     if reorg_watch_blocks:
         _watch_finalized(session, chain, head - reorg_watch_blocks, canonical, actor, report)
     return report
+
+
+def _hashes(chain: ChainClient, numbers: set[int]) -> dict[int, str | None]:
+    """The canonical hash of each block (None: the node has no such block)."""
+    return {n: (block.hash if block else None) for n, block in chain.blocks(numbers).items()}
+
+
+def _by_depth(batches: Sequence[Any], depth: Mapping[int, int]) -> dict[int, list[int]]:
+    """Batch ids grouped by depth: a payout's event says how deep its batch is, and one
+    statement moves the payouts of every batch at one depth."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for b in batches:
+        groups[depth[b.id]].append(b.id)
+    return groups
+
+
+def _move_batches(
+    session: Session,
+    batches: Sequence[Any],
+    depth: Mapping[int, int],
+    from_state: BatchState,
+    to_state: BatchState,
+    actor: str,
+) -> None:
+    """The batches from one state to the next in one statement, each with its depth as cause."""
+    lifecycle.move_rows(
+        session,
+        lifecycle.BATCH,
+        from_state,
+        to_state,
+        rows="SELECT * FROM unnest(CAST(:b AS bigint[]), CAST(:d AS int[])) AS v(id, depth)",
+        params={"b": [b.id for b in batches], "d": [depth[b.id] for b in batches]},
+        cause="src.depth || ' blocks deep'",
+        actor=actor,
+    )
+
+
+def _confirm(
+    session: Session, batches: Sequence[Any], depth: Mapping[int, int], actor: str
+) -> None:
+    if not batches:
+        return
+    _move_batches(session, batches, depth, BatchState.INCLUDED, BatchState.CONFIRMED, actor)
+    for blocks, ids in _by_depth(batches, depth).items():
+        lifecycle.move_rows(
+            session,
+            lifecycle.PAYOUT,
+            PayoutState.SUBMITTED,
+            PayoutState.CONFIRMED,
+            rows="SELECT id, batch_id FROM payouts WHERE batch_id = ANY(CAST(:b AS bigint[]))",
+            params={"b": ids, "d": blocks},
+            cause="'batch ' || src.batch_id || ' ' || CAST(:d AS int) || ' blocks deep'",
+            actor=actor,
+            event={"confirmations": blocks},
+        )
 
 
 def _watch_finalized(
@@ -126,10 +184,8 @@ def _watch_finalized(
         ),
         {"since": since_block},
     ).all()
+    canonical.update(_hashes(chain, {int(b.block_number) for b in finalized} - set(canonical)))
     for b in finalized:
-        if b.block_number not in canonical:
-            block = chain.block(int(b.block_number))
-            canonical[b.block_number] = block.hash if block else None
         if canonical[b.block_number] == b.block_hash:
             continue
         if record_exception(
@@ -208,79 +264,152 @@ def _unwind(session: Session, b: Any, actor: str) -> None:
     )
 
 
+# What a batch paid in the inclusion it stands in now: the canonical rows of its transaction in
+# its block.
+PAID_IN_BATCH = f"""
+    SELECT o.* FROM ({CANONICAL_TRANSFERS}) o JOIN batches b ON b.id = o.batch_id
+       AND o.tx_hash = b.tx_hash AND o.block_hash = b.block_hash
+     WHERE o.batch_id = ANY(CAST(:b AS bigint[]))
+"""
+
+
 def _finalize(
-    session: Session, b: Any, depth: int, block_receipts: list[dict[str, Any]], actor: str
+    session: Session,
+    batches: Sequence[Any],
+    depth: Mapping[int, int],
+    receipts: Mapping[int, list[dict[str, Any]]],
+    actor: str,
 ) -> None:
-    paid = session.execute(
-        text(
-            f"""
-            SELECT o.payout_id, o.amount FROM ({CANONICAL_TRANSFERS}) o
-             WHERE o.batch_id = :b AND o.tx_hash = :tx AND o.block_hash = :bh AND o.succeeded
-             ORDER BY o.position
-            """
-        ),
-        {"b": b.id, "tx": b.tx_hash, "bh": b.block_hash},
-    ).all()
-    accounts = ensure_accounts(
-        session,
-        [
-            (AccountKind.PAYOUTS_IN_FLIGHT, None, b.asset_id),
-            (AccountKind.HOT_WALLET, None, b.asset_id),
-        ],
-    )
-    in_flight = accounts[(AccountKind.PAYOUTS_IN_FLIGHT, None, b.asset_id)]
-    wallet = accounts[(AccountKind.HOT_WALLET, None, b.asset_id)]
-    total = sum(int(p.amount) for p in paid)
-    if total:
-        post(
-            session,
-            "payout_settled",
-            f"batch {b.id} tx {b.tx_hash}",
-            [Leg(in_flight, int(p.amount), payout_id=p.payout_id) for p in paid]
-            + [Leg(wallet, -total)],
+    ids = [b.id for b in batches]
+    paid = {
+        r.batch_id: (int(r.total), int(r.n))
+        for r in session.execute(
+            text(
+                f"SELECT batch_id, sum(amount) AS total, count(*) AS n FROM ({PAID_IN_BATCH}) p"
+                " WHERE p.succeeded GROUP BY batch_id"
+            ),
+            {"b": ids},
         )
-    _record_gas(session, b, block_receipts)
-    _release_refused(session, b, actor)
-    paid_ids = [p.payout_id for p in paid]
-    lifecycle.move(
-        session,
-        lifecycle.PAYOUT,
-        paid_ids,
-        PayoutState.FINALIZED,
-        cause=f"batch {b.id} final at {depth} blocks",
-        actor=actor,
-        strict=True,
-        event={"confirmations": depth},
-    )
+    }
+    gas = _record_gas(session, batches, receipts)
+    _post(session, batches, paid, gas)
+    refused = session.execute(
+        text(f"SELECT DISTINCT batch_id FROM ({PAID_IN_BATCH}) p WHERE NOT p.succeeded"),
+        {"b": ids},
+    ).scalars()
+    by_id = {b.id: b for b in batches}
+    for batch_id in sorted(refused):
+        _release_refused(session, by_id[batch_id], actor)
+    for blocks, group in _by_depth(batches, depth).items():
+        moved = lifecycle.move_rows(
+            session,
+            lifecycle.PAYOUT,
+            PayoutState.CONFIRMED,
+            PayoutState.FINALIZED,
+            rows=f"SELECT p.payout_id AS id, p.batch_id FROM ({PAID_IN_BATCH}) p WHERE p.succeeded",
+            params={"b": group, "d": blocks},
+            cause="'batch ' || src.batch_id || ' final at ' || CAST(:d AS int) || ' blocks'",
+            actor=actor,
+            event={"confirmations": blocks},
+        )
+        expected = sum(paid.get(i, (0, 0))[1] for i in group)
+        if moved != expected:
+            raise IllegalTransition(
+                f"payout -> finalized: {moved} of the {expected} paid by batches {group} moved"
+            )
     lifecycle.move_rows(
         session,
         lifecycle.CREDIT,
         CreditState.ROLLED_UP,
         CreditState.PAID,
-        rows="SELECT c.id, c.payout_id FROM credits c WHERE c.payout_id = ANY(:ids)",
-        params={"ids": paid_ids},
+        rows="SELECT c.id, c.payout_id FROM credits c JOIN payouts p ON p.id = c.payout_id"
+        f" WHERE p.batch_id = ANY(CAST(:b AS bigint[])) AND p.state = {PayoutState.FINALIZED.sql}",
+        params={"b": ids},
         cause="'payout ' || src.payout_id || ' finalized'",
         actor=actor,
     )
-    lifecycle.move(
-        session,
-        lifecycle.BATCH,
-        [b.id],
-        BatchState.FINALIZED,
-        cause=f"{depth} blocks deep",
-        actor=actor,
-        strict=True,
-    )
-    # Its transaction is mined for good: what its troubles opened (stuck under the fee cap,
-    # parked after the retry tiers) has no cause left. Only now: before finality a reorg
-    # could leave it unmined again.
-    resolve_for_batch(
-        session,
-        b.id,
-        CLOSED_WHEN_BATCH_LANDS,
-        f"batch {b.id} finalized: {b.tx_hash} in block {b.block_number}, {depth} blocks deep",
-        actor=actor,
-    )
+    _move_batches(session, batches, depth, BatchState.CONFIRMED, BatchState.FINALIZED, actor)
+    _resolve_landed(session, batches, depth, actor)
+
+
+def _post(
+    session: Session,
+    batches: Sequence[Any],
+    paid: Mapping[int, tuple[int, int]],
+    gas: Mapping[int, tuple[int, int]],
+) -> None:
+    """One journal per batch for what it paid (in flight -> hot wallet, the payouts' own proof
+    being their rows of ``onchain_transfers``) and one for its gas, all in one posting."""
+    natives = {
+        r.chain_id: r.id
+        for r in session.execute(
+            text(
+                "SELECT chain_id, id FROM assets WHERE address IS NULL"
+                " AND chain_id = ANY(CAST(:c AS bigint[]))"
+            ),
+            {"c": sorted({b.chain_id for b in batches})},
+        )
+    }
+    keys: list[AccountKey] = []
+    for b in batches:
+        keys += [(IN_FLIGHT, None, b.asset_id), (WALLET, None, b.asset_id)]
+        if b.chain_id in natives:
+            keys += [(GAS, None, natives[b.chain_id]), (WALLET, None, natives[b.chain_id])]
+    accounts = ensure_accounts(session, keys)
+    postings = []
+    for b in batches:
+        total = paid.get(b.id, (0, 0))[0]
+        if total:
+            postings.append(
+                Posting(
+                    "payout_settled",
+                    f"batch {b.id} tx {b.tx_hash}",
+                    [
+                        Leg(accounts[(IN_FLIGHT, None, b.asset_id)], total),
+                        Leg(accounts[(WALLET, None, b.asset_id)], -total),
+                    ],
+                )
+            )
+        fee = gas.get(b.id, (0, 0))[0] * gas.get(b.id, (0, 0))[1]
+        native = natives.get(b.chain_id)
+        if native is not None and fee:
+            postings.append(
+                Posting(
+                    "gas",
+                    f"gas of batch {b.id} tx {b.tx_hash}",
+                    [
+                        Leg(accounts[(GAS, None, native)], fee),
+                        Leg(accounts[(WALLET, None, native)], -fee),
+                    ],
+                )
+            )
+    post_many(session, postings)
+
+
+def _resolve_landed(
+    session: Session, batches: Sequence[Any], depth: Mapping[int, int], actor: str
+) -> None:
+    """Its transaction is mined for good: what its troubles opened (stuck under the fee cap,
+    parked after the retry tiers) has no cause left. Only now: before finality a reorg could
+    leave it unmined again."""
+    troubled = session.execute(
+        text(
+            "SELECT DISTINCT batch_id FROM exceptions WHERE batch_id = ANY(CAST(:b AS bigint[]))"
+            f" AND kind = ANY(:kinds) AND state = {ExceptionState.OPEN.sql}"
+        ),
+        {"b": [b.id for b in batches], "kinds": list(CLOSED_WHEN_BATCH_LANDS)},
+    ).scalars()
+    by_id = {b.id: b for b in batches}
+    for batch_id in sorted(troubled):
+        b = by_id[batch_id]
+        resolve_for_batch(
+            session,
+            b.id,
+            CLOSED_WHEN_BATCH_LANDS,
+            f"batch {b.id} finalized: {b.tx_hash} in block {b.block_number},"
+            f" {depth[b.id]} blocks deep",
+            actor=actor,
+        )
 
 
 def _release_refused(session: Session, b: Any, actor: str) -> None:
@@ -322,35 +451,24 @@ def _release_refused(session: Session, b: Any, actor: str) -> None:
     )
 
 
-def _record_gas(session: Session, b: Any, block_receipts: list[dict[str, Any]]) -> None:
-    """Gas is read from the block's receipts (one call per block, not per payout)."""
-    receipt = next((r for r in block_receipts if r["transactionHash"] == b.tx_hash), None)
-    if receipt is None:
-        return
-    gas_used = int(receipt["gasUsed"], 16)
-    price = int(receipt["effectiveGasPrice"], 16)
-    session.execute(
-        text("UPDATE batches SET gas_used = :g, effective_gas_price = :p WHERE id = :b"),
-        {"g": gas_used, "p": price, "b": b.id},
-    )
-    native = session.execute(
-        text(
-            "SELECT id FROM assets WHERE address IS NULL AND chain_id ="
-            " (SELECT chain_id FROM batches WHERE id = :b)"
-        ),
-        {"b": b.id},
-    ).scalar()
-    if native is None or gas_used * price == 0:
-        return
-    accounts = ensure_accounts(
-        session, [(AccountKind.GAS_EXPENSE, None, native), (AccountKind.HOT_WALLET, None, native)]
-    )
-    post(
-        session,
-        "gas",
-        f"gas of batch {b.id} tx {b.tx_hash}",
-        [
-            Leg(accounts[(AccountKind.GAS_EXPENSE, None, native)], gas_used * price),
-            Leg(accounts[(AccountKind.HOT_WALLET, None, native)], -gas_used * price),
-        ],
-    )
+def _record_gas(
+    session: Session, batches: Sequence[Any], receipts: Mapping[int, list[dict[str, Any]]]
+) -> dict[int, tuple[int, int]]:
+    """Gas used and its price per batch, read from its block's receipts (fetched once per
+    block) and kept on the batch in one statement."""
+    gas: dict[int, tuple[int, int]] = {}
+    for b in batches:
+        by_tx = {r["transactionHash"]: r for r in receipts.get(int(b.block_number), [])}
+        receipt = by_tx.get(b.tx_hash)
+        if receipt is not None:
+            gas[b.id] = (int(receipt["gasUsed"], 16), int(receipt["effectiveGasPrice"], 16))
+    if gas:
+        session.execute(
+            text(
+                "UPDATE batches b SET gas_used = v.g, effective_gas_price = v.p"
+                " FROM unnest(CAST(:b AS bigint[]), CAST(:g AS bigint[]), CAST(:p AS numeric[]))"
+                " AS v(id, g, p) WHERE b.id = v.id"
+            ),
+            {"b": list(gas), "g": [g for g, _ in gas.values()], "p": [p for _, p in gas.values()]},
+        )
+    return gas

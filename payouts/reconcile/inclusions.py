@@ -55,18 +55,6 @@ def record_orphaned(
     return inserted is not None
 
 
-def was_orphaned(session: Session, *, block_hash: str, tx_hash: str) -> bool:
-    return bool(
-        session.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM orphaned_inclusions"
-                " WHERE block_hash = :bh AND tx_hash = :tx)"
-            ),
-            {"bh": block_hash, "tx": tx_hash},
-        ).scalar()
-    )
-
-
 def orphaned_of(session: Session, batch_id: int) -> list[dict[str, Any]]:
     """The inclusions of one batch a reorg took away, oldest first."""
     rows = session.execute(

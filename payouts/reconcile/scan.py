@@ -2,10 +2,15 @@
 
 The reconciler reads the PayoutBatcher's logs (and the token's Transfer logs from the hot
 wallet) by block range from a stored checkpoint: two ``eth_getLogs`` calls per range, not a
-receipt per transaction. Each ``BatchExecuted`` is matched to its batch by id, and each token
-transfer in that transaction to the batch position it pays (``matching``). Whatever does not
-match is recorded as an exception with its evidence; a match moves the batch to included.
+receipt per transaction. Each ``BatchExecuted`` names its batch by id, and the batches of a
+range are matched together, in sets: the token transfers are staged in a temporary table
+(COPY) and one INSERT keeps, for every batch whose transfers in log order are exactly its
+positions (each to its recipient, for its amount), one row per position with its unique (tx
+hash, log index). A batch with a refused transfer, or whose logs do not fit, takes the exact
+path, one batch at a time through ``matching.match_batch``; what does not match there is
+recorded as an exception with its evidence. The matched batches move to included together.
 
+Addresses are compared as lowercase hex; the rows keep the recipient as the batch was sealed.
 Running it twice changes nothing: logs are stored under unique (block, tx, log index), states
 only move forward, and exceptions are deduplicated by their key.
 """
@@ -16,7 +21,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
+import psycopg
+from eth_utils.address import to_checksum_address
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -24,9 +32,8 @@ from payouts import lifecycle
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.exception_queue import record_exception
-from payouts.reconcile.inclusions import was_orphaned
 from payouts.reconcile.matching import Mismatch, Paid, Position, Refused, Reported, match_batch
-from payouts.states import BatchState, TxAttemptState
+from payouts.states import ATTEMPT_LIVE, BatchState, TxAttemptState, sql_in
 from payouts.submission.moves import mark_broadcast
 
 
@@ -123,43 +130,57 @@ def _scan_range(
         if x["topics"][0] == codec.TRANSFER_FAILED:
             failure = codec.decode_transfer_failed(x)
             failed_by_tx[failure.ref.tx_hash].append(failure)
-    transfers_by_tx: dict[str, list[codec.TokenTransfer]] = defaultdict(list)
+    transfers: list[codec.TransferRow] = []
     if tokens:
-        for x in chain.logs(list(tokens), [codec.TRANSFER, payer_topic], from_block, to_block):
-            transfer = codec.decode_transfer(x)
-            transfers_by_tx[transfer.ref.tx_hash].append(transfer)
-    for event in executed:
-        _match_batch(
-            session,
-            event,
-            transfers_by_tx[event.ref.tx_hash],
-            failed_by_tx[event.ref.tx_hash],
-            actor,
-            report,
+        transfers = codec.transfer_rows(
+            chain.logs(list(tokens), [codec.TRANSFER, payer_topic], from_block, to_block)
         )
-
-
-def _match_batch(
-    session: Session,
-    event: codec.BatchExecuted,
-    transfers: list[codec.TokenTransfer],
-    failures: list[codec.TransferFailed],
-    actor: str,
-    report: ReconcileReport,
-) -> None:
-    ref = event.ref
-    public_id = uuid.UUID(int=event.batch_id) if event.batch_id < 2**128 else None
-    batch = (
-        session.execute(
-            text(
-                "SELECT id, state, total, item_count FROM batches WHERE public_id = :p FOR UPDATE"
-            ),
-            {"p": public_id},
-        ).one_or_none()
-        if public_id
-        else None
+    found = _batches_of(session, executed, report)
+    # A refused transfer breaks the position-for-transfer order: the exact path handles it.
+    whole = _match_in_set(
+        session,
+        [(e, b) for e, b in found if not e.failed_count and not failed_by_tx[e.ref.tx_hash]],
+        transfers,
     )
-    if batch is None:
+    transfers_by_tx: dict[str, list[codec.TransferRow]] | None = None
+    included: list[tuple[Any, codec.LogRef]] = []
+    for event, batch in found:
+        if batch.id not in whole:
+            if transfers_by_tx is None:
+                transfers_by_tx = defaultdict(list)
+                for t in transfers:
+                    transfers_by_tx[t[0]].append(t)
+            paid = transfers_by_tx.get(event.ref.tx_hash, [])
+            failures = failed_by_tx[event.ref.tx_hash]
+            if not _match_exactly(session, event, batch.id, paid, failures, report):
+                continue
+        included.append((batch, event.ref))
+    _note_returned(session, included, report)
+    _mark_included(session, included, actor, report)
+
+
+def _batches_of(
+    session: Session, executed: list[codec.BatchExecuted], report: ReconcileReport
+) -> list[tuple[codec.BatchExecuted, Any]]:
+    """Each execution with its batch, locked; an execution of no batch of ours is recorded."""
+    public_ids = {e.batch_id: uuid.UUID(int=e.batch_id) for e in executed if e.batch_id < 2**128}
+    batches = {
+        b.public_id: b
+        for b in session.execute(
+            text(
+                "SELECT id, public_id, state, item_count FROM batches"
+                " WHERE public_id = ANY(CAST(:p AS uuid[])) ORDER BY id FOR UPDATE"
+            ),
+            {"p": list(public_ids.values())},
+        )
+    }
+    found = []
+    for event in executed:
+        batch = batches.get(public_ids.get(event.batch_id))
+        if batch is not None:
+            found.append((event, batch))
+            continue
+        ref = event.ref
         if record_exception(
             session,
             "unknown_batch",
@@ -172,20 +193,103 @@ def _match_batch(
             tx_hash=ref.tx_hash,
         ):
             report.exceptions += 1
-        return
+    return found
+
+
+def _match_in_set(
+    session: Session,
+    candidates: list[tuple[codec.BatchExecuted, Any]],
+    transfers: list[codec.TransferRow],
+) -> set[int]:
+    """Keep the rows of every candidate batch whose transfers are exactly its positions, in one
+    statement; returns those batches. The others are left for the exact path."""
+    if not candidates or not transfers:
+        return set()
+    _stage(session, transfers)
+    refs = [(b, e.ref) for e, b in candidates]
+    whole = session.execute(
+        text(
+            """
+            WITH v AS (
+                SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:txs AS text[]),
+                    CAST(:ns AS bigint[]), CAST(:bhs AS text[]), CAST(:counts AS int[]))
+                    AS v(batch_id, tx_hash, block_number, block_hash, item_count)
+            ), seen AS (
+                SELECT s.*, row_number() OVER (PARTITION BY s.tx_hash ORDER BY s.log_index) - 1
+                           AS ordinal,
+                       count(*) OVER (PARTITION BY s.tx_hash) AS seen
+                  FROM reconcile_transfers s WHERE s.tx_hash IN (SELECT tx_hash FROM v)
+            ), fits AS (
+                SELECT v.*, i.position, i.payout_id, i.recipient, i.amount, seen.log_index
+                  FROM v JOIN seen ON seen.tx_hash = v.tx_hash AND seen.seen = v.item_count
+                  JOIN batch_items i ON i.batch_id = v.batch_id AND i.position = seen.ordinal
+                 WHERE i.amount = seen.amount AND lower(i.recipient) = seen.recipient
+            ), whole AS (
+                SELECT batch_id FROM fits GROUP BY batch_id, item_count
+                HAVING count(*) = item_count
+            ), stored AS (
+                INSERT INTO onchain_transfers (batch_id, position, payout_id, recipient, amount,
+                                               log_index, succeeded, tx_hash, block_number,
+                                               block_hash)
+                SELECT f.batch_id, f.position, f.payout_id, f.recipient, f.amount, f.log_index,
+                       true, f.tx_hash, f.block_number, f.block_hash
+                  FROM fits f JOIN whole USING (batch_id)
+                ON CONFLICT (block_hash, tx_hash, log_index) DO NOTHING
+            )
+            SELECT batch_id FROM whole
+            """
+        ),
+        {
+            "ids": [b.id for b, _ in refs],
+            "txs": [r.tx_hash for _, r in refs],
+            "ns": [r.block_number for _, r in refs],
+            "bhs": [r.block_hash for _, r in refs],
+            "counts": [b.item_count for b, _ in refs],
+        },
+    ).scalars()
+    return set(whole)
+
+
+def _stage(session: Session, transfers: list[codec.TransferRow]) -> None:
+    """The range's token transfers in a temporary table, by COPY (the cheapest way in)."""
+    session.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS reconcile_transfers (tx_hash text NOT NULL,"
+            " log_index bigint NOT NULL, recipient text NOT NULL, amount numeric(78, 0) NOT NULL)"
+            " ON COMMIT DROP"
+        )
+    )
+    # Left by an earlier scan in the same transaction (a test's savepoints): not this range's.
+    session.execute(text("TRUNCATE reconcile_transfers"))
+    raw = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
+    with raw.cursor() as cursor, cursor.copy("COPY reconcile_transfers FROM STDIN") as copy:
+        for row in transfers:
+            copy.write_row(row)
+
+
+def _match_exactly(
+    session: Session,
+    event: codec.BatchExecuted,
+    batch_id: int,
+    transfers: list[codec.TransferRow],
+    failures: list[codec.TransferFailed],
+    report: ReconcileReport,
+) -> bool:
+    """One batch through ``match_batch``: its refusals kept, or the mismatch recorded."""
+    ref = event.ref
     positions = [
         Position(r.position, r.payout_id, r.recipient, int(r.amount))
         for r in session.execute(
             text(
-                "SELECT position, payout_id, recipient, amount FROM batch_items"
-                " WHERE batch_id = :b ORDER BY position"
+                "SELECT position, payout_id, lower(recipient) AS recipient, amount"
+                " FROM batch_items WHERE batch_id = :b ORDER BY position"
             ),
-            {"b": batch.id},
+            {"b": batch_id},
         )
     ]
     match = match_batch(
         positions,
-        [Paid(t.recipient, t.amount, t.ref.log_index) for t in transfers],
+        [Paid(recipient, amount, log_index) for _, log_index, recipient, amount in transfers],
         [Refused(f.index, f.recipient, f.amount, f.ref.log_index) for f in failures],
     )
     if isinstance(match, Mismatch):
@@ -200,42 +304,40 @@ def _match_batch(
                 "seen_count": len(match.seen),
                 "refusals": [(i, r, str(a)) for i, r, a in match.refusals][:50],
             },
-            batch_id=batch.id,
+            batch_id=batch_id,
             tx_hash=ref.tx_hash,
         ):
             report.exceptions += 1
-        return
-    _store_reported(session, batch.id, ref, match.rows)
-    if was_orphaned(session, block_hash=ref.block_hash, tx_hash=ref.tx_hash):
-        # A block seen gone is back (a node behind answered null for it, or the fork choice
-        # flipped back): the batch stands in it again, which makes it canonical to readers.
-        report.notes.append(f"batch {batch.id}: block {ref.block_number} is back on the chain")
+        return False
+    _store_reported(session, batch_id, ref, match.rows)
     for refused, payout_id in match.refused:
         if record_exception(
             session,
             "transfer_failed",
             f"{ref.tx_hash}:{refused.index}",
-            {"recipient": refused.recipient, "amount": str(refused.amount)},
-            batch_id=batch.id,
+            {"recipient": to_checksum_address(refused.recipient), "amount": str(refused.amount)},
+            batch_id=batch_id,
             payout_id=payout_id,
             tx_hash=ref.tx_hash,
         ):
             report.exceptions += 1
-    _mark_included(session, batch.id, ref, actor, report)
+    return True
 
 
 def _store_reported(
     session: Session, batch_id: int, ref: codec.LogRef, rows: list[Reported]
 ) -> None:
-    """Keep what this inclusion reported; a second scan of the same block adds nothing."""
+    """Keep what this inclusion reported (the recipient as sealed); a second scan of the same
+    block adds nothing."""
     session.execute(
         text(
             """
             INSERT INTO onchain_transfers (batch_id, position, payout_id, recipient, amount,
                                            log_index, succeeded, tx_hash, block_number, block_hash)
-            SELECT :b, v.*, :tx, :bn, :bh FROM unnest(CAST(:pos AS int[]),
-                CAST(:pid AS bigint[]), CAST(:r AS text[]), CAST(:amt AS numeric[]),
-                CAST(:li AS bigint[]), CAST(:ok AS boolean[])) AS v
+            SELECT :b, v.pos, v.pid, i.recipient, v.amt, v.li, v.ok, :tx, :bn, :bh
+              FROM unnest(CAST(:pos AS int[]), CAST(:pid AS bigint[]), CAST(:amt AS numeric[]),
+                          CAST(:li AS bigint[]), CAST(:ok AS boolean[])) AS v(pos, pid, amt, li, ok)
+              JOIN batch_items i ON i.batch_id = :b AND i.position = v.pos
             ON CONFLICT (block_hash, tx_hash, log_index) DO NOTHING
             """
         ),
@@ -243,7 +345,6 @@ def _store_reported(
             "b": batch_id,
             "pos": [r.position for r in rows],
             "pid": [r.payout_id for r in rows],
-            "r": [r.recipient for r in rows],
             "amt": [r.amount for r in rows],
             "li": [r.log_index for r in rows],
             "ok": [r.succeeded for r in rows],
@@ -254,57 +355,137 @@ def _store_reported(
     )
 
 
+def _note_returned(
+    session: Session, included: list[tuple[Any, codec.LogRef]], report: ReconcileReport
+) -> None:
+    """A block seen gone is back (a node behind answered null for it, or the fork choice
+    flipped back): the batch stands in it again, which makes it canonical to readers."""
+    if not included:
+        return
+    back = {
+        (r.block_hash, r.tx_hash)
+        for r in session.execute(
+            text(
+                "SELECT x.block_hash, x.tx_hash FROM orphaned_inclusions x"
+                " JOIN unnest(CAST(:bh AS text[]), CAST(:tx AS text[])) AS v(block_hash, tx_hash)"
+                " ON x.block_hash = v.block_hash AND x.tx_hash = v.tx_hash"
+            ),
+            {"bh": [r.block_hash for _, r in included], "tx": [r.tx_hash for _, r in included]},
+        )
+    }
+    for batch, ref in included:
+        if (ref.block_hash, ref.tx_hash) in back:
+            report.notes.append(f"batch {batch.id}: block {ref.block_number} is back on the chain")
+
+
 def _mark_included(
     session: Session,
-    batch_id: int,
-    ref: codec.LogRef,
+    included: list[tuple[Any, codec.LogRef]],
     actor: str,
     report: ReconcileReport,
 ) -> None:
-    attempt_id = session.execute(
-        text("SELECT id FROM tx_attempts WHERE batch_id = :b AND tx_hash = :h"),
-        {"b": batch_id, "h": ref.tx_hash},
-    ).scalar()
-    if attempt_id is None:
-        record_exception(
-            session,
-            "foreign_transaction",
-            ref.tx_hash,
-            {"block": ref.block_number},
-            batch_id=batch_id,
-            tx_hash=ref.tx_hash,
+    """Every matched batch to included, its mined attempt named and the others replaced: a
+    handful of statements for the whole set (the rare cases one batch at a time)."""
+    if not included:
+        return
+    ids = [b.id for b, _ in included]
+    refs = {b.id: r for b, r in included}
+    attempts = {
+        row.batch_id: row
+        for row in session.execute(
+            text(
+                "SELECT t.batch_id, t.id, t.state FROM tx_attempts t"
+                " JOIN unnest(CAST(:b AS bigint[]), CAST(:tx AS text[])) AS v(b, tx)"
+                " ON t.batch_id = v.b AND t.tx_hash = v.tx"
+            ),
+            {"b": ids, "tx": [refs[i].tx_hash for i in ids]},
         )
-        report.exceptions += 1
-    # A worker that died between broadcast and recording it left the batch sealed.
-    mark_broadcast(session, batch_id, attempt_id, actor=actor, cause="seen on chain")
-    if attempt_id is not None:
-        lifecycle.move(
-            session,
-            lifecycle.TX_ATTEMPT,
-            [attempt_id],
-            TxAttemptState.MINED,
-            cause=f"block {ref.block_number}",
-            actor=actor,
-        )
+    }
+    for batch, ref in included:
+        attempt = attempts.get(batch.id)
+        if attempt is None:
+            record_exception(
+                session,
+                "foreign_transaction",
+                ref.tx_hash,
+                {"block": ref.block_number},
+                batch_id=batch.id,
+                tx_hash=ref.tx_hash,
+            )
+            report.exceptions += 1
+        # A worker that died between broadcast and recording it left the batch sealed.
+        if batch.state == BatchState.SEALED or (
+            attempt is not None and attempt.state == TxAttemptState.SIGNED
+        ):
+            mark_broadcast(
+                session,
+                batch.id,
+                attempt.id if attempt else None,
+                actor=actor,
+                cause="seen on chain",
+            )
+    mined = [(a.batch_id, a.id) for a in attempts.values()]
+    lifecycle.move_rows(
+        session,
+        lifecycle.TX_ATTEMPT,
+        TxAttemptState.BROADCAST,
+        TxAttemptState.MINED,
+        rows="SELECT * FROM unnest(CAST(:a AS bigint[]), CAST(:n AS bigint[])) AS v(id, n)",
+        params={"a": [a for _, a in mined], "n": [refs[b].block_number for b, _ in mined]},
+        cause="'block ' || src.n",
+        actor=actor,
+    )
+    _replace_others(session, mined, refs, actor)
+    params = {
+        "b": ids,
+        "tx": [refs[i].tx_hash for i in ids],
+        "n": [refs[i].block_number for i in ids],
+        "bh": [refs[i].block_hash for i in ids],
+    }
+    session.execute(
+        text(
+            "UPDATE batches b SET tx_hash = v.tx, block_number = v.n, block_hash = v.bh"
+            " FROM unnest(CAST(:b AS bigint[]), CAST(:tx AS text[]), CAST(:n AS bigint[]),"
+            " CAST(:bh AS text[])) AS v(id, tx, n, bh) WHERE b.id = v.id"
+        ),
+        params,
+    )
+    report.included += lifecycle.move_rows(
+        session,
+        lifecycle.BATCH,
+        BatchState.BROADCAST,
+        BatchState.INCLUDED,
+        rows="SELECT * FROM unnest(CAST(:b AS bigint[]), CAST(:tx AS text[]),"
+        " CAST(:n AS bigint[])) AS v(id, tx, n)",
+        params=params,
+        cause="src.tx || ' in block ' || src.n",
+        actor=actor,
+    )
+
+
+def _replace_others(
+    session: Session, mined: list[tuple[int, int]], refs: dict[int, codec.LogRef], actor: str
+) -> None:
+    """The other live attempts of a batch whose attempt was mined (fee-bumped replacements
+    that lost, or the original a replacement beat) can never be mined now."""
+    if not mined:
+        return
+    batches = session.execute(
+        text(
+            "SELECT DISTINCT t.batch_id FROM tx_attempts t"
+            " JOIN unnest(CAST(:b AS bigint[]), CAST(:a AS bigint[])) AS v(b, a)"
+            f" ON t.batch_id = v.b AND t.id <> v.a WHERE t.state IN {sql_in(*ATTEMPT_LIVE)}"
+        ),
+        {"b": [b for b, _ in mined], "a": [a for _, a in mined]},
+    ).scalars()
+    attempt_of = dict(mined)
+    for batch_id in batches:
         lifecycle.move_where(
             session,
             lifecycle.TX_ATTEMPT,
             TxAttemptState.REPLACED,
             where="t.batch_id = :b AND t.id <> :a",
-            params={"b": batch_id, "a": attempt_id},
-            cause=f"{ref.tx_hash} mined instead",
+            params={"b": batch_id, "a": attempt_of[batch_id]},
+            cause=f"{refs[batch_id].tx_hash} mined instead",
             actor=actor,
         )
-    session.execute(
-        text("UPDATE batches SET tx_hash = :h, block_number = :n, block_hash = :bh WHERE id = :b"),
-        {"h": ref.tx_hash, "n": ref.block_number, "bh": ref.block_hash, "b": batch_id},
-    )
-    if lifecycle.move(
-        session,
-        lifecycle.BATCH,
-        [batch_id],
-        BatchState.INCLUDED,
-        cause=f"{ref.tx_hash} in block {ref.block_number}",
-        actor=actor,
-    ):
-        report.included += 1

@@ -10,7 +10,7 @@ transaction the chain dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -197,15 +197,16 @@ def test_a_block_a_lagging_node_hid_for_a_while_is_taken_back_and_checks_clean(
     (sent,) = settle_and_submit(rt)
     reconciler.reconcile(rt)
     carried = one(rt, "SELECT block_number, block_hash FROM batches")
-    real_block = rt.chain.block
+    real_blocks = rt.chain.blocks
     misses = iter(range(blocks_hidden))
 
-    def lagging(number: int | str = "latest") -> Block | None:
-        if number == carried.block_number and next(misses, None) is not None:
-            return None
-        return real_block(number)
+    def lagging(numbers: Iterable[int]) -> dict[int, Block | None]:
+        found = real_blocks(numbers)
+        if carried.block_number in found and next(misses, None) is not None:
+            found[carried.block_number] = None
+        return found
 
-    monkeypatch.setattr(rt.chain, "block", lagging)
+    monkeypatch.setattr(rt.chain, "blocks", lagging)
     for _ in range(blocks_hidden):
         assert reconciler.reconcile(rt).advance.reorged == 1
     assert scalar(rt, "SELECT count(*) FROM orphaned_inclusions") == 1
