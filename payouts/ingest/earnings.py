@@ -224,21 +224,20 @@ def record_earnings(
     keys = sorted(first)
     # Savepoint: a conflict found after the insert, or a request of replays only (its journal
     # would be empty and fail at commit), leaves no trace of it, the staging table included.
+    unique = [earnings[first[k][0]] for k in keys]
     with session.begin_nested() as savepoint:
-        _stage(session, [earnings[first[k][0]] for k in keys], [first[k][1] for k in keys],
-               known_assets)  # fmt: skip
+        _stage(session, unique, [first[k][1] for k in keys], known_assets)
         _ensure_creators_and_accounts(session, marketplace_id)
         new = _insert(session, marketplace_id, len(keys))
         earlier: dict[str, tuple[int, str, str]] = {}
         if len(new.ids) < len(keys):
             earlier = _read_back(session, marketplace_id, new.journal_id)
-            conflicts = [
-                k for k, (_, digest, _) in earlier.items()
-                if not earnings[first[k][0]].same_request(digest)
-            ]  # fmt: skip
+            sent = dict(zip(keys, unique, strict=True))
+            conflicts = [k for k, row in earlier.items() if not sent[k].same_request(row[1])]
             if conflicts:
                 raise IdempotencyConflict(sorted(conflicts))
         if new.ids:
+            # Gone now, not at commit: group commit records several requests per transaction.
             session.execute(text("DROP TABLE earnings_stage"))
         else:
             savepoint.rollback()
