@@ -12,7 +12,7 @@ const path = require('path');
 const solc = require('solc');
 
 const PINNED_VERSION = '0.8.28';
-const CONTRACTS = ['PayoutBatcher', 'TestToken'];
+const CONTRACTS = ['PayoutBatcher', 'PayoutClaims', 'TestToken'];
 const CONTRACTS_DIR = __dirname;
 const ARTIFACTS_DIR = path.join(CONTRACTS_DIR, 'artifacts');
 
