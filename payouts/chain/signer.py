@@ -1,4 +1,4 @@
-"""Signers of hot-wallet transactions, chosen by configuration.
+"""Signers of hot-wallet transactions and of EIP-712 typed data, chosen by configuration.
 
 The key lives in a ``SecretStr`` until the moment of signing and is never part of a repr,
 a log line or an exception message.
@@ -27,6 +27,14 @@ class Signer(Protocol):
     def sign(self, tx: dict[str, Any]) -> SignedTx: ...
 
 
+class TypedDataSigner(Protocol):
+    """Signs EIP-712 typed data (a claim voucher): a key that need not hold gas money."""
+
+    address: str
+
+    def sign_typed_data(self, full_message: dict[str, Any]) -> bytes: ...
+
+
 class LocalKeySigner:
     """Signs with a private key held in process memory (from PAYOUTS_SIGNER_KEY)."""
 
@@ -48,6 +56,11 @@ class LocalKeySigner:
         return SignedTx(
             raw=bytes(signed.raw_transaction), tx_hash="0x" + signed.hash.hex().removeprefix("0x")
         )
+
+    def sign_typed_data(self, full_message: dict[str, Any]) -> bytes:
+        """The 65-byte signature (r, s, v with v in {27, 28}) of an EIP-712 message."""
+        signed = Account.sign_typed_data(self._key.get_secret_value(), full_message=full_message)
+        return bytes(signed.signature)
 
 
 def signer_from_settings(key: SecretStr | None) -> LocalKeySigner:
