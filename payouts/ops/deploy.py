@@ -32,6 +32,7 @@ from payouts.chain.client import ChainClient
 from payouts.chain.codec import allowance_calldata, approve_calldata, balance_of_calldata
 from payouts.chain.fees import Fees, fees_for
 from payouts.chain.signer import Signer
+from payouts.chain.vouchers import claims_constructor_args
 from payouts.errors import InvalidInput, PermanentChainError, TransientChainError
 from payouts.runtime import Runtime
 
@@ -131,6 +132,23 @@ def deploy(
         assets=_with_addresses(assets, new_tokens, addresses),
         done=tuple(sender.done),
     )
+
+
+def deploy_claims(
+    chain: ChainClient,
+    *,
+    deployer: Signer,
+    owner: str,
+    claim_signer: str,
+    max_fee_per_gas: int = MAX_UINT256,
+) -> str:
+    """A new PayoutClaims escrow, owned by ``owner`` and paying ``claim_signer``'s vouchers;
+    its address. Not yet part of :func:`deploy`: which escrow the settings name, and how it is
+    funded, come with the ledger's side of claims. Nothing is minted or approved: tokens reach
+    the escrow by plain transfer."""
+    sender = _Sender(chain, chain.chain_id(), max_fee_per_gas)
+    sender.deploy(deployer, "PayoutClaims", claims_constructor_args(owner, claim_signer))
+    return sender.await_round()["PayoutClaims"]
 
 
 def _deploy_missing(
