@@ -16,6 +16,7 @@ from typing import Any
 from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_typing import HexStr
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -84,14 +85,14 @@ class SignedVoucher:
         signable = encode_typed_data(full_message=self.voucher.typed_data())
         return str(Account.recover_message(signable, signature=self.signature))
 
-    def claim_calldata(self) -> str:
+    def claim_calldata(self) -> HexStr:
         """``claim(token, recipient, cumulative, signature)``: anyone may send it."""
         v = self.voucher
         args = encode(
             ["address", "address", "uint256", "bytes"],
             [v.token, v.recipient, v.cumulative, self.signature],
         )
-        return "0x" + (CLAIM + args).hex()
+        return HexStr("0x" + (CLAIM + args).hex())
 
 
 def sign_voucher(signer: TypedDataSigner, voucher: Voucher) -> SignedVoucher:
@@ -103,6 +104,6 @@ def claims_constructor_args(owner: str, signer: str) -> bytes:
     return encode(["address", "address"], [owner, signer])
 
 
-def set_signer_calldata(signer: str) -> str:
+def set_signer_calldata(signer: str) -> HexStr:
     """``setSigner(signer)`` (the owner's): every voucher of the previous signer stops paying."""
-    return "0x" + (SET_SIGNER + encode(["address"], [signer])).hex()
+    return HexStr("0x" + (SET_SIGNER + encode(["address"], [signer])).hex())
