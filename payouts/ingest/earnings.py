@@ -102,6 +102,7 @@ class Recorded:
     credit_id: int
     idempotency_key: str
     replayed: bool
+    # As recorded: a replay answers what the first request was told, as the API's body does.
     state: str
 
 
@@ -229,11 +230,11 @@ def record_earnings(
         _stage(session, unique, [first[k][1] for k in keys], known_assets)
         _ensure_creators_and_accounts(session, marketplace_id)
         new = _insert(session, marketplace_id, len(keys))
-        earlier: dict[str, tuple[int, str, str]] = {}
+        earlier: dict[str, tuple[int, str]] = {}
         if len(new.ids) < len(keys):
             earlier = _read_back(session, marketplace_id, new.journal_id)
             sent = dict(zip(keys, unique, strict=True))
-            conflicts = [k for k, row in earlier.items() if not sent[k].same_request(row[1])]
+            conflicts = [k for k, (_, h) in earlier.items() if not sent[k].same_request(h)]
             if conflicts:
                 raise IdempotencyConflict(sorted(conflicts))
         if new.ids:
@@ -249,8 +250,7 @@ def record_earnings(
         if key in created:
             results.append(Recorded(created[key], key, first[key][0] != index, accrued))
         else:
-            credit_id, _, state = earlier[key]
-            results.append(Recorded(credit_id, key, True, state))
+            results.append(Recorded(earlier[key][0], key, True, accrued))
     return results
 
 
@@ -418,17 +418,18 @@ def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted:
 
 def _read_back(
     session: Session, marketplace_id: int, journal_id: int
-) -> dict[str, tuple[int, str, str]]:
-    """The staged keys another request recorded: id, request hash and state. A statement of
-    its own, so it also sees a key a concurrent request committed while the insert waited."""
+) -> dict[str, tuple[int, str]]:
+    """The staged keys another request recorded, with their ids and request hashes. A
+    statement of its own, so it also sees a key a concurrent request committed while the
+    insert waited for it."""
     rows = session.execute(
         text(
             """
-            SELECT s.key, c.id, c.request_hash, c.state FROM earnings_stage s
+            SELECT s.key, c.id, c.request_hash FROM earnings_stage s
               JOIN credits c ON c.marketplace_id = :m AND c.idempotency_key = s.key
              WHERE c.journal_id <> :j
             """
         ),
         {"m": marketplace_id, "j": journal_id},
     )
-    return {r.key: (r.id, r.request_hash, r.state) for r in rows}
+    return {r.key: (r.id, r.request_hash) for r in rows}
