@@ -203,26 +203,32 @@ def move_where(
     from_states: Sequence[State] | None = None,
     also: Mapping[str, str] | None = None,
     event: Mapping[str, Any] | None = None,
+    cause_sql: str | None = None,
 ) -> list[int]:
     """Move every row of ``lifecycle.table`` (aliased ``t``) matching ``where`` to ``to_state``.
 
     ``where`` and the expressions of ``also`` are static SQL written in this package with
     bound parameters. Rows are locked in id order (two movers of overlapping sets never
     deadlock). A move a marketplace cares about (``events.MOVES``) writes each moved row's
-    event in the same statement, ``event`` added to its payload. Returns the ids of the rows
-    that moved.
+    event in the same statement, ``event`` added to its payload. ``cause_sql``, an SQL
+    expression over the moved row ``m``, gives each row a cause of its own instead of
+    ``cause`` (the payouts of many batches, each naming its batch). Returns the ids of the
+    rows that moved.
     """
     sources = _sources(lifecycle, to_state, from_states)
     event_type = events.for_move(lifecycle.entity, str(to_state), sources)
     # The events read the rows as the UPDATE left them (its RETURNING) and as they were
     # (prev): a re-read of the table would see the statement's snapshot, from before it.
     evented = ""
+    said = cause_sql or "CAST(:_cause AS text)"
     if event_type is not None:
+        # The row before is joined only when the move changes more than the state: a CTE's
+        # row count is unknown to the planner, which joins the two by nested loop, O(n^2).
         insert = events.insert_sql(
-            lifecycle.entity, event_type, source="moved", cause="CAST(:_cause AS text)", old="prev"
+            lifecycle.entity, event_type, source="moved", cause=said, old="prev" if also else None
         )
         evented = f", evented AS ({insert})"
-    columns = "t.*" if event_type else "t.id, t.state"
+    columns = "t.*" if event_type or cause_sql else "t.id, t.state"
     sql = text(
         f"""
         WITH prev AS (
@@ -234,7 +240,7 @@ def move_where(
              WHERE t.id = prev.id RETURNING {columns}, prev.state AS from_state
         ){evented}
         INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
-        SELECT :_entity, id, from_state, :_to, :_cause, :_actor FROM moved
+        SELECT :_entity, m.id, m.from_state, :_to, {said}, :_actor FROM moved m
         RETURNING entity_id
         """
     )

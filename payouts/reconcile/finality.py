@@ -121,6 +121,33 @@ def _by_depth(batches: Sequence[Any], depth: Mapping[int, int]) -> dict[int, lis
     return groups
 
 
+def _move_payouts(
+    session: Session,
+    batch_ids: list[int],
+    from_state: PayoutState,
+    to_state: PayoutState,
+    said: str,
+    blocks: int,
+    actor: str,
+) -> int:
+    """The payouts of batches as deep as each other in one statement; each row's cause names
+    its batch (``said``: a quoted SQL literal after it), its event the depth."""
+    return len(
+        lifecycle.move_where(
+            session,
+            lifecycle.PAYOUT,
+            to_state,
+            where="t.batch_id = ANY(CAST(:_batches AS bigint[]))",
+            params={"_batches": batch_ids},
+            cause=f"batches {batch_ids[0]}..{batch_ids[-1]}",
+            cause_sql=f"'batch ' || m.batch_id || {said}",
+            actor=actor,
+            from_states=[from_state],
+            event={"confirmations": blocks},
+        )
+    )
+
+
 def _move_batches(
     session: Session,
     batches: Sequence[Any],
@@ -149,16 +176,14 @@ def _confirm(
         return
     _move_batches(session, batches, depth, BatchState.INCLUDED, BatchState.CONFIRMED, actor)
     for blocks, ids in _by_depth(batches, depth).items():
-        lifecycle.move_rows(
+        _move_payouts(
             session,
-            lifecycle.PAYOUT,
+            ids,
             PayoutState.SUBMITTED,
             PayoutState.CONFIRMED,
-            rows="SELECT id, batch_id FROM payouts WHERE batch_id = ANY(CAST(:b AS bigint[]))",
-            params={"b": ids, "d": blocks},
-            cause="'batch ' || src.batch_id || ' ' || CAST(:d AS int) || ' blocks deep'",
-            actor=actor,
-            event={"confirmations": blocks},
+            f"' {blocks} blocks deep'",
+            blocks,
+            actor,
         )
 
 
@@ -300,17 +325,17 @@ def _finalize(
     by_id = {b.id: b for b in batches}
     for batch_id in sorted(refused):
         _release_refused(session, by_id[batch_id], actor)
+    # The refused ones are out of their batches by now: the batches' payouts still confirmed
+    # are exactly the paid ones, which the count below holds to.
     for blocks, group in _by_depth(batches, depth).items():
-        moved = lifecycle.move_rows(
+        moved = _move_payouts(
             session,
-            lifecycle.PAYOUT,
+            group,
             PayoutState.CONFIRMED,
             PayoutState.FINALIZED,
-            rows=f"SELECT p.payout_id AS id, p.batch_id FROM ({PAID_IN_BATCH}) p WHERE p.succeeded",
-            params={"b": group, "d": blocks},
-            cause="'batch ' || src.batch_id || ' final at ' || CAST(:d AS int) || ' blocks'",
-            actor=actor,
-            event={"confirmations": blocks},
+            f"' final at {blocks} blocks'",
+            blocks,
+            actor,
         )
         expected = sum(paid.get(i, (0, 0))[1] for i in group)
         if moved != expected:

@@ -203,40 +203,42 @@ def _match_in_set(
 ) -> set[int]:
     """Keep the rows of every candidate batch whose transfers are exactly its positions, in one
     statement; returns those batches. The others are left for the exact path."""
-    if not candidates or not transfers:
+    seen = _stage(session, {e.ref.tx_hash: b for e, b in candidates}, transfers)
+    if not seen:
         return set()
-    _stage(session, transfers)
-    refs = [(b, e.ref) for e, b in candidates]
+    refs = [(b, e.ref) for e, b in candidates if b.id in seen]
+    # Whether a batch fits is decided over its staged rows (window functions), so that no
+    # join against the list of batches has to guess how many rows it meets.
     whole = session.execute(
         text(
             """
             WITH v AS (
                 SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:txs AS text[]),
-                    CAST(:ns AS bigint[]), CAST(:bhs AS text[]), CAST(:counts AS int[]))
-                    AS v(batch_id, tx_hash, block_number, block_hash, item_count)
-            ), seen AS (
-                SELECT s.*, row_number() OVER (PARTITION BY s.tx_hash ORDER BY s.log_index) - 1
-                           AS ordinal,
-                       count(*) OVER (PARTITION BY s.tx_hash) AS seen
-                  FROM reconcile_transfers s WHERE s.tx_hash IN (SELECT tx_hash FROM v)
-            ), fits AS (
-                SELECT v.*, i.position, i.payout_id, i.recipient, i.amount, seen.log_index
-                  FROM v JOIN seen ON seen.tx_hash = v.tx_hash AND seen.seen = v.item_count
-                  JOIN batch_items i ON i.batch_id = v.batch_id AND i.position = seen.ordinal
-                 WHERE i.amount = seen.amount AND lower(i.recipient) = seen.recipient
-            ), whole AS (
-                SELECT batch_id FROM fits GROUP BY batch_id, item_count
-                HAVING count(*) = item_count
+                    CAST(:ns AS bigint[]), CAST(:bhs AS text[]))
+                    AS v(batch_id, tx_hash, block_number, block_hash)
+            ), ordered AS (
+                SELECT s.*, row_number() OVER w - 1 AS ordinal,
+                       count(*) OVER (PARTITION BY s.batch_id) AS seen
+                  FROM reconcile_transfers s
+                WINDOW w AS (PARTITION BY s.batch_id ORDER BY s.log_index)
+            ), paired AS (
+                SELECT s.batch_id, s.log_index, i.position, i.payout_id, i.recipient, i.amount,
+                       bool_and(s.seen = s.item_count AND i.amount = s.amount
+                                AND lower(i.recipient) = s.recipient)
+                           OVER (PARTITION BY s.batch_id) AS whole
+                  FROM ordered s
+                  JOIN batch_items i ON i.batch_id = s.batch_id AND i.position = s.ordinal
             ), stored AS (
                 INSERT INTO onchain_transfers (batch_id, position, payout_id, recipient, amount,
                                                log_index, succeeded, tx_hash, block_number,
                                                block_hash)
-                SELECT f.batch_id, f.position, f.payout_id, f.recipient, f.amount, f.log_index,
-                       true, f.tx_hash, f.block_number, f.block_hash
-                  FROM fits f JOIN whole USING (batch_id)
+                SELECT p.batch_id, p.position, p.payout_id, p.recipient, p.amount, p.log_index,
+                       true, v.tx_hash, v.block_number, v.block_hash
+                  FROM paired p JOIN v ON v.batch_id = p.batch_id
+                 WHERE p.whole
                 ON CONFLICT (block_hash, tx_hash, log_index) DO NOTHING
             )
-            SELECT batch_id FROM whole
+            SELECT DISTINCT batch_id FROM paired WHERE whole
             """
         ),
         {
@@ -244,27 +246,39 @@ def _match_in_set(
             "txs": [r.tx_hash for _, r in refs],
             "ns": [r.block_number for _, r in refs],
             "bhs": [r.block_hash for _, r in refs],
-            "counts": [b.item_count for b, _ in refs],
         },
     ).scalars()
     return set(whole)
 
 
-def _stage(session: Session, transfers: list[codec.TransferRow]) -> None:
-    """The range's token transfers in a temporary table, by COPY (the cheapest way in)."""
+def _stage(
+    session: Session, batches: dict[str, Any], transfers: list[codec.TransferRow]
+) -> set[int]:
+    """The candidates' token transfers in a temporary table, by COPY (the cheapest way in),
+    each under its batch with the batch's size; returns the batches that have any."""
+    seen: set[int] = set()
+    if not batches:
+        return seen
     session.execute(
         text(
-            "CREATE TEMP TABLE IF NOT EXISTS reconcile_transfers (tx_hash text NOT NULL,"
-            " log_index bigint NOT NULL, recipient text NOT NULL, amount numeric(78, 0) NOT NULL)"
-            " ON COMMIT DROP"
+            "CREATE TEMP TABLE IF NOT EXISTS reconcile_transfers (batch_id bigint NOT NULL,"
+            " item_count int NOT NULL, log_index bigint NOT NULL, recipient text NOT NULL,"
+            " amount numeric(78, 0) NOT NULL) ON COMMIT DROP"
         )
     )
     # Left by an earlier scan in the same transaction (a test's savepoints): not this range's.
     session.execute(text("TRUNCATE reconcile_transfers"))
     raw = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
-    with raw.cursor() as cursor, cursor.copy("COPY reconcile_transfers FROM STDIN") as copy:
-        for row in transfers:
-            copy.write_row(row)
+    with raw.cursor() as cursor:
+        with cursor.copy("COPY reconcile_transfers FROM STDIN") as copy:
+            for tx_hash, log_index, recipient, amount in transfers:
+                batch = batches.get(tx_hash)
+                if batch is not None:
+                    seen.add(batch.id)
+                    copy.write_row((batch.id, batch.item_count, log_index, recipient, amount))
+        # The planner knows nothing of a fresh temporary table; a guess joins it badly.
+        cursor.execute("ANALYZE reconcile_transfers")
+    return seen
 
 
 def _match_exactly(
