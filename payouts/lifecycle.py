@@ -9,6 +9,11 @@ the change, its record and its event commit or vanish together. Nothing else in 
 may write a ``state`` column or a row of ``transitions`` (a test greps for it); this is where
 events and metrics of a change are produced.
 
+A credit's lifecycle is derived (``Lifecycle.derived``): a credit row is written once, and
+``credit_states`` (a view) reads its state from the roll-up run that claimed it and that run's
+payout for its creator, so nothing moves a credit; the moves below say which states follow
+which, and a move of it writes nothing (finalizing a payout is what makes its credits paid).
+
 Rows already in the target state, or in a state the move is not allowed from, are left alone;
 ``strict=True`` turns that into an ``IllegalTransition``. A move may set other columns of the
 same rows in the same UPDATE (``also``: column -> SQL expression over bound parameters), so a
@@ -47,6 +52,7 @@ class Lifecycle:
     initial: State
     moves: Mapping[State, frozenset[State]]
     final: frozenset[State]
+    derived: bool = False  # read from a view; no row of it is ever moved
 
     def allows(self, from_state: str, to_state: str) -> bool:
         if from_state not in self.states.__members__.values():
@@ -68,6 +74,8 @@ def _lifecycle(
     initial: State,
     moves: Mapping[State, Iterable[State]],
     final: Iterable[State],
+    *,
+    derived: bool = False,
 ) -> Lifecycle:
     finals = frozenset(final)
     for state in finals:
@@ -77,22 +85,24 @@ def _lifecycle(
     if named != set(states):
         raise ValueError(f"{entity}: the moves name {sorted(named)}, the enum {sorted(states)}")
     frozen = {k: frozenset(v) for k, v in moves.items()}
-    return Lifecycle(entity, table, states, initial, frozen, finals)
+    return Lifecycle(entity, table, states, initial, frozen, finals, derived)
 
 
 C, P, B, T = CreditState, PayoutState, BatchState, TxAttemptState
 
 CREDIT = _lifecycle(
     "credit",
-    "credits",
+    "credit_states",
     CreditState,
     C.ACCRUED,
     {
-        C.ACCRUED: {C.ROLLED_UP, C.HELD},
-        C.ROLLED_UP: {C.PAID, C.ACCRUED},  # back to accrued only when its payout is cancelled
-        C.HELD: {C.ACCRUED, C.VOIDED},
+        # A run claims it: into its creator's payout, or carried when the run paid them
+        # nothing (below the minimum, no address, on hold).
+        C.ACCRUED: {C.ROLLED_UP, C.CARRIED},
+        C.ROLLED_UP: {C.PAID, C.CARRIED},  # carried when its payout is cancelled into carry
     },
-    {C.PAID, C.VOIDED},
+    {C.PAID, C.CARRIED},
+    derived=True,
 )
 
 PAYOUT = _lifecycle(
@@ -172,6 +182,26 @@ HOLD = _lifecycle(
     {HoldState.RELEASED, HoldState.REJECTED},
 )
 
+# The credits (aliased ``c``) no roll-up run has claimed yet: the runs' ranges touch from the
+# first, so these are the credits from where the last run stopped, but those a run claimed of
+# its own transaction (see ``payouts.rollup.runs``).
+CREDIT_UNCLAIMED = """
+    c.created_xid >= (SELECT coalesce(max(xid_to), CAST('1' AS xid8)) FROM rollup_runs)
+    AND NOT EXISTS (SELECT 1 FROM rollup_runs o
+                     WHERE o.own_xid = c.created_xid AND o.own_id_to >= c.id)"""
+
+
+def payout_credits_join(payout: str) -> str:
+    """``JOIN`` the credits (``c``) a payout (aliased ``payout``) was made of: those of its
+    creator and asset in its run's range."""
+    return (
+        f"JOIN rollup_runs pr ON pr.id = {payout}.rollup_run_id"
+        f" JOIN credits c ON c.creator_id = {payout}.creator_id"
+        f" AND c.asset_id = {payout}.asset_id"
+        " AND c.created_xid >= pr.xid_from AND c.created_xid < pr.xid_to"
+    )
+
+
 LIFECYCLES = {lc.entity: lc for lc in (CREDIT, PAYOUT, BATCH, TX_ATTEMPT, CREATOR, EXCEPTION, HOLD)}
 
 
@@ -184,6 +214,18 @@ def _sources(
     if not sources:
         raise IllegalTransition(f"{lifecycle.entity}: nothing may move to {to_state}")
     return [str(s) for s in sources]
+
+
+def created_sql(lifecycle: Lifecycle, *, source: str, cause: str) -> str:
+    """SQL inserting one audit row per row of ``source`` (a CTE of rows just inserted into
+    ``lifecycle.table``, with an ``id``): created in the initial state, ``cause`` an SQL
+    expression over the source's columns, the actor the bound ``:_actor``. For a set-based
+    insert (the roll-up's payouts) to audit each row it creates in the same statement."""
+    return (
+        "INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)"
+        f" SELECT '{lifecycle.entity}', id, NULL, '{lifecycle.initial}', {cause}, :_actor"
+        f" FROM {source}"
+    )
 
 
 def _assignments(also: Mapping[str, str] | None) -> str:
@@ -215,6 +257,8 @@ def move_where(
     ``cause`` (the payouts of many batches, each naming its batch). Returns the ids of the
     rows that moved.
     """
+    if lifecycle.derived:
+        return []  # nothing to write: its state follows from the rows that did move
     sources = _sources(lifecycle, to_state, from_states)
     event_type = events.for_move(lifecycle.entity, str(to_state), sources)
     # The events read the rows as the UPDATE left them (its RETURNING) and as they were
@@ -318,6 +362,8 @@ def move_rows(
     and left alone. Events are written in the same statement, as ``move_where`` writes them.
     """
     lifecycle.check(from_state, to_state)
+    if lifecycle.derived:
+        return 0  # nothing to write: its state follows from the rows that did move
     assignments = "".join(f", {c} = src.{c}" for c in columns)
     event_type = events.for_move(lifecycle.entity, str(to_state), [str(from_state)])
     returning, evented = "t.id", ""

@@ -29,11 +29,14 @@ def sql_in(*states: State) -> str:
 
 
 class CreditState(State):
-    ACCRUED = "accrued"
-    ROLLED_UP = "rolled_up"
-    HELD = "held"
-    PAID = "paid"
-    VOIDED = "voided"
+    """Derived, never stored: a credit is written once, and its state follows from the roll-up
+    run that claimed it and the payout that run made for its creator (``credit_states``)."""
+
+    ACCRUED = "accrued"  # no run has claimed it yet
+    ROLLED_UP = "rolled_up"  # in a payout not yet final
+    CARRIED = "carried"  # its run paid its creator nothing (or the payout was cancelled):
+    # the amount waits in the creator's carry account for a later payout
+    PAID = "paid"  # its payout is final
 
 
 class PayoutState(State):
@@ -82,8 +85,8 @@ class HoldState(State):
     REJECTED = "rejected"
 
 
-# Credits whose amount is still owed to the creator outside any payout.
-CREDIT_UNROLLED = (CreditState.ACCRUED, CreditState.HELD)
+# Credits whose amount is still owed to the creator outside any payout or carry.
+CREDIT_UNROLLED = (CreditState.ACCRUED,)
 # Payouts whose money has left the creator's balance but is not paid for good.
 PAYOUT_IN_FLIGHT = (
     PayoutState.PENDING,

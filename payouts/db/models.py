@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, UserDefinedType
 
 from payouts.states import (
     BatchState,
@@ -56,6 +56,15 @@ class BaseUnitsType(TypeDecorator[int]):
 
     def process_result_value(self, value: Decimal | None, dialect: Any) -> int | None:
         return None if value is None else int(value)
+
+
+class _Xid8(UserDefinedType[int]):
+    """A transaction id with its epoch (``xid8``)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
 
 
 class Base(DeclarativeBase):
@@ -115,6 +124,15 @@ class Account(Base):
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
 
 
+class AccountBalance(Base):
+    """The balance of a carry account, moved by every statement that posts to it."""
+
+    __tablename__ = "account_balances"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    balance: Mapped[int] = mapped_column(BaseUnitsType)
+
+
 class Journal(Base):
     """One business event in the ledger; its entries sum to zero per asset (checked at commit)."""
 
@@ -151,13 +169,7 @@ class Credit(Base):
     __table_args__ = (
         UniqueConstraint("marketplace_id", "idempotency_key"),
         CheckConstraint("amount > 0", name="credit_amount_positive"),
-        Index(
-            "credits_accrued_idx",
-            "creator_id",
-            "asset_id",
-            postgresql_where=text(f"state = {CreditState.ACCRUED.sql}"),
-        ),
-        Index("credits_payout_idx", "payout_id"),
+        Index("credits_claim_idx", "creator_id", "asset_id", "created_xid"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -171,19 +183,27 @@ class Credit(Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime] = _now()
+    # What it is recorded as, never changed (a CHECK says so): its state is ``credit_states``.
     state: Mapped[str] = mapped_column(String(16), server_default=CreditState.ACCRUED.value)
-    payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"))
     journal_id: Mapped[int] = mapped_column(ForeignKey("journals.id"))
+    # The inserting transaction (xid8): the roll-up run that claims the credit is the one
+    # whose range holds it.
+    created_xid: Mapped[int] = mapped_column(_Xid8(), server_default=text("pg_current_xact_id()"))
 
 
 class RollupRun(Base):
-    """Marks a window as rolled up; its unique key is what makes the roll-up exactly-once."""
+    """Marks a window as rolled up; its unique key is what makes the roll-up exactly-once.
+    It claimed the credits inserted by transactions ``xid_from`` <= id < ``xid_to``."""
 
     __tablename__ = "rollup_runs"
+    __table_args__ = (Index("rollup_runs_xid_idx", "xid_to"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     window_start: Mapped[datetime] = mapped_column(unique=True)
     window_end: Mapped[datetime]
+    xid_from: Mapped[int] = mapped_column(_Xid8())
+    xid_to: Mapped[int] = mapped_column(_Xid8())
+    actor: Mapped[str] = mapped_column(String(64))
     payout_count: Mapped[int] = mapped_column(server_default="0")
     credit_count: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[datetime] = _now()

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.errors import NotFound
-from payouts.states import CREDIT_UNROLLED, PAYOUT_IN_FLIGHT, PayoutState, sql_in
+from payouts.lifecycle import CREDIT_UNCLAIMED
+from payouts.states import PAYOUT_IN_FLIGHT, PayoutState
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -25,12 +26,13 @@ def earning(session: Session, marketplace_id: int, credit_id: int) -> dict[str, 
         text(
             """
             SELECT c.id, c.idempotency_key, cr.external_id AS creator_id, c.amount, a.symbol,
-                   c.occurred_at, c.reference, c.metadata, c.created_at, c.state,
+                   c.occurred_at, c.reference, c.metadata, c.created_at, s.state,
                    p.id AS payout_id, p.state AS payout_state, b.tx_hash, b.block_number
               FROM credits c
+              JOIN credit_states s ON s.credit_id = c.id
               JOIN creators cr ON cr.id = c.creator_id
               JOIN assets a ON a.id = c.asset_id
-              LEFT JOIN payouts p ON p.id = c.payout_id
+              LEFT JOIN payouts p ON p.id = s.payout_id
               LEFT JOIN batches b ON b.id = p.batch_id
              WHERE c.id = :id AND c.marketplace_id = :m
             """
@@ -108,7 +110,7 @@ def creator(session: Session, marketplace_id: int, external_id: str) -> dict[str
 
 
 def balance(session: Session, marketplace_id: int, external_id: str) -> dict[str, Any]:
-    """Per asset: accrued (not yet rolled up, dust carried included), in payout, paid."""
+    """Per asset: accrued (not yet rolled up, what is carried included), in payout, paid."""
     creator_id = session.execute(
         text("SELECT id FROM creators WHERE marketplace_id = :m AND external_id = :x"),
         {"m": marketplace_id, "x": external_id},
@@ -119,12 +121,12 @@ def balance(session: Session, marketplace_id: int, external_id: str) -> dict[str
         text(
             f"""
             WITH accrued AS (
-                SELECT asset_id, sum(amount) AS amount FROM credits
-                 WHERE creator_id = :c AND state IN {sql_in(*CREDIT_UNROLLED)} GROUP BY asset_id
+                SELECT asset_id, sum(amount) AS amount FROM credits c
+                 WHERE creator_id = :c AND {CREDIT_UNCLAIMED} GROUP BY asset_id
             ), dust AS (
-                SELECT a.asset_id, -sum(e.amount) AS amount
-                  FROM accounts a JOIN entries e ON e.account_id = a.id
-                 WHERE a.kind = 'creator_dust' AND a.owner_id = :c GROUP BY a.asset_id
+                SELECT a.asset_id, -b.balance AS amount
+                  FROM accounts a JOIN account_balances b ON b.account_id = a.id
+                 WHERE a.kind = 'creator_dust' AND a.owner_id = :c
             ), payouts AS (
                 SELECT asset_id,
                        sum(amount) FILTER (WHERE state = ANY(:in_payout)) AS in_payout,

@@ -1,7 +1,8 @@
 """Posting a small journal (a handful of legs) through one INSERT of its entries.
 
 Bulk postings (earnings, roll-ups) write their entries with set-based SQL in their own
-modules; PostgreSQL checks every journal balances at commit either way.
+modules; PostgreSQL checks every journal balances at commit either way. Whoever posts to a
+carry account also moves its row of ``account_balances`` in the same statement.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+# The balances kept beside the entries (``account_balances``), from a CTE ``legs`` of the
+# entries just posted (account_id, amount): the carry accounts, which the roll-up reads for
+# every creator it settles and would otherwise sum over all their history.
+KEEP_BALANCES = """
+    INSERT INTO account_balances (account_id, balance)
+    SELECT l.account_id, sum(l.amount) FROM legs l
+      JOIN accounts a ON a.id = l.account_id AND a.kind = 'creator_dust'
+     GROUP BY l.account_id
+    ON CONFLICT (account_id) DO UPDATE SET balance = account_balances.balance + EXCLUDED.balance
+"""
 
 
 @dataclass(frozen=True)
@@ -38,10 +50,15 @@ def post(session: Session, kind: str, cause: str, legs: Sequence[Leg]) -> int:
     journal_id = open_journal(session, kind, cause)
     session.execute(
         text(
-            """
-            INSERT INTO entries (journal_id, account_id, amount, payout_id, credit_id)
-            SELECT :journal, * FROM unnest(CAST(:accounts AS bigint[]),
-                CAST(:amounts AS numeric[]), CAST(:payouts AS bigint[]), CAST(:credits AS bigint[]))
+            f"""
+            WITH legs AS (
+                INSERT INTO entries (journal_id, account_id, amount, payout_id, credit_id)
+                SELECT :journal, * FROM unnest(CAST(:accounts AS bigint[]),
+                    CAST(:amounts AS numeric[]), CAST(:payouts AS bigint[]),
+                    CAST(:credits AS bigint[]))
+                RETURNING account_id, amount
+            )
+            {KEEP_BALANCES}
             """
         ),
         {
@@ -99,10 +116,15 @@ def post_many(session: Session, postings: Sequence[Posting]) -> list[int]:
     ]
     session.execute(
         text(
-            """
-            INSERT INTO entries (journal_id, account_id, amount, payout_id, credit_id)
-            SELECT * FROM unnest(CAST(:journals AS bigint[]), CAST(:accounts AS bigint[]),
-                CAST(:amounts AS numeric[]), CAST(:payouts AS bigint[]), CAST(:credits AS bigint[]))
+            f"""
+            WITH legs AS (
+                INSERT INTO entries (journal_id, account_id, amount, payout_id, credit_id)
+                SELECT * FROM unnest(CAST(:journals AS bigint[]), CAST(:accounts AS bigint[]),
+                    CAST(:amounts AS numeric[]), CAST(:payouts AS bigint[]),
+                    CAST(:credits AS bigint[]))
+                RETURNING account_id, amount
+            )
+            {KEEP_BALANCES}
             """
         ),
         {

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.holds import REVIEWED_RULES
+from payouts.lifecycle import payout_credits_join
 from payouts.states import BatchState as B
 from payouts.states import ExceptionState, HoldState, sql_in
 from payouts.states import PayoutState as P
@@ -151,7 +152,7 @@ def finality(session: Session) -> Series:
             final AS ({_finalized("payout")}),
             waited AS (
               SELECT {_bin("f.at")} AS t, extract(epoch FROM f.at - min(c.created_at)) AS secs
-                FROM final f JOIN credits c ON c.payout_id = f.id
+                FROM final f JOIN payouts p ON p.id = f.id {payout_credits_join("p")}
                GROUP BY f.id, f.at),
             pct AS (
               SELECT t, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS p50,

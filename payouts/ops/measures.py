@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.holds import TRANSFER_FAILED
+from payouts.lifecycle import payout_credits_join
 from payouts.runtime import Runtime
 from payouts.states import (
     BATCH_SEEN,
@@ -216,7 +217,8 @@ def earning_ages(
                          -- bisect: the first bound not below the age (le is inclusive)
                          (SELECT count(*) FROM unnest(CAST(:bounds AS float8[])) AS b(le)
                            WHERE b.le < extract(epoch FROM f.at - c.created_at)) AS bucket
-                    FROM final f JOIN credits c ON c.payout_id = f.payout_id) ages
+                    FROM final f JOIN payouts p ON p.id = f.payout_id
+                         {payout_credits_join("p")}) ages
                  GROUP BY bucket ORDER BY bucket
                 """
             ),

@@ -1,28 +1,93 @@
-"""The hourly roll-up: accrued credits become one payout per creator and asset.
+"""The hourly roll-up: the credits a run claims become one payout per creator and asset.
 
-Exactly once per window: the window's row in ``rollup_runs`` is inserted first, and its
-unique key makes a second run (a retried task, a second beat) wait for the first to commit
-and then do nothing. The credits of the window are copied once into a temporary table and
-every later step (sums, links, ledger) reads that copy, so the credits summed are exactly
-the credits linked; a credit that changed state meanwhile aborts the run instead.
+A credit is never rewritten. A run claims the credits by the transaction that inserted them
+(``credits.created_xid``): every id from where the last run stopped up to the first
+transaction of this database still running when the run began (its own aside). Below that
+bound every inserting transaction has ended, so each credit there is visible now and no
+credit will ever commit there again; a credit whose transaction began before the run and
+commits after it lies above the bound and is the next run's. The ranges of successive runs
+(``rollup_runs.xid_from``/``xid_to``) touch and never overlap, runs taking an advisory lock in
+turn, so every credit is claimed exactly once. A credit's state then follows from its run and
+that run's payout for its creator (the ``credit_states`` view).
 
-Amounts are rounded down to the asset's ``rounding_unit``; the remainder stays in the
-creator's dust account and is added to the next payout, never lost.
+Exactly once per window: the window's row in ``rollup_runs`` (unique start) is inserted with
+the claim, so a second run of a window (a retried task, a second beat) waits for the first to
+commit and then does nothing.
+
+Every creator with claimed credits is settled in one journal: a payout, rounded down to the
+asset's ``rounding_unit``, when what they are owed (the credits plus what they carry) reaches
+the minimum, the remainder carried; otherwise all of it carried (below the minimum, no
+address, on hold). A creator who carries enough to be paid on that alone is paid too. What a
+creator carries is read from ``account_balances``, kept by the statements that post to the
+carry account, never summed over its history.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts import events, lifecycle
 from payouts.ledger.accounts import AccountKind, ensure_accounts
-from payouts.ledger.journals import open_journal
+from payouts.ledger.journals import KEEP_BALANCES, open_journal
 from payouts.rollup.windows import PayoutRule, RollupResult
-from payouts.states import CreditState
+
+# Runs claim one after another: a run's range starts where the last committed one ended.
+ROLLUP_LOCK = 0x726F6C6C7570  # "rollup"
+
+# The claim and the window's row, in one statement: its snapshot is the run's view of which
+# transactions have ended. Ids are compared as bigint (xid8 has no arithmetic). A running
+# transaction of another database, or of no client (autovacuum analysing a table), never
+# inserts our credits and holds no run back; pg_stat_activity shows its xid without the
+# epoch, hence the modulo. The range stops below the run's own transaction
+# (it may insert credits after the run); what that transaction inserted before the run (a
+# test's earnings and roll-ups in one transaction) is claimed by id instead.
+_CLAIM = """
+    WITH last AS (
+        SELECT coalesce(max(xid_to), CAST('1' AS xid8)) AS xid_from FROM rollup_runs
+    ), snap AS (
+        SELECT CAST(CAST(pg_snapshot_xmin(s) AS text) AS bigint) AS xmin,
+               CAST(CAST(pg_snapshot_xmax(s) AS text) AS bigint) AS xmax,
+               pg_current_xact_id_if_assigned() AS own
+          FROM pg_current_snapshot() s
+    ), span AS (
+        SELECT last.xid_from, snap.own, snap.xmax,
+               greatest(CAST(CAST(last.xid_from AS text) AS bigint), snap.xmin) AS lo,
+               CAST(CAST(snap.own AS text) AS bigint) AS own_id
+          FROM last, snap
+    ), elsewhere AS (
+        SELECT CAST(CAST(backend_xid AS text) AS bigint) AS xid FROM pg_stat_activity
+         WHERE backend_xid IS NOT NULL
+           AND (datname IS DISTINCT FROM current_database() OR backend_type <> 'client backend')
+    ), running AS (
+        SELECT min(x) AS xid FROM span, generate_series(span.lo, span.xmax - 1) x
+         WHERE x IS DISTINCT FROM span.own_id
+           AND pg_xact_status(CAST(CAST(x AS text) AS xid8)) = 'in progress'
+           AND x % 4294967296 NOT IN (SELECT xid FROM elsewhere)
+    ), own AS (
+        SELECT span.own,
+               (SELECT coalesce(max(o.own_id_to), 0) FROM rollup_runs o
+                 WHERE o.own_xid = span.own) AS id_from,
+               CASE WHEN span.own IS NOT NULL THEN
+                   (SELECT max(c.id) FROM credits c WHERE c.created_xid = span.own) END AS id_to
+          FROM span
+    )
+    INSERT INTO rollup_runs (window_start, window_end, actor, xid_from, xid_to, own_xid,
+                             own_id_to)
+    SELECT :start, :end, :actor, span.xid_from,
+           CAST(CAST(greatest(CAST(CAST(span.xid_from AS text) AS bigint),
+                              least(coalesce(running.xid, span.xmax), span.own_id,
+                                    span.xmax)) AS text) AS xid8),
+           CASE WHEN own.id_to > own.id_from THEN own.own END,
+           CASE WHEN own.id_to > own.id_from THEN own.id_to END
+      FROM span, running, own
+    ON CONFLICT (window_start) DO NOTHING
+    RETURNING id, xid_from, xid_to, own_xid, own_id_to
+"""
 
 
 def roll_up(
@@ -34,16 +99,12 @@ def roll_up(
     actor: str = "beat",
 ) -> RollupResult:
     """Roll up one window. The caller commits."""
-    run_id = session.execute(
-        text(
-            """
-            INSERT INTO rollup_runs (window_start, window_end) VALUES (:start, :end)
-            ON CONFLICT (window_start) DO NOTHING RETURNING id
-            """
-        ),
-        {"start": window_start, "end": window_end},
-    ).scalar()
-    if run_id is None:
+    # A statement of its own: the claim's snapshot must be taken once the lock is ours.
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ROLLUP_LOCK})
+    run = session.execute(
+        text(_CLAIM), {"start": window_start, "end": window_end, "actor": actor}
+    ).one_or_none()
+    if run is None:
         done = session.execute(
             text(
                 "SELECT r.payout_count, r.credit_count, coalesce(sum(p.amount), 0) AS total"
@@ -57,70 +118,141 @@ def roll_up(
         )
 
     asset_list = sorted(rules)
-    # Dropped at commit; dropped here too, so a unit of work may roll up more than one window.
-    session.execute(text("DROP TABLE IF EXISTS pg_temp.rollup_credits, pg_temp.rollup_candidates"))
-    session.execute(
+    _candidates(session, run, asset_list, rules)
+    counts = session.execute(
         text(
-            f"""
-            CREATE TEMP TABLE rollup_credits ON COMMIT DROP AS
-            SELECT id, creator_id, asset_id, amount FROM credits
-             WHERE state = {CreditState.ACCRUED.sql} AND created_at < :end
-               AND asset_id = ANY(:assets)
-            """
-        ),
-        {"end": window_end, "assets": asset_list},
+            "SELECT count(*) AS creators, count(*) FILTER (WHERE amount > 0) AS payouts,"
+            " coalesce(sum(credits) FILTER (WHERE amount > 0), 0) AS credits,"
+            " coalesce(sum(amount), 0) AS total FROM rollup_candidates"
+        )
+    ).one()
+    if counts.creators == 0:
+        return RollupResult(window_start, window_end, True, 0, 0, 0)
+
+    _ensure_rollup_accounts(session, asset_list)
+    _insert_payouts(session, run.id, window_start, actor)
+    _post_rollup_journal(session, run.id, window_start)
+    session.execute(
+        text("UPDATE rollup_runs SET payout_count = :p, credit_count = :c WHERE id = :run"),
+        {"p": counts.payouts, "c": counts.credits, "run": run.id},
     )
+    return RollupResult(
+        window_start, window_end, True, counts.payouts, int(counts.credits), int(counts.total)
+    )
+
+
+def _candidates(
+    session: Session, run: Any, asset_list: list[int], rules: Mapping[int, PayoutRule]
+) -> None:
+    """Per creator and asset with claimed credits, or carrying enough to be paid on that
+    alone: what they are credited and carry, and what they are paid (0: all of it carried)."""
+    # Dropped at commit; dropped here too, so a unit of work may roll up more than one window.
+    session.execute(text("DROP TABLE IF EXISTS pg_temp.rollup_candidates"))
     session.execute(
         text(
             """
             CREATE TEMP TABLE rollup_candidates ON COMMIT DROP AS
-            WITH sums AS (
+            WITH claimed_credits AS (
+                SELECT c.creator_id, c.asset_id, c.amount FROM credits c
+                 WHERE c.created_xid >= CAST(:from AS xid8) AND c.created_xid < CAST(:to AS xid8)
+                   AND NOT EXISTS (SELECT 1 FROM rollup_runs o
+                                    WHERE o.own_xid = c.created_xid AND o.own_id_to >= c.id)
+                UNION ALL
+                SELECT c.creator_id, c.asset_id, c.amount FROM credits c
+                 WHERE c.created_xid = CAST(:own AS xid8) AND c.id > :own_from
+                   AND c.id <= :own_to
+            ), sums AS (
                 SELECT creator_id, asset_id, sum(amount) AS credited, count(*) AS credits
-                  FROM rollup_credits GROUP BY creator_id, asset_id
-            ), carried AS (
-                SELECT a.owner_id AS creator_id, a.asset_id, -sum(e.amount) AS carried
-                  FROM accounts a JOIN entries e ON e.account_id = a.id
-                 WHERE a.kind = 'creator_dust'
-                 GROUP BY a.owner_id, a.asset_id
+                  FROM claimed_credits GROUP BY creator_id, asset_id
             ), rules AS (
                 SELECT * FROM unnest(CAST(:assets AS bigint[]), CAST(:mins AS numeric[]),
                                      CAST(:units AS numeric[])) AS r(asset_id, min_payout, unit)
-            ), owed AS (
-                SELECT s.creator_id, s.asset_id, s.credited, s.credits,
-                       coalesce(d.carried, 0) AS carried, c.payout_address,
-                       div(s.credited + coalesce(d.carried, 0), r.unit) * r.unit AS amount,
-                       r.min_payout
-                  FROM sums s
-                  JOIN creators c ON c.id = s.creator_id
-                  JOIN rules r ON r.asset_id = s.asset_id
-                  LEFT JOIN carried d ON d.creator_id = s.creator_id AND d.asset_id = s.asset_id
-                 WHERE c.payout_address IS NOT NULL
+            ), carrying AS (
+                -- Paid on what they carry alone (an address set since, a hold ended).
+                SELECT d.owner_id AS creator_id, d.asset_id, 0 AS credited, 0 AS credits
+                  FROM account_balances b
+                  JOIN accounts d ON d.id = b.account_id AND d.kind = 'creator_dust'
+                  JOIN rules r ON r.asset_id = d.asset_id
+                  JOIN creators c ON c.id = d.owner_id
+                 WHERE div(-b.balance, r.unit) * r.unit >= greatest(r.min_payout, 1)
+                   AND c.payout_address IS NOT NULL
                    AND (c.hold_until IS NULL OR c.hold_until <= now())
+                   AND NOT EXISTS (SELECT 1 FROM sums s
+                                    WHERE s.creator_id = d.owner_id AND s.asset_id = d.asset_id)
+            ), claimed AS (
+                SELECT * FROM sums UNION ALL SELECT * FROM carrying
+            ), owed AS (
+                SELECT s.creator_id, s.asset_id, s.credited, s.credits, c.payout_address,
+                       coalesce(-b.balance, 0) AS carried, d.id AS carry_account,
+                       CASE WHEN c.payout_address IS NOT NULL
+                             AND (c.hold_until IS NULL OR c.hold_until <= now())
+                            THEN div(s.credited + coalesce(-b.balance, 0), r.unit) * r.unit
+                       END AS due,
+                       r.min_payout
+                  FROM claimed s
+                  JOIN creators c ON c.id = s.creator_id
+                  LEFT JOIN rules r ON r.asset_id = s.asset_id
+                  LEFT JOIN accounts d ON d.kind = 'creator_dust'
+                       AND d.owner_id = s.creator_id AND d.asset_id = s.asset_id
+                  LEFT JOIN account_balances b ON b.account_id = d.id
             )
-            SELECT creator_id, asset_id, credited, credits, carried, payout_address, amount,
-                   credited + carried - amount AS dust
-              FROM owed WHERE amount >= min_payout AND amount > 0
+            SELECT creator_id, asset_id, credited, credits, carried, carry_account,
+                   payout_address,
+                   CASE WHEN due >= min_payout AND due > 0 THEN due ELSE 0 END AS amount
+              FROM owed
             """
         ),
         {
-            "end": window_end,
+            "from": run.xid_from,
+            "to": run.xid_to,
+            "own": run.own_xid,
+            "own_from": _own_claimed_before(session, run),
+            "own_to": run.own_id_to,
             "assets": asset_list,
             "mins": [rules[a].min_payout for a in asset_list],
             "units": [rules[a].rounding_unit for a in asset_list],
         },
     )
-    counts = session.execute(
-        text(
-            "SELECT count(*) AS payouts, coalesce(sum(credits), 0) AS credits,"
-            " coalesce(sum(amount), 0) AS total FROM rollup_candidates"
-        )
-    ).one()
-    if counts.payouts == 0:
-        return RollupResult(window_start, window_end, True, 0, 0, 0)
 
-    _ensure_rollup_accounts(session, asset_list)
-    # The payouts and their payout.created events, in one statement.
+
+def _own_claimed_before(session: Session, run: Any) -> int | None:
+    """The last credit id an earlier run of this transaction claimed of its own."""
+    if run.own_xid is None:
+        return None
+    return int(
+        session.execute(
+            text(
+                "SELECT coalesce(max(own_id_to), 0) FROM rollup_runs"
+                " WHERE own_xid = CAST(:own AS xid8) AND id <> :run"
+            ),
+            {"own": run.own_xid, "run": run.id},
+        ).scalar_one()
+    )
+
+
+def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
+    ensure_accounts(session, [(AccountKind.PAYOUTS_IN_FLIGHT, None, a) for a in asset_list])
+    # Set-based: a carry account for each creator whose carried amount changes and has none.
+    session.execute(
+        text(
+            """
+            INSERT INTO accounts (kind, owner_id, asset_id)
+            SELECT 'creator_dust', creator_id, asset_id FROM rollup_candidates
+             WHERE amount <> credited AND carry_account IS NULL
+            ON CONFLICT DO NOTHING
+            """
+        )
+    )
+
+
+def _insert_payouts(session: Session, run_id: int, window_start: datetime, actor: str) -> None:
+    """The payouts, their payout.created events and one audit row each, in one statement."""
     created = events.insert_sql("payout", "'payout.created'", source="created", cause="'rolled up'")
+    audited = lifecycle.created_sql(
+        lifecycle.PAYOUT,
+        source="created",
+        cause="'rolled up in run ' || rollup_run_id",
+    )
     session.execute(
         text(
             f"""
@@ -128,87 +260,50 @@ def roll_up(
                 INSERT INTO payouts (creator_id, asset_id, amount, recipient, window_start,
                                      rollup_run_id)
                 SELECT creator_id, asset_id, amount, payout_address, :start, :run
-                  FROM rollup_candidates ORDER BY asset_id, creator_id
+                  FROM rollup_candidates WHERE amount > 0 ORDER BY asset_id, creator_id
                 RETURNING *, CAST(NULL AS text) AS from_state
-            ), evented AS ({created})
+            ), evented AS ({created}), audited AS ({audited})
             SELECT 1
             """
         ),
-        {"start": window_start, "run": run_id, "_event": "{}"},
-    )
-    linked = _link_credits(session, run_id, actor)
-    if linked != counts.credits:
-        raise RuntimeError(
-            f"window {window_start.isoformat()}: {counts.credits} credits summed but {linked} "
-            "linked (a credit changed state meanwhile); nothing is kept, run it again"
-        )
-    _post_rollup_journal(session, run_id, window_start)
-    session.execute(
-        text("UPDATE rollup_runs SET payout_count = :p, credit_count = :c WHERE id = :run"),
-        {"p": counts.payouts, "c": counts.credits, "run": run_id},
-    )
-    return RollupResult(
-        window_start, window_end, True, counts.payouts, int(counts.credits), int(counts.total)
-    )
-
-
-def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
-    rows = session.execute(
-        text("SELECT creator_id, asset_id FROM rollup_candidates WHERE carried <> 0 OR dust <> 0")
-    ).all()
-    ensure_accounts(
-        session,
-        [(AccountKind.PAYOUTS_IN_FLIGHT, None, a) for a in asset_list]
-        + [(AccountKind.CREATOR_DUST, r.creator_id, r.asset_id) for r in rows],
-    )
-
-
-def _link_credits(session: Session, run_id: int, actor: str) -> int:
-    return lifecycle.move_rows(
-        session,
-        lifecycle.CREDIT,
-        CreditState.ACCRUED,
-        CreditState.ROLLED_UP,
-        rows="""
-            SELECT rc.id, p.id AS payout_id FROM rollup_credits rc JOIN payouts p
-                ON p.creator_id = rc.creator_id AND p.asset_id = rc.asset_id
-             WHERE p.rollup_run_id = :run
-        """,
-        params={"run": run_id},
-        columns=["payout_id"],
-        cause="'rolled into payout ' || src.payout_id",
-        actor=actor,
+        {"start": window_start, "run": run_id, "_event": "{}", "_actor": actor},
     )
 
 
 def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:
     journal_id = open_journal(session, "rollup", f"roll-up of window {window_start.isoformat()}")
-    # Per payout: Dr payable (credited) + Dr dust (carried in) = Cr in flight (amount)
-    # + Cr dust (new remainder). Owned accounts are joined on owner_id equality and the
-    # ownerless in-flight account on its own: IS NOT DISTINCT FROM cannot use the unique
-    # index, and compared every leg with every account (19 s for 10,000 payouts).
+    # Per creator: Dr payable (credited) = Cr in flight (paid) + Cr carry (what the carried
+    # balance grows by, negative when a payout takes carried dust out). Owned accounts are
+    # joined on owner_id equality and the ownerless in-flight account on its own: IS NOT
+    # DISTINCT FROM cannot use the unique index. The carry legs also move the carried
+    # balances, in the same statement.
     session.execute(
         text(
-            """
-            WITH legs AS (
-                SELECT p.id AS payout_id, 'creator_payable' AS kind, p.creator_id AS owner,
-                       p.asset_id, rc.credited AS amount
-                  FROM payouts p JOIN rollup_candidates rc USING (creator_id, asset_id)
-                 WHERE p.rollup_run_id = :run
+            f"""
+            WITH settled AS (
+                SELECT rc.*, p.id AS payout_id FROM rollup_candidates rc
+                  LEFT JOIN payouts p ON p.rollup_run_id = :run
+                       AND p.creator_id = rc.creator_id AND p.asset_id = rc.asset_id
+            ), legs AS (
+                SELECT a.id AS account_id, s.credited AS amount, s.payout_id
+                  FROM settled s JOIN accounts a ON a.kind = 'creator_payable'
+                   AND a.owner_id = s.creator_id AND a.asset_id = s.asset_id
+                 WHERE s.credits > 0
                 UNION ALL
-                SELECT p.id, 'creator_dust', p.creator_id, p.asset_id, rc.carried - rc.dust
-                  FROM payouts p JOIN rollup_candidates rc USING (creator_id, asset_id)
-                 WHERE p.rollup_run_id = :run AND rc.carried - rc.dust <> 0
+                SELECT a.id, s.amount - s.credited, s.payout_id
+                  FROM settled s JOIN accounts a ON a.kind = 'creator_dust'
+                   AND a.owner_id = s.creator_id AND a.asset_id = s.asset_id
+                 WHERE s.amount <> s.credited
+                UNION ALL
+                SELECT a.id, -s.amount, s.payout_id
+                  FROM settled s JOIN accounts a ON a.kind = 'payouts_in_flight'
+                   AND a.owner_id IS NULL AND a.asset_id = s.asset_id
+                 WHERE s.amount > 0
+            ), posted AS (
+                INSERT INTO entries (journal_id, account_id, amount, payout_id)
+                SELECT :journal, account_id, amount, payout_id FROM legs
             )
-            INSERT INTO entries (journal_id, account_id, amount, payout_id)
-            SELECT :journal, a.id, legs.amount, legs.payout_id
-              FROM legs JOIN accounts a ON a.kind = legs.kind
-               AND a.owner_id = legs.owner AND a.asset_id = legs.asset_id
-            UNION ALL
-            SELECT :journal, a.id, -p.amount, p.id
-              FROM payouts p JOIN accounts a ON a.kind = 'payouts_in_flight'
-               AND a.owner_id IS NULL AND a.asset_id = p.asset_id
-             WHERE p.rollup_run_id = :run
+            {KEEP_BALANCES}
             """
         ),
         {"run": run_id, "journal": journal_id},

@@ -111,7 +111,10 @@ def transitions(title: str, rows: list[dict[str, Any]]) -> None:
     table(
         title,
         ["at", "from", "to", "cause", "actor"],
-        ((t["at"], t["from_state"], t["to_state"], t["cause"], t["actor"]) for t in rows),
+        (
+            (t["at"], t["from_state"] or "created", t["to_state"], t["cause"], t["actor"])
+            for t in rows
+        ),
         empty=f"{title}: no transitions",
     )
 

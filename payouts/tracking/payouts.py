@@ -65,6 +65,7 @@ def payout(session: Session, marketplace_id: int, payout_id: int) -> dict[str, A
     if row is None:
         raise NotFound(f"payout {payout_id}")
     out = _payout_row(row)
+    # Its moves; the roll-up's audit row of its creation (no from-state) is the trace's.
     out["transitions"] = [
         {
             "from": t.from_state,
@@ -76,7 +77,8 @@ def payout(session: Session, marketplace_id: int, payout_id: int) -> dict[str, A
         for t in session.execute(
             text(
                 "SELECT from_state, to_state, cause, actor, at FROM transitions"
-                " WHERE entity = 'payout' AND entity_id = :id ORDER BY id"
+                " WHERE entity = 'payout' AND entity_id = :id AND from_state IS NOT NULL"
+                " ORDER BY id"
             ),
             {"id": payout_id},
         )

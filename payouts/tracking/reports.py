@@ -10,28 +10,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.errors import NotFound
+from payouts.lifecycle import CREDIT_UNCLAIMED
 from payouts.reconcile.inclusions import CANONICAL_TRANSFERS, orphaned_of
-from payouts.states import CREDIT_UNROLLED, PAYOUT_IN_FLIGHT, ExceptionState, sql_in
+from payouts.states import PAYOUT_IN_FLIGHT, ExceptionState, sql_in
 from payouts.states import BatchState as B
 from payouts.states import CreditState as C
 from payouts.states import PayoutState as P
 
 IN_FLIGHT = sql_in(*PAYOUT_IN_FLIGHT)
-UNROLLED = sql_in(*CREDIT_UNROLLED)
 
 
 def status(session: Session) -> dict[str, Any]:
     """Counts by state and totals by asset; ledger paid out next to what the chain showed."""
     counts: dict[str, dict[str, int]] = {}
-    for table in ("credits", "payouts", "batches", "tx_attempts"):
+    # A credit's state is derived (``credit_states``); the others are stored.
+    tables = {"credits": "credit_states", "payouts": "payouts", "batches": "batches"}
+    for name, table in {**tables, "tx_attempts": "tx_attempts"}.items():
         rows = session.execute(text(f"SELECT state, count(*) FROM {table} GROUP BY state"))
-        counts[table] = {state: int(n) for state, n in rows}
+        counts[name] = {state: int(n) for state, n in rows}
     assets = {}
     for row in session.execute(
         text(
@@ -104,8 +107,8 @@ CHECKS: list[tuple[str, str]] = [
                  FROM accounts a JOIN entries e ON e.account_id = a.id
                 WHERE a.kind = 'creator_payable' GROUP BY 1, 2),
              credits AS (
-               SELECT creator_id, asset_id, sum(amount) AS owed FROM credits
-                WHERE state IN {UNROLLED} GROUP BY 1, 2)
+               SELECT creator_id, asset_id, sum(amount) AS owed FROM credits c
+                WHERE {CREDIT_UNCLAIMED} GROUP BY 1, 2)
            SELECT * FROM ledger l FULL JOIN credits c USING (creator_id, asset_id)
             WHERE coalesce(l.owed, 0) <> coalesce(c.owed, 0)""",
     ),
@@ -148,17 +151,20 @@ CHECKS: list[tuple[str, str]] = [
                      AND t.id > x.unwound_by)""",
     ),
     (
-        "a paid credit belongs to a finalized payout",
-        f"""SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
-            WHERE c.state = {C.PAID.sql} AND p.state IS DISTINCT FROM {P.FINALIZED.sql}""",
+        "roll-up runs claim credits in ranges that touch and never overlap",
+        """SELECT r.id, r.xid_from, r.xid_to FROM rollup_runs r
+            WHERE r.xid_to < r.xid_from OR r.xid_from <> coalesce(
+                  (SELECT q.xid_to FROM rollup_runs q WHERE q.id < r.id ORDER BY q.id DESC
+                    LIMIT 1), CAST('1' AS xid8))""",
     ),
     (
-        "a rolled-up credit belongs to a live payout, or to one cancelled into carry",
-        f"""SELECT c.id FROM credits c LEFT JOIN payouts p ON p.id = c.payout_id
-            WHERE c.state = {C.ROLLED_UP.sql} AND p.state NOT IN {IN_FLIGHT}
-              AND NOT (p.state = {P.CANCELLED.sql} AND EXISTS (
-                  SELECT 1 FROM entries e JOIN journals j ON j.id = e.journal_id
-                   WHERE e.payout_id = p.id AND j.kind = 'payout_cancelled'))""",
+        "each carried balance equals its carry account's entries",
+        """WITH ledger AS (
+               SELECT e.account_id, sum(e.amount) AS balance FROM entries e
+                 JOIN accounts a ON a.id = e.account_id AND a.kind = 'creator_dust'
+                GROUP BY 1)
+           SELECT * FROM ledger l FULL JOIN account_balances b USING (account_id)
+            WHERE coalesce(l.balance, 0) <> coalesce(b.balance, 0)""",
     ),
     (
         "a batch's items add up to its total",
@@ -215,9 +221,10 @@ def trace(session: Session, kind: str, item_id: int) -> dict[str, Any]:
     if kind == "earning":
         credit = session.execute(
             text(
-                "SELECT c.id, c.amount, c.state, c.idempotency_key, c.created_at, c.payout_id,"
-                " m.name AS marketplace, cr.external_id AS creator, a.symbol"
-                " FROM credits c JOIN marketplaces m ON m.id = c.marketplace_id"
+                "SELECT c.id, c.amount, s.state, c.idempotency_key, c.created_at, s.payout_id,"
+                " m.name AS marketplace, cr.external_id AS creator, a.symbol, s.rollup_run_id"
+                " FROM credits c JOIN credit_states s ON s.credit_id = c.id"
+                " JOIN marketplaces m ON m.id = c.marketplace_id"
                 " JOIN creators cr ON cr.id = c.creator_id JOIN assets a ON a.id = c.asset_id"
                 " WHERE c.id = :id"
             ),
@@ -225,9 +232,11 @@ def trace(session: Session, kind: str, item_id: int) -> dict[str, Any]:
         ).one_or_none()
         if credit is None:
             raise NotFound(f"earning {item_id}")
+        earning = credit._asdict()
+        run_id = earning.pop("rollup_run_id")
         out: dict[str, Any] = {
-            "earning": {**credit._asdict(), "amount": str(int(credit.amount))},
-            "earning_transitions": _transitions(session, "credit", item_id),
+            "earning": {**earning, "amount": str(int(credit.amount))},
+            "earning_transitions": _credit_transitions(session, run_id, credit.payout_id),
         }
         if credit.payout_id is not None:
             out.update(trace(session, "payout", credit.payout_id))
@@ -265,6 +274,39 @@ def trace(session: Session, kind: str, item_id: int) -> dict[str, Any]:
             }
             for b in batches
         ],
+    }
+
+
+def _credit_transitions(
+    session: Session, run_id: int | None, payout_id: int | None
+) -> list[dict[str, Any]]:
+    """A credit's history, read from what made its state: the run that claimed it, then
+    its payout's end (a credit row is never moved, so it has no audit rows of its own)."""
+    if run_id is None:
+        return []
+    run = session.execute(
+        text("SELECT actor, created_at FROM rollup_runs WHERE id = :id"), {"id": run_id}
+    ).one()
+    if payout_id is None:
+        cause = f"carried: run {run_id} paid its creator nothing"
+        return [_step(C.ACCRUED, C.CARRIED, cause, run.actor, run.created_at)]
+    steps = [_step(C.ACCRUED, C.ROLLED_UP, f"rolled into payout {payout_id}", run.actor,
+                   run.created_at)]  # fmt: skip
+    ends = {P.FINALIZED: (C.PAID, "finalized"), P.CANCELLED: (C.CARRIED, "cancelled into carry")}
+    for t in _transitions(session, "payout", payout_id):
+        if t["to_state"] in ends:
+            to, what = ends[P(t["to_state"])]
+            steps.append(_step(C.ROLLED_UP, to, f"payout {payout_id} {what}", t["actor"], t["at"]))
+    return steps
+
+
+def _step(from_state: C, to_state: C, cause: str, actor: str, at: datetime) -> dict[str, Any]:
+    return {
+        "from_state": str(from_state),
+        "to_state": str(to_state),
+        "cause": cause,
+        "actor": actor,
+        "at": at,
     }
 
 

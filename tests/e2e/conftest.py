@@ -135,6 +135,6 @@ def count(rt: Runtime, sql: str) -> int:
 
 
 def assert_paid_exactly_once(rt: Runtime, recipients: dict[str, str]) -> None:
-    assert count(rt, "credits WHERE state <> 'paid'") == 0
+    assert count(rt, "credit_states WHERE state <> 'paid'") == 0
     assert_chain_pays_what_the_ledger_says(rt, recipients)
     assert_books_balance(rt)

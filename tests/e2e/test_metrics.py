@@ -54,7 +54,8 @@ def time_to_final(rt: Runtime) -> tuple[int, float]:
         rt,
         """
         SELECT count(*)::text || ' ' || coalesce(sum(extract(epoch FROM t.at - c.created_at)), 0)
-          FROM credits c JOIN transitions t ON t.entity = 'payout' AND t.entity_id = c.payout_id
+          FROM credits c JOIN credit_states s ON s.credit_id = c.id
+          JOIN transitions t ON t.entity = 'payout' AND t.entity_id = s.payout_id
            AND t.to_state = 'finalized'
         """,
     )

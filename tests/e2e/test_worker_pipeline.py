@@ -58,7 +58,7 @@ def test_earnings_are_paid_on_chain_by_worker_and_beat(
     beat = processes.start_celery("beat", settings_env(settings), state_dir / "w1")
     try:
         wait_until(
-            lambda: scalar(rt, "SELECT count(*) FROM credits WHERE state <> 'paid'") == 0,
+            lambda: scalar(rt, "SELECT count(*) FROM credit_states WHERE state <> 'paid'") == 0,
             timeout=120,
             what="every credit paid",
         )

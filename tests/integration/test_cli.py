@@ -115,9 +115,10 @@ def test_status_json_follows_credits_into_payouts_after_a_rollup(
     _record(committed_ledger_runtime)
     _roll_up(committed_ledger_runtime)
     data = json.loads(_run(cli, "status", "--json").stdout)
-    assert data["counts"]["credits"] == {"rolled_up": 3, "accrued": 1}
+    assert data["counts"]["credits"] == {"rolled_up": 3, "carried": 1}
     assert data["counts"]["payouts"] == {"pending": 2}
     # alice 13_345 pays 13_300 (45 carried as dust), bob 20_000; carol is below the minimum
+    # (her credit carried)
     assert data["assets"]["USDC"]["in_flight"] == "33300"
     assert data["assets"]["USDC"]["earned"] == "33350"
 

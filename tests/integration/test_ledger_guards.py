@@ -344,20 +344,18 @@ def _state(uow: UnitOfWork, table: str, row_id: int) -> str:
         )
 
 
-@pytest.mark.parametrize(("final", "back_to"), [("paid", "rolled_up"), ("voided", "accrued")])
-def test_a_credit_in_a_final_state_keeps_it(
-    ledger_runtime: Runtime, uow: UnitOfWork, final: str, back_to: str
-) -> None:
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE credits SET reference = 'rewritten' WHERE id = :id",
+        "UPDATE credits SET state = state WHERE id = :id",
+    ],
+)
+def test_a_credit_is_written_once(ledger_runtime: Runtime, uow: UnitOfWork, sql: str) -> None:
+    """Its state follows from the roll-up run that claimed it: nothing ever updates it."""
     credit_id = _one_credit(ledger_runtime)
-    _force(uow, "UPDATE credits SET state = :s WHERE id = :id", {"s": final, "id": credit_id})
-    error = _refused(
-        uow,
-        "UPDATE credits SET state = :s WHERE id = :id",
-        {"s": back_to, "id": credit_id},
-        f"credits {credit_id} is in final state {final}: refused change to {back_to}",
-    )
+    error = _refused(uow, sql, {"id": credit_id}, "credits is append-only: UPDATE refused")
     assert _sqlstate(error) == RESTRICT_VIOLATION
-    assert _state(uow, "credits", credit_id) == final
 
 
 @pytest.mark.parametrize(
@@ -415,12 +413,6 @@ def test_money_columns_of_a_credit_never_change(ledger_runtime: Runtime, uow: Un
             text("SELECT amount, idempotency_key FROM credits WHERE id = :id"), {"id": credit_id}
         ).one()
     assert (row.amount, row.idempotency_key) == (12_345, "k-1")
-
-
-def test_a_credit_may_still_change_state(ledger_runtime: Runtime, uow: UnitOfWork) -> None:
-    credit_id = _one_credit(ledger_runtime)
-    _force(uow, "UPDATE credits SET state = 'held' WHERE id = :id", {"id": credit_id})
-    assert _state(uow, "credits", credit_id) == "held"
 
 
 def test_a_credit_cannot_be_deleted(ledger_runtime: Runtime, uow: UnitOfWork) -> None:

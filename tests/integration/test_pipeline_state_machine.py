@@ -99,9 +99,11 @@ BUDGET = {"replay": 3, "hold_or_release": 4}
 FINAL = {
     "payouts": (PayoutState.FINALIZED, PayoutState.CANCELLED),
     "batches": (BatchState.FINALIZED, BatchState.FAILED),
-    "credits": (CreditState.PAID, CreditState.VOIDED),
+    "credits": (CreditState.PAID, CreditState.CARRIED),
     "tx_attempts": (TxAttemptState.REPLACED, TxAttemptState.FAILED),
 }
+# A credit's state is derived: read from the view, under the table's name.
+SOURCE = {"credits": "(SELECT credit_id AS id, state FROM credit_states) AS credits"}
 OUT = (BatchState.BROADCAST, BatchState.INCLUDED, BatchState.CONFIRMED)
 # The states a batch may be in while a payout in each state points at it.
 BATCH_OF_PAYOUT = {
@@ -161,8 +163,8 @@ class PipelineMachine(RuleBasedStateMachine):
         self.recorded: dict[str, Earning] = {}
         self.credit_of: dict[str, int] = {}
         self.earned = dict.fromkeys(CREATORS, 0)
-        self.unrolled = dict.fromkeys(CREATORS, 0)  # recorded and in no payout yet
-        self.dust = dict.fromkeys(CREATORS, 0)  # carried by the creator's dust account
+        self.unrolled = dict.fromkeys(CREATORS, 0)  # recorded and claimed by no roll-up yet
+        self.dust = dict.fromkeys(CREATORS, 0)  # carried: rounding dust and what went unpaid
         self.held: set[str] = set()
         self.unsent: list[int] = []  # sealed batches not sent yet, oldest first
         self.keys = 0
@@ -236,13 +238,13 @@ class PipelineMachine(RuleBasedStateMachine):
     # Roll-up -----------------------------------------------------------------------------
 
     def _payouts_due(self) -> dict[str, int]:
-        """What the model says the next roll-up must pay: per creator with new credits, what
-        is owed (carried dust included) rounded down, if that reaches the minimum."""
+        """What the model says the next roll-up must pay: per creator, what is owed (what they
+        carry included) rounded down, if that reaches the minimum."""
         due = {}
         for creator in CREATORS:
             owed = self.unrolled[creator] + self.dust[creator]
             amount = owed // ROUNDING_UNIT * ROUNDING_UNIT
-            if self.unrolled[creator] and amount >= MIN_PAYOUT:
+            if amount >= MIN_PAYOUT:
                 due[creator] = amount
         return due
 
@@ -273,10 +275,12 @@ class PipelineMachine(RuleBasedStateMachine):
         for creator, _, state, batch, recipient in made:
             assert (state, batch, recipient) == (PayoutState.PENDING, None, address_of(creator))
         assert (result.payouts, result.total) == (len(expected), sum(expected.values()))
-        for creator, amount in expected.items():
-            self.dust[creator] += self.unrolled[creator] - amount
+        # Every credit recorded is claimed: paid, the remainder carried, or all of it carried.
+        for creator in CREATORS:
+            self.dust[creator] += self.unrolled[creator] - expected.get(creator, 0)
             self.unrolled[creator] = 0
-            assert 0 <= self.dust[creator] < ROUNDING_UNIT
+            if creator in expected:
+                assert 0 <= self.dust[creator] < ROUNDING_UNIT
 
     # Settlement and submission -----------------------------------------------------------
 
@@ -473,7 +477,7 @@ class PipelineMachine(RuleBasedStateMachine):
             seen = [i for t, i in self.final if t == table]
             for row_id, state in rows(
                 self.rt,
-                f"SELECT id, state FROM {table} WHERE id = ANY(:seen)"
+                f"SELECT id, state FROM {SOURCE.get(table, table)} WHERE id = ANY(:seen)"
                 f" OR state IN {sql_in(*finals)}",
                 {"seen": seen},
             ):
@@ -484,15 +488,15 @@ class PipelineMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_credited_unit_is_paid_out_carried_or_owed(self) -> None:
-        """Per creator and asset: credits = payouts not cancelled + carried dust + credits
-        still accrued or held."""
+        """Per creator and asset: credits = payouts not cancelled + what is carried + credits
+        no roll-up claimed yet."""
         unbalanced = rows(
             self.rt,
             f"""
             WITH credited AS (
-                SELECT creator_id, asset_id, sum(amount) AS total,
-                       sum(amount) FILTER (WHERE state IN {sql_in(*CREDIT_UNROLLED)}) AS owed
-                  FROM credits GROUP BY 1, 2
+                SELECT k.creator_id, k.asset_id, sum(k.amount) AS total,
+                       sum(k.amount) FILTER (WHERE s.state IN {sql_in(*CREDIT_UNROLLED)}) AS owed
+                  FROM credits k JOIN credit_states s ON s.credit_id = k.id GROUP BY 1, 2
             ), paid_out AS (
                 SELECT creator_id, asset_id, sum(amount) AS total FROM payouts
                  WHERE state <> {PayoutState.CANCELLED.sql} GROUP BY 1, 2
@@ -519,7 +523,8 @@ class PipelineMachine(RuleBasedStateMachine):
                    (SELECT coalesce(sum(k.amount), 0) FROM credits k
                      WHERE k.creator_id = c.id),
                    (SELECT coalesce(sum(k.amount), 0) FROM credits k
-                     WHERE k.creator_id = c.id AND k.state IN {sql_in(*CREDIT_UNROLLED)}),
+                      JOIN credit_states s ON s.credit_id = k.id
+                     WHERE k.creator_id = c.id AND s.state IN {sql_in(*CREDIT_UNROLLED)}),
                    (SELECT coalesce(-sum(e.amount), 0) FROM accounts a
                       JOIN entries e ON e.account_id = a.id
                      WHERE a.kind = 'creator_dust' AND a.owner_id = c.id)

@@ -85,7 +85,11 @@ def _credit_states(rt: Runtime, ids: list[int]) -> list[str]:
     with rt.uow() as session:
         return list(
             session.execute(
-                text("SELECT state FROM credits WHERE id = ANY(:ids) ORDER BY id"), {"ids": ids}
+                text(
+                    "SELECT state FROM credit_states WHERE credit_id = ANY(:ids)"
+                    " ORDER BY credit_id"
+                ),
+                {"ids": ids},
             ).scalars()
         )
 
@@ -96,17 +100,25 @@ def _scalar(rt: Runtime, sql: str, **params: object) -> int:
 
 
 def _dust(rt: Runtime, external_id: str) -> int:
-    """What the creator's dust account carries for them (a liability: minus its balance)."""
-    return _scalar(
-        rt,
-        """
-        SELECT -coalesce(sum(e.amount), 0) FROM creators c
-          JOIN accounts a ON a.owner_id = c.id AND a.kind = 'creator_dust'
-          JOIN entries e ON e.account_id = a.id
-         WHERE c.external_id = :x
-        """,
-        x=external_id,
-    )
+    """What the creator's carry account holds (a liability: minus its balance), summed over
+    its entries; the balance the roll-up reads (``account_balances``) must say the same."""
+    with rt.uow() as session:
+        summed, kept = session.execute(
+            text(
+                """
+                SELECT -coalesce(sum(e.amount), 0),
+                       -coalesce((SELECT b.balance FROM account_balances b
+                                   WHERE b.account_id = a.id), 0)
+                  FROM creators c
+                  JOIN accounts a ON a.owner_id = c.id AND a.kind = 'creator_dust'
+                  LEFT JOIN entries e ON e.account_id = a.id
+                 WHERE c.external_id = :x GROUP BY a.id
+                """
+            ),
+            {"x": external_id},
+        ).one_or_none() or (0, 0)
+    assert summed == kept
+    return int(summed)
 
 
 def _check_ok(rt: Runtime) -> reports.CheckReport:
@@ -140,7 +152,7 @@ def test_each_creator_with_an_address_gets_one_payout_per_window_and_asset(
     _check_ok(ledger_runtime)
 
 
-def test_creators_below_the_minimum_wait_and_are_paid_once_they_reach_it(
+def test_creators_below_the_minimum_carry_it_and_are_paid_once_they_reach_it(
     ledger_runtime: Runtime,
 ) -> None:
     _give_addresses(ledger_runtime, "alice", "bob")
@@ -149,23 +161,27 @@ def test_creators_below_the_minimum_wait_and_are_paid_once_they_reach_it(
     first = _window()
     result = rollups.rollup(ledger_runtime, window_start=first)
     assert (result.payouts, result.credits, result.total) == (1, 1, 10_000)
-    assert _credit_states(ledger_runtime, small) == ["accrued", "accrued"]
+    assert _credit_states(ledger_runtime, small) == ["carried", "carried"]
     assert _credit_states(ledger_runtime, paid) == ["rolled_up"]
+    assert _dust(ledger_runtime, "alice") == 9_000
 
     # still short in the next window: nothing for alice
     rollups.rollup(ledger_runtime, window_start=first + HOUR)
-    assert _credit_states(ledger_runtime, small) == ["accrued", "accrued"]
+    assert _credit_states(ledger_runtime, small) == ["carried", "carried"]
 
     more = _earn(ledger_runtime, ("alice", 1_000))
     result = rollups.rollup(ledger_runtime, window_start=first + 2 * HOUR)
-    assert (result.payouts, result.credits, result.total) == (1, 3, 10_000)
-    assert _credit_states(ledger_runtime, small + more) == ["rolled_up"] * 3
+    assert (result.payouts, result.credits, result.total) == (1, 1, 10_000)
+    assert _credit_states(ledger_runtime, small + more) == ["carried", "carried", "rolled_up"]
+    assert _dust(ledger_runtime, "alice") == 0
     alice = [p for k, p in _payouts(ledger_runtime).items() if k.startswith("alice@")]
     assert [(p[0], p[3]) for p in alice] == [(10_000, first + 2 * HOUR)]
     _check_ok(ledger_runtime)
 
 
-def test_a_creator_without_a_payout_address_is_not_rolled_up(ledger_runtime: Runtime) -> None:
+def test_a_creator_without_a_payout_address_carries_until_they_set_one(
+    ledger_runtime: Runtime,
+) -> None:
     _give_addresses(ledger_runtime, "bob")
     waiting = _earn(ledger_runtime, ("alice", 50_000))
     _earn(ledger_runtime, ("bob", 50_000))
@@ -173,12 +189,13 @@ def test_a_creator_without_a_payout_address_is_not_rolled_up(ledger_runtime: Run
     result = rollups.rollup(ledger_runtime, window_start=start)
     assert result.payouts == 1
     assert list(_payouts(ledger_runtime)) == [f"bob@{start.isoformat()}"]
-    assert _credit_states(ledger_runtime, waiting) == ["accrued"]
+    assert _credit_states(ledger_runtime, waiting) == ["carried"]
     _check_ok(ledger_runtime)
 
+    # paid on what they carry alone, though they earned nothing since
     addresses = _give_addresses(ledger_runtime, "alice")
     rollups.rollup(ledger_runtime, window_start=start + HOUR)
-    assert _credit_states(ledger_runtime, waiting) == ["rolled_up"]
+    assert _dust(ledger_runtime, "alice") == 0
     assert _payouts(ledger_runtime)[f"alice@{(start + HOUR).isoformat()}"][:2] == (
         50_000,
         addresses["alice"],
@@ -195,7 +212,8 @@ def test_a_creator_on_hold_after_an_address_change_waits_for_the_hold_to_end(
         session.commit()
     held = _earn(ledger_runtime, ("alice", 50_000))
     assert rollups.rollup(ledger_runtime, window_start=_window()).payouts == 0
-    assert _credit_states(ledger_runtime, held) == ["accrued"]
+    assert _credit_states(ledger_runtime, held) == ["carried"]
+    assert _dust(ledger_runtime, "alice") == 50_000
 
 
 # -- rounding and dust -----------------------------------------------------------------------
@@ -238,7 +256,8 @@ def test_nothing_is_lost_to_rounding_across_many_creators_and_windows(
     paid = _scalar(ledger_runtime, "SELECT coalesce(sum(amount), 0) FROM payouts")
     owed = _scalar(
         ledger_runtime,
-        "SELECT coalesce(sum(amount), 0) FROM credits WHERE state = 'accrued'",
+        "SELECT coalesce(sum(c.amount), 0) FROM credits c JOIN credit_states s"
+        " ON s.credit_id = c.id WHERE s.state = 'accrued'",
     )
     dust = sum(_dust(ledger_runtime, c) for c in creators)
     assert paid + dust + owed == _scalar(ledger_runtime, "SELECT sum(amount) FROM credits")
@@ -274,12 +293,13 @@ def test_rolling_up_the_same_window_twice_creates_nothing_the_second_time(
 
 
 def _waiting_on(db_url: str, table: str) -> int:
+    """Sessions waiting on ``table``, or on the advisory lock runs take in turn."""
     with unit_of_work(db_url) as session:
         waiting = session.execute(
             text(
                 """
-                SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-                 WHERE c.relname = :t AND NOT l.granted
+                SELECT count(*) FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+                 WHERE (c.relname = :t OR l.locktype = 'advisory') AND NOT l.granted
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """
             ),
@@ -292,7 +312,7 @@ def _racing_rollups(rt: Runtime, db_url: str) -> tuple[list[RollupResult], list[
     """Twenty creators owed 15_000 each; two roll-ups of one window let go at the same instant.
 
     A third session holds a lock that blocks the roll-ups' first INSERT (into rollup_runs)
-    until both wait on it, so they truly overlap.
+    until one waits on it and the other on the first's turn, so they truly overlap.
     """
     creators = [f"creator-{i}" for i in range(20)]
     _give_addresses(rt, *creators)
@@ -332,16 +352,10 @@ def test_two_concurrent_rollups_of_one_window_make_exactly_one_set_of_payouts(
     assert [r.created for r in results].count(True) == 1
     assert _scalar(committed_ledger_runtime, "SELECT count(*) FROM payouts") == 20
     assert _scalar(committed_ledger_runtime, "SELECT count(*) FROM rollup_runs") == 1
-    assert (
-        _scalar(committed_ledger_runtime, "SELECT count(*) FROM credits WHERE state = 'rolled_up'")
-        == 20
-    )
-    assert (
-        _scalar(
-            committed_ledger_runtime, "SELECT count(*) FROM transitions WHERE entity = 'credit'"
-        )
-        == 20
-    )
+    rolled_up = "SELECT count(*) FROM credit_states WHERE state = 'rolled_up'"
+    assert _scalar(committed_ledger_runtime, rolled_up) == 20
+    audited = "SELECT count(*) FROM transitions WHERE entity = 'payout'"
+    assert _scalar(committed_ledger_runtime, audited) == 20
     _check_ok(committed_ledger_runtime)
 
 
@@ -359,7 +373,7 @@ def test_the_loser_of_two_concurrent_rollups_is_a_no_op_that_reports_the_winners
 # -- audit, links and the check --------------------------------------------------------------
 
 
-def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_payout(
+def test_one_audit_row_per_payout_and_each_credit_points_at_its_creators_payout(
     ledger_runtime: Runtime,
 ) -> None:
     _give_addresses(ledger_runtime, "alice", "bob", "carol")
@@ -368,7 +382,7 @@ def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_pay
         ("alice", 10_000),
         ("bob", 11_000),
         ("alice", 2_000),
-        ("carol", 500),  # below the minimum: stays accrued, no audit row
+        ("carol", 500),  # below the minimum: carried, in no payout
         ("bob", 300),
     )
     rollups.rollup(ledger_runtime, window_start=_window(), actor="operator")
@@ -376,32 +390,39 @@ def test_every_rolled_up_credit_has_its_audit_row_and_points_at_its_creators_pay
         rows = session.execute(
             text(
                 """
-                SELECT c.id, c.state, c.creator_id, c.asset_id, c.payout_id,
-                       p.creator_id AS payout_creator, p.asset_id AS payout_asset,
-                       t.from_state, t.to_state, t.actor, t.cause
-                  FROM credits c
-                  LEFT JOIN payouts p ON p.id = c.payout_id
-                  LEFT JOIN transitions t ON t.entity = 'credit' AND t.entity_id = c.id
+                SELECT c.id, s.state, c.creator_id, c.asset_id, s.payout_id,
+                       p.creator_id AS payout_creator, p.asset_id AS payout_asset
+                  FROM credits c JOIN credit_states s ON s.credit_id = c.id
+                  LEFT JOIN payouts p ON p.id = s.payout_id
                  WHERE c.id = ANY(:ids) ORDER BY c.id
                 """
             ),
             {"ids": credits},
         ).all()
-    assert len(rows) == len(credits)  # one audit row at most per credit
+        audit = session.execute(
+            text(
+                "SELECT entity, entity_id, from_state, to_state, actor, cause FROM transitions"
+                " ORDER BY id"
+            )
+        ).all()
+        payouts = session.execute(text("SELECT id, rollup_run_id FROM payouts ORDER BY id")).all()
     rolled = [r for r in rows if r.state == "rolled_up"]
     assert len(rolled) == 4
     for r in rolled:
-        assert (r.from_state, r.to_state, r.actor) == ("accrued", "rolled_up", "operator")
         assert (r.payout_creator, r.payout_asset) == (r.creator_id, r.asset_id)
-        assert r.cause == f"rolled into payout {r.payout_id}"
-    [carol] = [r for r in rows if r.state == "accrued"]
+    [carol] = [r for r in rows if r.state == "carried"]
     assert carol.payout_id is None
-    assert carol.to_state is None
-    # a payout's amount is the sum of the credits linked to it (no dust in these amounts)
+    # no credit is written to: one audit row per payout, its creation
+    assert [tuple(a) for a in audit] == [
+        ("payout", p.id, None, "pending", "operator", f"rolled up in run {p.rollup_run_id}")
+        for p in payouts
+    ]
+    # a payout's amount is the sum of its credits (no dust in these amounts)
     with ledger_runtime.uow() as session:
         mismatched = session.execute(
             text(
-                "SELECT p.id FROM payouts p JOIN credits c ON c.payout_id = p.id"
+                "SELECT p.id FROM payouts p JOIN credit_states s ON s.payout_id = p.id"
+                " JOIN credits c ON c.id = s.credit_id"
                 " GROUP BY p.id, p.amount HAVING sum(c.amount) <> p.amount"
             )
         ).all()

@@ -39,7 +39,7 @@ def test_payouts_reach_the_chain_and_the_ledger_matches_to_the_base_unit(
 
     assert outcome.advance.finalized == 1
     assert_chain_pays_what_the_ledger_says(rt, recipients)
-    assert scalar(rt, "SELECT count(*) FROM credits WHERE state <> 'paid'") == 0
+    assert scalar(rt, "SELECT count(*) FROM credit_states WHERE state <> 'paid'") == 0
     with rt.uow() as session:
         assert reports.check(session).ok
 

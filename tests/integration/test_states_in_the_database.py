@@ -17,6 +17,8 @@ from payouts.db import unit_of_work
 from payouts.lifecycle import LIFECYCLES, Lifecycle
 
 QUOTED = re.compile(r"'([a-z_]+)'")
+# A credit's state is derived (a view), never stored: nothing to guard.
+STORED = [lc for lc in LIFECYCLES.values() if not lc.derived]
 
 
 def _one(db_url: str, sql: str, **params: object) -> object:
@@ -24,7 +26,7 @@ def _one(db_url: str, sql: str, **params: object) -> object:
         return session.execute(text(sql), params).scalar()
 
 
-@pytest.mark.parametrize("lc", LIFECYCLES.values(), ids=lambda lc: lc.entity)
+@pytest.mark.parametrize("lc", STORED, ids=lambda lc: lc.entity)
 def test_the_check_constraint_lists_exactly_the_enum(db_url: str, lc: Lifecycle) -> None:
     definition = _one(
         db_url,
@@ -37,7 +39,7 @@ def test_the_check_constraint_lists_exactly_the_enum(db_url: str, lc: Lifecycle)
     assert set(QUOTED.findall(definition)) == {str(s) for s in lc.states}
 
 
-@pytest.mark.parametrize("lc", LIFECYCLES.values(), ids=lambda lc: lc.entity)
+@pytest.mark.parametrize("lc", STORED, ids=lambda lc: lc.entity)
 def test_a_new_row_starts_in_the_initial_state(db_url: str, lc: Lifecycle) -> None:
     default = _one(
         db_url,
@@ -49,7 +51,7 @@ def test_a_new_row_starts_in_the_initial_state(db_url: str, lc: Lifecycle) -> No
     assert QUOTED.findall(default) == [str(lc.initial)]
 
 
-@pytest.mark.parametrize("lc", LIFECYCLES.values(), ids=lambda lc: lc.entity)
+@pytest.mark.parametrize("lc", STORED, ids=lambda lc: lc.entity)
 def test_the_final_state_trigger_guards_exactly_the_final_states(
     db_url: str, lc: Lifecycle
 ) -> None:
