@@ -1,5 +1,5 @@
 """The COPY path of ingest: replays and conflicts found after the insert, request hashes of
-both versions, and orphan rows the database refuses.
+both versions, and the references PostgreSQL checks once per statement (migration 0014).
 
 Each test runs in a rolled-back transaction on the shared database (tests/savepoints.py).
 """
@@ -21,6 +21,7 @@ from tests.apikit import count, ledger_rows
 
 MARKETPLACE = "market"
 FOREIGN_KEY_VIOLATION = "23503"
+RESTRICT_VIOLATION = "23001"
 
 
 def _chunk(prefix: str, n: int, creators: int = 40) -> list[Earning]:
@@ -162,3 +163,20 @@ def test_an_entry_naming_no_account_or_journal_is_refused(ledger_runtime: Runtim
     for bad_journal, shift in ((False, 10**9), (True, 0)):
         params = {"seed": seed.credit_id, "shift": shift, "bad_journal": bad_journal}
         assert _refused(ledger_runtime, sql, params) == FOREIGN_KEY_VIOLATION
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM creators",
+        "DELETE FROM accounts",
+        "DELETE FROM marketplaces",
+        "DELETE FROM assets",
+        "UPDATE creators SET id = id + 1000000",
+        "UPDATE accounts SET id = id + 1000000",
+        "TRUNCATE creators CASCADE",
+    ],
+)
+def test_a_row_credits_and_entries_name_never_goes(ledger_runtime: Runtime, sql: str) -> None:
+    ingest.record(ledger_runtime, MARKETPLACE, [Earning("seed", "c-0", 1, "USDC")])
+    assert _refused(ledger_runtime, sql, {}) == RESTRICT_VIOLATION
