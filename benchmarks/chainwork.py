@@ -19,8 +19,8 @@ from payouts.runtime import Runtime
 
 
 class RpcTimer:
-    """Seconds and calls per JSON-RPC method of one client (wraps its ``rpc`` until
-    ``stop``)."""
+    """Seconds and calls per JSON-RPC method of one client (wraps its ``rpc`` and
+    ``rpc_batch`` until ``stop``; a batch counts once, as ``method (batched)``)."""
 
     def __init__(self, client: ChainClient) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
@@ -37,9 +37,22 @@ class RpcTimer:
                 self.calls[method] += 1
 
         client.rpc = timed  # type: ignore[method-assign]
+        inner_batch: Callable[[str, list[list[Any]]], list[Any]] = client.rpc_batch
+
+        def timed_batch(method: str, many_params: list[list[Any]]) -> list[Any]:
+            started = time.perf_counter()
+            try:
+                return inner_batch(method, many_params)
+            finally:
+                self.seconds[f"{method} (batched)"] += time.perf_counter() - started
+                self.calls[f"{method} (batched)"] += 1
+
+        client.rpc_batch = timed_batch  # type: ignore[method-assign]
 
     def stop(self) -> None:
-        del self._client.rpc  # the instance attribute: the class's method shows again
+        # The instance attributes: the class's methods show again.
+        del self._client.rpc
+        del self._client.rpc_batch
 
     @property
     def total(self) -> float:
