@@ -129,7 +129,8 @@ class AccountBalance(Base):
 
     __tablename__ = "account_balances"
 
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    # No foreign key (see migration 0013): written only by statements that joined the account.
+    account_id: Mapped[int] = mapped_column(primary_key=True)
     balance: Mapped[int] = mapped_column(BaseUnitsType)
 
 

@@ -273,8 +273,9 @@ def _insert_payouts(session: Session, run_id: int, window_start: datetime, actor
 def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:
     journal_id = open_journal(session, "rollup", f"roll-up of window {window_start.isoformat()}")
     # Per creator: Dr payable (credited) = Cr in flight (paid) + Cr carry (what the carried
-    # balance grows by, negative when a payout takes carried dust out). Owned accounts are
-    # joined on owner_id equality and the ownerless in-flight account on its own: IS NOT
+    # balance grows by, negative when a payout takes carried dust out); in flight is one leg
+    # per asset (the payouts say what each owes; nobody reads it per payout). Owned accounts
+    # are joined on owner_id equality and the ownerless in-flight account on its own: IS NOT
     # DISTINCT FROM cannot use the unique index. The carry legs also move the carried
     # balances, in the same statement.
     session.execute(
@@ -295,10 +296,10 @@ def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) 
                    AND a.owner_id = s.creator_id AND a.asset_id = s.asset_id
                  WHERE s.amount <> s.credited
                 UNION ALL
-                SELECT a.id, -s.amount, s.payout_id
+                SELECT a.id, -sum(s.amount), CAST(NULL AS bigint)
                   FROM settled s JOIN accounts a ON a.kind = 'payouts_in_flight'
                    AND a.owner_id IS NULL AND a.asset_id = s.asset_id
-                 WHERE s.amount > 0
+                 WHERE s.amount > 0 GROUP BY a.id
             ), posted AS (
                 INSERT INTO entries (journal_id, account_id, amount, payout_id)
                 SELECT :journal, account_id, amount, payout_id FROM legs
