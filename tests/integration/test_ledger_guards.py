@@ -415,6 +415,29 @@ def test_money_columns_of_a_credit_never_change(ledger_runtime: Runtime, uow: Un
     assert (row.amount, row.idempotency_key) == (12_345, "k-1")
 
 
+@pytest.mark.parametrize(
+    ("column", "referenced"),
+    [("creator_id", "creators"), ("asset_id", "assets"), ("rollup_run_id", "rollup_runs")],
+)
+def test_a_payout_naming_a_missing_row_is_refused(
+    ledger_runtime: Runtime, uow: UnitOfWork, column: str, referenced: str
+) -> None:
+    """Checked once per statement (0015), still refused as the foreign key refused it."""
+    payout_id = _one_payout(ledger_runtime)
+    shifted = {c: c for c in ("creator_id", "asset_id", "rollup_run_id")}
+    shifted[column] = f"{column} + 1000000"
+    error = _refused(
+        uow,
+        "INSERT INTO payouts (creator_id, asset_id, amount, recipient, window_start,"
+        f" rollup_run_id) SELECT {shifted['creator_id']}, {shifted['asset_id']}, amount,"
+        f" recipient, window_start + interval '1 hour', {shifted['rollup_run_id']}"
+        " FROM payouts WHERE id = :id",
+        {"id": payout_id},
+        f"payouts: {column} \\d+ names no row of {referenced}",
+    )
+    assert _sqlstate(error) == "23503"  # foreign_key_violation
+
+
 def test_a_credit_cannot_be_deleted(ledger_runtime: Runtime, uow: UnitOfWork) -> None:
     credit_id = _one_credit(ledger_runtime)
     _refused(uow, "DELETE FROM credits WHERE id = :id", {"id": credit_id}, "append-only")
