@@ -363,8 +363,10 @@ def _post(
     paid: Mapping[int, tuple[int, int]],
     gas: Mapping[int, tuple[int, int]],
 ) -> None:
-    """One journal per batch for what it paid (in flight -> hot wallet, the payouts' own proof
-    being their rows of ``onchain_transfers``) and one for its gas, all in one posting."""
+    """What the batches paid (in flight -> hot wallet) and their gas, as two journals with
+    two legs per batch, whatever the number of batches: each journal costs its own check at
+    commit (the zero-sum trigger's look-up of its entries), and a payout's own proof is its
+    row of ``onchain_transfers``."""
     natives = {
         r.chain_id: r.id
         for r in session.execute(
@@ -381,34 +383,33 @@ def _post(
         if b.chain_id in natives:
             keys += [(GAS, None, natives[b.chain_id]), (WALLET, None, natives[b.chain_id])]
     accounts = ensure_accounts(session, keys)
-    postings = []
+    settled: list[Leg] = []
+    spent: list[Leg] = []
     for b in batches:
         total = paid.get(b.id, (0, 0))[0]
-        if total:
-            postings.append(
-                Posting(
-                    "payout_settled",
-                    f"batch {b.id} tx {b.tx_hash}",
-                    [
-                        Leg(accounts[(IN_FLIGHT, None, b.asset_id)], total),
-                        Leg(accounts[(WALLET, None, b.asset_id)], -total),
-                    ],
-                )
-            )
-        fee = gas.get(b.id, (0, 0))[0] * gas.get(b.id, (0, 0))[1]
+        settled += [
+            Leg(accounts[(IN_FLIGHT, None, b.asset_id)], total),
+            Leg(accounts[(WALLET, None, b.asset_id)], -total),
+        ]
+        used, price = gas.get(b.id, (0, 0))
         native = natives.get(b.chain_id)
-        if native is not None and fee:
-            postings.append(
-                Posting(
-                    "gas",
-                    f"gas of batch {b.id} tx {b.tx_hash}",
-                    [
-                        Leg(accounts[(GAS, None, native)], fee),
-                        Leg(accounts[(WALLET, None, native)], -fee),
-                    ],
-                )
+        if native is not None:
+            spent += [
+                Leg(accounts[(GAS, None, native)], used * price),
+                Leg(accounts[(WALLET, None, native)], -used * price),
+            ]
+    named = ", ".join(f"{b.id} (tx {b.tx_hash})" for b in batches)
+    post_many(
+        session,
+        [
+            Posting(kind, f"{what} {named}", legs)
+            for kind, what, legs in (
+                ("payout_settled", "batches", settled),
+                ("gas", "gas of batches", spent),
             )
-    post_many(session, postings)
+            if any(leg.amount for leg in legs)
+        ],
+    )
 
 
 def _resolve_landed(
