@@ -37,7 +37,6 @@ from payouts.reconcile.scan import ReconcileReport
 from payouts.states import (
     BATCH_ON_CHAIN,
     BatchState,
-    CreditState,
     ExceptionState,
     PayoutState,
     TxAttemptState,
@@ -342,17 +341,6 @@ def _finalize(
             raise IllegalTransition(
                 f"payout -> finalized: {moved} of the {expected} paid by batches {group} moved"
             )
-    lifecycle.move_rows(
-        session,
-        lifecycle.CREDIT,
-        CreditState.ROLLED_UP,
-        CreditState.PAID,
-        rows="SELECT c.id, c.payout_id FROM credits c JOIN payouts p ON p.id = c.payout_id"
-        f" WHERE p.batch_id = ANY(CAST(:b AS bigint[])) AND p.state = {PayoutState.FINALIZED.sql}",
-        params={"b": ids},
-        cause="'payout ' || src.payout_id || ' finalized'",
-        actor=actor,
-    )
     _move_batches(session, batches, depth, BatchState.CONFIRMED, BatchState.FINALIZED, actor)
     _resolve_landed(session, batches, depth, actor)
 
