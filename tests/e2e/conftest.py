@@ -8,17 +8,22 @@ workers run as they would in production.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 import devstack
 from config.settings import Settings
 from devstack import processes
 from payouts.chain.client import ChainClient
+from payouts.db.migrate import grant_app_login
 from payouts.runtime import Runtime
 from tests.chainkit import assert_books_balance, assert_chain_pays_what_the_ledger_says, scalar
 from tests.conftest import chain_settings, settings_env
@@ -112,22 +117,45 @@ def make_stack(
     return make
 
 
+_logins = itertools.count()
+
+
+@contextlib.contextmanager
+def as_app_role(db_url: str) -> Iterator[str]:
+    """The database as production's workers reach it: a login member of ``payouts_app``
+    (migration 0012), which may not rewrite the ledger and may UPDATE only the columns each
+    stage moves. A stage that needs a grant it lacks fails the worker tests, not compose."""
+    owner = make_url(db_url)
+    # One login per use: two processes started side by side each drop only their own.
+    role = f"app_{next(_logins)}_{owner.database}"[:63]
+    url = owner.set(username=role, password="app").render_as_string(hide_password=False)
+    grant_app_login(db_url, url)
+    try:
+        yield url
+    finally:
+        args = owner.translate_connect_args(username="user", database="dbname")
+        with psycopg.connect(**args, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 @contextlib.contextmanager
 def running(settings: Settings, *, beat: bool = True) -> Iterator[None]:
-    """A worker (and beat) on ``settings``; queues emptied first, processes stopped after.
-    Their logs are in ``settings.state_dir``."""
+    """A worker (and beat) on ``settings``, connected as the app role; queues emptied first,
+    processes stopped after. Their logs are in ``settings.state_dir``."""
     assert settings.redis_url is not None
+    assert settings.database_url is not None
     state_dir = settings.state_dir
     processes.purge_queues(settings, settings.redis_url)
-    env = settings_env(settings)
-    worker = processes.start_celery("worker", env, state_dir)
-    scheduler = processes.start_celery("beat", env, state_dir) if beat else None
-    try:
-        yield
-    finally:
-        if scheduler is not None:
-            processes.stop(scheduler)
-        processes.stop(worker)
+    with as_app_role(settings.database_url) as app_url:
+        env = {**settings_env(settings), "PAYOUTS_DATABASE_URL": app_url}
+        worker = processes.start_celery("worker", env, state_dir)
+        scheduler = processes.start_celery("beat", env, state_dir) if beat else None
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                processes.stop(scheduler)
+            processes.stop(worker)
 
 
 def count(rt: Runtime, sql: str) -> int:

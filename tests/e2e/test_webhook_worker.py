@@ -17,6 +17,7 @@ from devstack import processes
 from payouts.notify import handlers as webhooks
 from payouts.runtime import Runtime
 from tests.conftest import settings_env
+from tests.e2e.conftest import as_app_role
 from tests.tcp_proxy import CuttingProxy
 from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver, receiving
@@ -46,11 +47,14 @@ def _settings(rt: Runtime, redis_url: str, state_dir: Path, **overrides: object)
 
 @contextlib.contextmanager
 def celery(settings: Settings, kind: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = processes.start_celery(kind, settings_env(settings), settings.state_dir / name, 1)
-    try:
-        yield process
-    finally:
-        processes.stop(process)
+    assert settings.database_url is not None
+    with as_app_role(settings.database_url) as app_url:
+        env = {**settings_env(settings), "PAYOUTS_DATABASE_URL": app_url}
+        process = processes.start_celery(kind, env, settings.state_dir / name, 1)
+        try:
+            yield process
+        finally:
+            processes.stop(process)
 
 
 def _delivered_once_in_order(receiver: Receiver, secret: str, expected: int) -> None:

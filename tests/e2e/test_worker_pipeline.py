@@ -24,6 +24,7 @@ from tests.chainkit import (
     token_balance,
 )
 from tests.conftest import chain_settings, settings_env
+from tests.e2e.conftest import as_app_role
 from tests.rpc_proxy import RpcProxy
 from tests.waiting import wait_until
 
@@ -54,17 +55,20 @@ def test_earnings_are_paid_on_chain_by_worker_and_beat(
     rt = Runtime(settings)
     recipients = seed(rt, creators=45, per_creator=3)
     processes.purge_queues(settings, redis_url)
-    worker = processes.start_celery("worker", settings_env(settings), state_dir / "w1")
-    beat = processes.start_celery("beat", settings_env(settings), state_dir / "w1")
-    try:
-        wait_until(
-            lambda: scalar(rt, "SELECT count(*) FROM credit_states WHERE state <> 'paid'") == 0,
-            timeout=120,
-            what="every credit paid",
-        )
-    finally:
-        processes.stop(beat)
-        processes.stop(worker)
+    assert settings.database_url is not None
+    with as_app_role(settings.database_url) as app_url:
+        env = {**settings_env(settings), "PAYOUTS_DATABASE_URL": app_url}
+        worker = processes.start_celery("worker", env, state_dir / "w1")
+        beat = processes.start_celery("beat", env, state_dir / "w1")
+        try:
+            wait_until(
+                lambda: scalar(rt, "SELECT count(*) FROM credit_states WHERE state <> 'paid'") == 0,
+                timeout=120,
+                what="every credit paid",
+            )
+        finally:
+            processes.stop(beat)
+            processes.stop(worker)
 
     assert scalar(rt, "SELECT count(*) FROM batches WHERE state = 'finalized'") >= 3
     paid = ledger_paid_by_address(rt)
