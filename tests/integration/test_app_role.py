@@ -130,3 +130,20 @@ def test_an_administrative_role_is_not_made_the_app_role(db_url: str) -> None:
             ).fetchone() == (False,)
         finally:
             owner.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_long_transaction_in_another_database_holds_no_roll_up_back(
+    app_url: str, pg_server_url: str, anvil: devstack.Anvil, deployment: devstack.DevDeployment
+) -> None:
+    # The roll-up claims credits below the first running transaction that could insert one.
+    # The app role sees only part of other users' rows in pg_stat_activity (their database
+    # and transaction id, not their backend type): enough to tell a transaction of another
+    # database, which inserts none of our credits, from one of ours; otherwise one forgotten
+    # psql session anywhere on the server would stall every run.
+    rt = Runtime(chain_settings(app_url, anvil.url, deployment))
+    with _connect(pg_server_url) as elsewhere:
+        elsewhere.execute("BEGIN")
+        elsewhere.execute("SELECT pg_current_xact_id()")  # it holds a transaction id, open
+        seed(rt, creators=2)
+        assert roll_up_now(rt) == 2
+        elsewhere.execute("ROLLBACK")
