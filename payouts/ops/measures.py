@@ -77,6 +77,8 @@ class Ledger:
     fee_bumps_total: int
     rebroadcasts_total: int
     reorgs_unwound_total: int
+    # Seconds since the oldest credit no roll-up run has claimed yet was recorded (0: none).
+    unclaimed_credit_age: float
 
 
 @contextmanager
@@ -118,7 +120,25 @@ def ledger(rt: Runtime) -> Ledger:
                 session, "SELECT coalesce(sum(greatest(broadcasts - 1, 0)), 0) FROM tx_attempts"
             ),
             reorgs_unwound_total=_scalar(session, "SELECT count(*) FROM orphaned_inclusions"),
+            unclaimed_credit_age=_unclaimed_credit_age(session),
         )
+
+
+def _unclaimed_credit_age(session: Session) -> float:
+    """Credits above the last run's claim, by their inserting transaction (its index): none
+    older than a window or two unless the roll-up is not running, or a long transaction of
+    this database holds its claim back (``payouts.rollup.runs``). A run's own transaction's
+    credits, claimed by id, count here until a later run; only tests roll up that way."""
+    age = session.execute(
+        text(
+            """
+            SELECT extract(epoch FROM now() - min(created_at)) FROM credits
+             WHERE created_xid >= (SELECT coalesce(max(xid_to), CAST('1' AS xid8))
+                                     FROM rollup_runs)
+            """
+        )
+    ).scalar_one()
+    return float(age or 0)
 
 
 def _scalar(session: Session, sql: str) -> int:

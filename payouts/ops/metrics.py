@@ -81,6 +81,10 @@ def _ledger_families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
         "reorgs": _counter(
             "payouts_reorgs_unwound", "Inclusions a reorg took off the chain, unwound"
         ),
+        "unclaimed": _gauge(
+            "payouts_oldest_unclaimed_credit_age_seconds",
+            "Age of the oldest credit no roll-up has claimed yet (0 when none)",
+        ),
     }
 
 
@@ -105,6 +109,7 @@ def ledger(rt: Runtime) -> Iterator[Metric]:
     families["fee_bumps"].add_metric([], found.fee_bumps_total)
     families["rebroadcasts"].add_metric([], found.rebroadcasts_total)
     families["reorgs"].add_metric([], found.reorgs_unwound_total)
+    families["unclaimed"].add_metric([], found.unclaimed_credit_age)
     yield from families.values()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from config.settings import Settings
 from payouts.api.app import create_app
@@ -91,3 +92,17 @@ def test_a_metrics_token_closes_the_endpoint_to_everyone_else(rt: Runtime) -> No
         scrape(client, Authorization="Bearer scrape-me")
     with TestClient(create_app(rt)) as client:
         assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_credits_no_roll_up_has_claimed_show_their_age_until_one_does(rt: Runtime) -> None:
+    with TestClient(create_app(rt)) as client:
+        assert sample(scrape(client), "payouts_oldest_unclaimed_credit_age_seconds") == 0
+        seed(rt, creators=2)
+        with rt.uow() as session:
+            recorded = session.execute(
+                text("SELECT extract(epoch FROM now() - min(created_at)) FROM credits")
+            ).scalar_one()
+        waiting = sample(scrape(client), "payouts_oldest_unclaimed_credit_age_seconds")
+        assert waiting >= float(recorded) > 0
+        roll_up_now(rt)
+        assert sample(scrape(client), "payouts_oldest_unclaimed_credit_age_seconds") == 0
