@@ -46,7 +46,10 @@ from payouts.ledger.accounts import AccountKind, account_id, ensure_accounts
 from payouts.runtime import Runtime
 
 BULK_CHUNK = 10_000  # what one call of the bulk service (and one batch request) carries
+# Issue 14's targets, earnings per second: bulk handler, batch HTTP, single HTTP.
 TARGET_PER_SECOND = 50_000
+TARGET_BATCH_HTTP = 40_000
+TARGET_SINGLE_HTTP = 3_000
 
 
 @dataclass(frozen=True)
@@ -245,11 +248,12 @@ def run(servers: stack.Servers, sizes: IngestSizes) -> ScenarioResult:
     baseline = sizes.orm / orm_s
     floor = sizes.bulk / floor_s
     paths = [
-        ("bulk handler (`ingest.handlers.record`, 10,000 per call)", sizes.bulk / bulk_s, True),
+        ("bulk handler (`ingest.handlers.record`, 10,000 per call)", "bulk ingest",
+         sizes.bulk / bulk_s, TARGET_PER_SECOND),
         ("batch HTTP endpoint (`POST /v1/earnings/batch`, 10,000 per request, 2 connections)",
-         sizes.http_batch / batch_load.seconds, False),
+         "batch HTTP ingest", sizes.http_batch / batch_load.seconds, TARGET_BATCH_HTTP),
         (f"single HTTP endpoint (`POST /v1/earnings`, {sizes.concurrency} connections)",
-         sizes.http_single / single_load.seconds, False),
+         "single HTTP ingest", sizes.http_single / single_load.seconds, TARGET_SINGLE_HTTP),
     ]  # fmt: skip
     rows = [
         [
@@ -259,12 +263,11 @@ def run(servers: stack.Servers, sizes: IngestSizes) -> ScenarioResult:
             fmt_ratio(rate / baseline),
             f"{fmt_int(floor)}/s",
             floor_ratio(rate, floor),
-            f"≥ {fmt_int(TARGET_PER_SECOND)}/s" if targeted else "—",
-            met(rate >= TARGET_PER_SECOND) if targeted else "—",
+            f"≥ {fmt_int(target)}/s",
+            met(rate >= target),
         ]
-        for name, rate, targeted in paths
+        for name, _, rate, target in paths
     ]
-    bulk_rate = sizes.bulk / bulk_s
     return ScenarioResult(
         key="ingest",
         title="1. Ingest",
@@ -297,12 +300,13 @@ def run(servers: stack.Servers, sizes: IngestSizes) -> ScenarioResult:
         ],
         targets=[
             Target(
-                "bulk ingest",
-                f"{fmt_int(bulk_rate)} earnings/s",
-                f"≥ {fmt_int(TARGET_PER_SECOND)}/s",
-                bulk_rate >= TARGET_PER_SECOND,
-                of_floor=bulk_rate / floor,
+                what,
+                f"{fmt_int(rate)} earnings/s",
+                f"≥ {fmt_int(target)}/s",
+                rate >= target,
+                of_floor=rate / floor,
             )
+            for _, what, rate, target in paths
         ],
         checks={
             "every earning recorded once": counts.get("bulk") == sizes.bulk
