@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,12 +19,8 @@ import httpx
 import pytest
 
 from config.settings import REPO_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from devstack.spawning import free_port
+from tests.waiting import wait_until
 
 
 def _lines(stream: object, out: queue.Queue[str]) -> None:
@@ -39,7 +34,7 @@ def _lines(stream: object, out: queue.Queue[str]) -> None:
 def test_the_demo_ends_with_the_ops_page_and_serves_it_until_ctrl_c(
     pg_server_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PAYOUTS_DATABASE_URL": pg_server_url,
@@ -70,14 +65,13 @@ def test_the_demo_ends_with_the_ops_page_and_serves_it_until_ctrl_c(
         address = f"http://127.0.0.1:{port}"
         assert f"ops page: {address}/ops  (sign in with the admin key: demo-serve-test-key)" in seen
 
-        page = None
-        for _ in range(100):  # uvicorn binds a moment after the line is printed
+        def login_page() -> httpx.Response | None:
             try:
-                page = httpx.get(f"{address}/ops/login", timeout=2)
-                break
+                return httpx.get(f"{address}/ops/login", timeout=2)
             except httpx.TransportError:
-                time.sleep(0.1)
-        assert page is not None, "the ops page never answered"
+                return None  # uvicorn binds a moment after the line is printed
+
+        page = wait_until(login_page, timeout=10, what="the ops page to answer")
         assert page.status_code == 200, page.text
         signed_in = httpx.post(
             f"{address}/ops/login",

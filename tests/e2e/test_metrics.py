@@ -3,7 +3,6 @@ from the ledger at scrape time), each checked against the database and the chain
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import httpx
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.spawning import free_port
 from payouts.api.app import create_app
 from payouts.runtime import Runtime
 from tests.chainkit import block_recipient, roll_up_now, seed, token_balance, value
@@ -36,12 +36,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels``."""
     want = set(labels.items())
     return sum(v for (n, got), v in samples.items() if n == name and want <= got)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape_worker(port: int) -> Samples:
