@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     signer_key: SecretStr | None = None
     batcher_address: str | None = None
     assets: list[AssetConfig] = Field(default_factory=list)
+    # The PayoutClaims escrow; unset, nothing is claimable (every payout goes by push).
+    claims_address: str | None = None
+    # The hot wallet tops the escrow up to what is claimable plus this share (basis points),
+    # so a claim never waits for a top-up; it tops up only when short.
+    claims_topup_headroom_bps: int = Field(default=2_000, ge=0)
+    # Claimable cents unclaimed this long are swept: the platform submits the vouchers itself.
+    claims_sweep_after_seconds: int = Field(default=30 * 86_400, ge=0)
 
     # Ops endpoints of the HTTP API accept only this key; unset, they are closed.
     admin_api_key: SecretStr | None = None
