@@ -57,6 +57,10 @@ TYPES: dict[str, str] = {
     "payout.released": "its last hold ended: pending again",
     "payout.cancelled": "cancelled for good (rejected in review): the amount goes back to the"
     " creator's carried balance",
+    "payout.claimable": "settled by claim: its amount waits in the claims escrow; carries the"
+    " recipient's current voucher (cumulative and signature) to claim it with",
+    "payout.claimed": "a claim on chain covers it (tx_hash); not final yet",
+    "payout.unclaimed": "a reorg removed the claim that covered it: claimable again",
     "hold.placed": "a hold on a creator (payout_id null) or one payout: rule, reason, expiry",
     "hold.released": "a hold ended: released or expired (resolution)",
     "hold.rejected": "review rejected the held payout (resolution)",
@@ -81,6 +85,10 @@ MOVES: dict[tuple[str, str, str], str] = {
     ("payout", P.HELD, P.PENDING): "payout.released",
     ("payout", P.PENDING, P.CANCELLED): "payout.cancelled",
     ("payout", P.HELD, P.CANCELLED): "payout.cancelled",
+    ("payout", P.PENDING, P.CLAIMABLE): "payout.claimable",
+    ("payout", P.CLAIMABLE, P.CLAIMED): "payout.claimed",
+    ("payout", P.CLAIMED, P.CLAIMABLE): "payout.unclaimed",
+    ("payout", P.CLAIMED, P.FINALIZED): "payout.finalized",
     ("hold", H.ACTIVE, H.RELEASED): "hold.released",
     ("hold", H.ACTIVE, H.REJECTED): "hold.rejected",
     ("creator", CreatorState.ACTIVE, CreatorState.HELD): "creator.held",

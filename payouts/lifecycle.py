@@ -111,13 +111,17 @@ PAYOUT = _lifecycle(
     PayoutState,
     P.PENDING,
     {
-        P.PENDING: {P.BATCHED, P.CANCELLED, P.HELD},
+        P.PENDING: {P.BATCHED, P.CANCELLED, P.HELD, P.CLAIMABLE},
         P.HELD: {P.PENDING, P.CANCELLED},  # released, or rejected in review
         P.BATCHED: {P.SUBMITTED, P.PENDING},
         P.SUBMITTED: {P.CONFIRMED, P.PENDING},
         # back to submitted when a reorg drops its block; back to pending when, at finality,
         # the token turned out to have refused the transfer
         P.CONFIRMED: {P.FINALIZED, P.SUBMITTED, P.PENDING},
+        # By claim instead of a batch: never back to pending, so push and pull never cover
+        # the same cents; back to claimable when a reorg removes the Claimed log covering it.
+        P.CLAIMABLE: {P.CLAIMED},
+        P.CLAIMED: {P.FINALIZED, P.CLAIMABLE},
     },
     {P.FINALIZED, P.CANCELLED},
 )

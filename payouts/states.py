@@ -47,6 +47,8 @@ class PayoutState(State):
     CONFIRMED = "confirmed"
     FINALIZED = "finalized"
     CANCELLED = "cancelled"
+    CLAIMABLE = "claimable"  # settled by claim: its amount waits in the escrow for a voucher
+    CLAIMED = "claimed"  # a Claimed log on chain covers it, not yet deep enough
 
 
 class BatchState(State):
@@ -95,6 +97,8 @@ PAYOUT_IN_FLIGHT = (
     PayoutState.SUBMITTED,
     PayoutState.CONFIRMED,
 )
+# Payouts settled by claim and not final: waiting for a voucher, or claimed not deep enough.
+PAYOUT_BY_CLAIM = (PayoutState.CLAIMABLE, PayoutState.CLAIMED)
 # Batches whose total the hot wallet has promised but not yet paid on chain.
 BATCH_UNMINED = (BatchState.OPEN, BatchState.SEALED, BatchState.BROADCAST)
 # Batches seen in a block, not yet final.

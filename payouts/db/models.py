@@ -107,6 +107,8 @@ class Creator(Base):
     # Held while an operator must look at the creator (a token refused their address).
     state: Mapped[str] = mapped_column(String(16), server_default=CreatorState.ACTIVE.value)
     held_reason: Mapped[str | None] = mapped_column(Text)
+    # push, claim, or auto (the settlement policy decides by the gas a push would cost).
+    settle_mode: Mapped[str] = mapped_column(Text, server_default="auto")
     created_at: Mapped[datetime] = _now()
 
 
@@ -232,6 +234,8 @@ class Payout(Base):
     state: Mapped[str] = mapped_column(String(16), server_default=PayoutState.PENDING.value)
     # The one live batch this payout is in; NULL while pending.
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    # push (in a batch) or claim (through the escrow), once settlement chose; claim is for good.
+    settled_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
 

@@ -20,6 +20,8 @@ class AccountKind(StrEnum):
     PAYOUTS_IN_FLIGHT = "payouts_in_flight"  # rolled into payouts, not yet final on chain
     HOT_WALLET = "hot_wallet"  # the tokens in the paying wallet
     GAS_EXPENSE = "gas_expense"  # native currency burnt as transaction fees
+    CLAIMABLE = "claimable"  # a creator's payouts settled by claim, not yet claimed on chain
+    CLAIMS_ESCROW = "claims_escrow"  # the tokens the PayoutClaims escrow holds (no owner)
 
 
 AccountKey = tuple[AccountKind, int | None, int]  # kind, owner id, asset id
