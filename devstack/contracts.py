@@ -33,13 +33,15 @@ class DevDeployment:
 
     token_address: str
     batcher_address: str
+    claims_address: str
     hot_wallet_address: str
 
 
 def deploy_dev_contracts(
     rpc_url: str, deployer_key: str, hot_wallet_key: str, mint: int
 ) -> DevDeployment:
-    """Deploy a new 6-decimal test USDC and a new PayoutBatcher, fund the hot wallet, approve.
+    """Deploy a new 6-decimal test USDC, PayoutBatcher and PayoutClaims escrow (the hot wallet
+    signs its vouchers), fund the hot wallet, approve.
 
     The deployment of ``payouts chain deploy`` (``payouts.ops.deploy``), told of nothing
     deployed before, so each call (each test) gets contracts of its own. After it returns, the
@@ -66,5 +68,6 @@ def deploy_dev_contracts(
     return DevDeployment(
         token_address=str(token.address),
         batcher_address=deployment.batcher_address,
+        claims_address=deployment.claims_address,
         hot_wallet_address=deployment.hot_wallet,
     )

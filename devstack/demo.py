@@ -57,6 +57,7 @@ def stack_env(
         "PAYOUTS_CHAIN_ID": "31337",
         "PAYOUTS_SIGNER_KEY": DEV_KEYS[1],
         "PAYOUTS_BATCHER_ADDRESS": deployment.batcher_address,
+        "PAYOUTS_CLAIMS_ADDRESS": deployment.claims_address,
         "PAYOUTS_ASSETS": json.dumps(
             [
                 {

@@ -71,7 +71,10 @@ def run_dev_stack(
                 processes.start_celery("beat", env, settings.state_dir),
             ]
         echo(f"chain {anvil.url}, token {deployment.token_address}")
-        echo(f"batcher {deployment.batcher_address}, database {database_url}")
+        echo(
+            f"batcher {deployment.batcher_address}, claims escrow {deployment.claims_address},"
+            f" database {database_url}"
+        )
         echo(f"settings written to {env_file}: in another shell, source it")
         echo("and run payouts status, payouts settle, ... (Ctrl-C here stops the stack)")
         try:

@@ -126,6 +126,7 @@ def chain_settings(
         "rpc_url": rpc_url,
         "signer_key": devstack.DEV_KEYS[1],
         "batcher_address": deployment.batcher_address,
+        "claims_address": deployment.claims_address,
         "assets": [
             {
                 "symbol": "USDC",

@@ -1,9 +1,15 @@
-"""Deploying the PayoutBatcher and setting up the hot wallet (``payouts chain deploy``).
+"""Deploying the PayoutBatcher and the PayoutClaims escrow and setting up the hot wallet
+(``payouts chain deploy``).
 
 What is on chain decides what is sent, so a second run sends nothing:
 - the batcher the settings name is kept when its code is the compiled PayoutBatcher's (it has
   no constructor and no immutables, so the code matches byte for byte); without one, it is
   deployed; code of another contract, or none on a chain that is not a dev chain, is refused;
+- the escrow likewise, except that its code carries its immutables (owner, chain id, domain
+  separator): it is kept when its code is the compiled PayoutClaims' apart from those words.
+  A new one is owned by the deployer and pays the claim signer's vouchers. Nothing is sent to
+  it here: tokens reach it by the ledger's top-ups (``payouts.claims.topups``), so the ledger's
+  escrow account and the escrow's balance on chain stay equal;
 - on a dev chain (anvil's chain id) a configured token without code (the chain was reset) is
   deployed again as the test token, the test USDC where no token is configured, and minted to
   the hot wallet, which gets gas money from the node (``anvil_setBalance``) if it has little;
@@ -17,7 +23,7 @@ estimated once its code is on chain.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +65,7 @@ class Deployment:
     chain_id: int
     dev: bool
     batcher_address: str
+    claims_address: str
     hot_wallet: str
     assets: tuple[AssetConfig, ...]
     done: tuple[str, ...]
@@ -68,6 +75,7 @@ class Deployment:
         assets = [a.model_dump(mode="json", exclude_unset=True) for a in self.assets]
         return {
             "PAYOUTS_BATCHER_ADDRESS": self.batcher_address,
+            "PAYOUTS_CLAIMS_ADDRESS": self.claims_address,
             "PAYOUTS_ASSETS": json.dumps(assets),
         }
 
@@ -82,6 +90,7 @@ def chain_deploy(rt: Runtime, *, mint: int = DEV_MINT) -> Deployment:
         deployer=rt.signer,
         hot_wallet=rt.signer,
         batcher=settings.batcher_address,
+        claims=settings.claims_address,
         assets=settings.assets,
         mint=mint,
         max_fee_per_gas=settings.max_fee_per_gas,
@@ -97,9 +106,12 @@ def deploy(
     batcher: str | None,
     assets: Sequence[AssetConfig],
     mint: int,
+    claims: str | None = None,
+    claim_signer: str | None = None,
     max_fee_per_gas: int = MAX_UINT256,
 ) -> Deployment:
-    """Make the chain hold a batcher and the tokens, with the hot wallet's approvals."""
+    """Make the chain hold a batcher, an escrow and the tokens, with the hot wallet's
+    approvals. A new escrow pays ``claim_signer``'s vouchers (unset: the hot wallet's)."""
     node_chain_id = chain.chain_id()
     if node_chain_id != chain_id:
         raise InvalidInput(
@@ -113,13 +125,20 @@ def deploy(
     if dev:
         _gas_money(chain, sender, {deployer.address, hot_wallet.address})
     keep_batcher = _batcher_deployed(chain, batcher, dev=dev, chain_id=chain_id)
+    keep_claims = _claims_deployed(chain, claims, dev=dev, chain_id=chain_id)
     tokens = _tokens(chain, assets, dev=dev, chain_id=chain_id)
     new_tokens = [a for a, missing in tokens if missing]
 
-    created = _deploy_missing(sender, deployer, deploy_batcher=not keep_batcher, tokens=new_tokens)
+    escrow_args = None
+    if not keep_claims:
+        escrow_args = claims_constructor_args(deployer.address, claim_signer or hot_wallet.address)
+    created = _deploy_missing(
+        sender, deployer, deploy_batcher=not keep_batcher, tokens=new_tokens, claims=escrow_args
+    )
     batcher_address = (
         to_checksum_address(batcher or "") if keep_batcher else created["PayoutBatcher"]
     )
+    claims_address = to_checksum_address(claims or "") if keep_claims else created["PayoutClaims"]
     addresses = {a.symbol: created.get(a.symbol) or a.address or "" for a, _ in tokens}
     minted = {a.symbol: mint for a in new_tokens}
     _mint_and_approve(sender, deployer, hot_wallet, addresses, minted, batcher_address)
@@ -128,6 +147,7 @@ def deploy(
         chain_id=chain_id,
         dev=dev,
         batcher_address=batcher_address,
+        claims_address=claims_address,
         hot_wallet=to_checksum_address(hot_wallet.address),
         assets=_with_addresses(assets, new_tokens, addresses),
         done=tuple(sender.done),
@@ -143,16 +163,20 @@ def deploy_claims(
     max_fee_per_gas: int = MAX_UINT256,
 ) -> str:
     """A new PayoutClaims escrow, owned by ``owner`` and paying ``claim_signer``'s vouchers;
-    its address. Not yet part of :func:`deploy`: which escrow the settings name, and how it is
-    funded, come with the ledger's side of claims. Nothing is minted or approved: tokens reach
-    the escrow by plain transfer."""
+    its address, whatever the settings name (:func:`deploy` keeps theirs): for tests of escrows
+    of their own. Nothing is minted or approved: tokens reach the escrow by plain transfer."""
     sender = _Sender(chain, chain.chain_id(), max_fee_per_gas)
     sender.deploy(deployer, "PayoutClaims", claims_constructor_args(owner, claim_signer))
     return sender.await_round()["PayoutClaims"]
 
 
 def _deploy_missing(
-    sender: _Sender, deployer: Signer, *, deploy_batcher: bool, tokens: list[AssetConfig]
+    sender: _Sender,
+    deployer: Signer,
+    *,
+    deploy_batcher: bool,
+    tokens: list[AssetConfig],
+    claims: bytes | None = None,
 ) -> dict[str, str]:
     """Round one: the contracts; their addresses by name ("PayoutBatcher") or token symbol.
 
@@ -165,6 +189,8 @@ def _deploy_missing(
         sender.deploy(deployer, "TestToken", args, asset.symbol)
     if deploy_batcher:
         sender.deploy(deployer, "PayoutBatcher", b"")
+    if claims is not None:
+        sender.deploy(deployer, "PayoutClaims", claims)
     return sender.await_round()
 
 
@@ -206,20 +232,75 @@ def _code(chain: ChainClient, address: str) -> str:
 
 def _batcher_deployed(chain: ChainClient, address: str | None, *, dev: bool, chain_id: int) -> bool:
     """True where the settings' batcher is on chain; False where one must be deployed."""
+    compiled = load_artifact("PayoutBatcher").deployed_bytecode.lower()
+    return _kept(chain, address, "PayoutBatcher", compiled.__eq__, dev=dev, chain_id=chain_id)
+
+
+def _claims_deployed(chain: ChainClient, address: str | None, *, dev: bool, chain_id: int) -> bool:
+    """True where the settings' escrow is on chain; False where one must be deployed."""
+    return _kept(chain, address, "PayoutClaims", _is_claims_code, dev=dev, chain_id=chain_id)
+
+
+# The setting naming each contract, and what a new one is called in its hint.
+_SETTINGS = {
+    "PayoutBatcher": ("batcher_address", "batcher"),
+    "PayoutClaims": ("claims_address", "escrow"),
+}
+
+
+def _kept(
+    chain: ChainClient,
+    address: str | None,
+    contract: str,
+    matches: Callable[[str], bool],
+    *,
+    dev: bool,
+    chain_id: int,
+) -> bool:
+    """True where ``address`` holds ``contract``; False where one must be deployed (none
+    configured, or a dev chain that was reset); refused where it holds anything else."""
     if not address:
         return False
     code = _code(chain, address)
-    if code == load_artifact("PayoutBatcher").deployed_bytecode.lower():
+    if matches(code):
         return True
     if code in ("0x", "") and dev:
-        return False  # a dev chain that was reset: deploy it again
-    what = "has no code" if code in ("0x", "") else "holds another contract than the PayoutBatcher"
+        return False
+    setting, called = _SETTINGS[contract]
+    what = "has no code" if code in ("0x", "") else f"holds another contract than the {contract}"
     raise InvalidInput(
-        f"PAYOUTS_BATCHER_ADDRESS {address} {what} on chain {chain_id}"
-        " (unset it to deploy a new batcher)",
-        field="batcher_address",
-        code="batcher_not_found",
+        f"PAYOUTS_{setting.upper()} {address} {what} on chain {chain_id}"
+        f" (unset it to deploy a new {called})",
+        field=setting,
+        code=f"{setting.removesuffix('_address')}_not_found",
     )
+
+
+def _is_claims_code(code: str) -> bool:
+    """The compiled PayoutClaims' runtime code, its immutables aside: the compiler leaves each
+    immutable as a PUSH32 of zeros that the constructor fills in, so those 32-byte words are
+    the only ones allowed to differ."""
+    compiled = bytes.fromhex(load_artifact("PayoutClaims").deployed_bytecode.removeprefix("0x"))
+    deployed = bytes.fromhex(code.removeprefix("0x"))
+    if len(deployed) != len(compiled):
+        return False
+    masked = bytearray(deployed)
+    for start in _immutable_slots(compiled):
+        masked[start : start + 32] = bytes(32)
+    return bytes(masked) == compiled
+
+
+def _immutable_slots(code: bytes) -> list[int]:
+    """Where the PUSH32s of zeros put their data, walking opcodes so push data is skipped (a
+    zero PUSH32 is no literal the optimizer emits: cancun has PUSH0)."""
+    slots, i = [], 0
+    while i < len(code):
+        op = code[i]
+        width = op - 0x5F if 0x60 <= op <= 0x7F else 0
+        if width == 32 and code[i + 1 : i + 33] == bytes(32):
+            slots.append(i + 1)
+        i += 1 + width
+    return slots
 
 
 def _tokens(

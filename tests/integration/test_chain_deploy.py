@@ -52,6 +52,7 @@ def test_deploy_sets_up_a_new_hot_wallet_and_a_second_run_sends_nothing(
         "gave",
         "deploy",
         "deploy",
+        "deploy",
         "mint",
         "approve",
     ]
@@ -76,6 +77,7 @@ def test_deploy_sets_up_a_new_hot_wallet_and_a_second_run_sends_nothing(
         anvil.url,
         key,
         batcher_address=settings.batcher_address,
+        claims_address=settings.claims_address,
         assets=[token.model_dump(exclude_unset=True)],
     )
     again = operator(rerun, "chain", "deploy", "--json")
