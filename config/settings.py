@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     claims_topup_headroom_bps: int = Field(default=2_000, ge=0)
     # Claimable cents unclaimed this long are swept: the platform submits the vouchers itself.
     claims_sweep_after_seconds: int = Field(default=30 * 86_400, ge=0)
+    # Signs claim vouchers; unset, the hot wallet's key does (dev). Rotating it on the escrow
+    # stops old vouchers, and the ledger issues fresh ones for the same cumulative.
+    claims_signer_key: SecretStr | None = None
+    # A creator on auto is pushed only a payout worth this many times the gas its place in a
+    # batch costs at today's fee (priced by the asset's units_per_native); smaller ones
+    # become claimable. That gas: a recipient not yet holding the token needs a fresh slot.
+    claim_push_multiple: int = Field(default=20, ge=1)
+    claim_gas_fresh_holder: int = Field(default=26_300, ge=0)
+    claim_gas_existing_holder: int = Field(default=9_200, ge=0)
 
     # Ops endpoints of the HTTP API accept only this key; unset, they are closed.
     admin_api_key: SecretStr | None = None

@@ -103,6 +103,11 @@ class Runtime:
         return signer_from_settings(self.settings.signer_key)
 
     @cached_property
+    def claim_signer(self) -> LocalKeySigner:
+        """Signs claim vouchers: its own key, or the hot wallet's where none is set (dev)."""
+        return signer_from_settings(self.settings.claims_signer_key or self.settings.signer_key)
+
+    @cached_property
     def batcher(self) -> str:
         if not self.settings.batcher_address:
             raise InvalidInput("PAYOUTS_BATCHER_ADDRESS is not set", field="batcher_address")

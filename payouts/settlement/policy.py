@@ -12,10 +12,95 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from config.settings import Settings
 
 WEI_PER_NATIVE = 10**18
+
+
+class SettleMode(StrEnum):
+    """How a creator asked to be paid (``creators.settle_mode``)."""
+
+    AUTO = "auto"  # push when it pays for its gas, claim when it does not
+    PUSH = "push"
+    CLAIM = "claim"
+
+
+class SettleBy(StrEnum):
+    """How settlement paid a payout (``payouts.settled_by``)."""
+
+    PUSH = "push"  # in a batch from the hot wallet
+    CLAIM = "claim"  # claimable from the escrow with a voucher
+
+
+def push_threshold(
+    marginal_gas: int, fee_per_gas: int, units_per_native: int | None, multiple: int
+) -> int:
+    """The smallest amount worth pushing: ``multiple`` times what ``marginal_gas`` costs at
+    ``fee_per_gas``, in the asset's base units (``units_per_native`` per 10**18 wei), rounded
+    up, so ``amount >= push_threshold(...)`` is exactly ``amount * 10**18 >= multiple * gas
+    * fee * units``. Without a price gas cannot be weighed: every amount is worth pushing."""
+    if units_per_native is None:
+        return 0
+    cost = multiple * marginal_gas * fee_per_gas * units_per_native
+    return -(-cost // WEI_PER_NATIVE)
+
+
+def settle_by(
+    mode: SettleMode,
+    amount: int,
+    *,
+    marginal_gas: int,
+    fee_per_gas: int,
+    units_per_native: int | None,
+    multiple: int,
+) -> SettleBy:
+    """Push or claim one payout: as the creator asked, or, in auto, push when its amount is
+    worth at least ``multiple`` times the gas its place in a batch costs at today's fee."""
+    if mode is SettleMode.PUSH:
+        return SettleBy.PUSH
+    if mode is SettleMode.CLAIM:
+        return SettleBy.CLAIM
+    worth = push_threshold(marginal_gas, fee_per_gas, units_per_native, multiple)
+    return SettleBy.PUSH if amount >= worth else SettleBy.CLAIM
+
+
+@dataclass(frozen=True)
+class ClaimPolicy:
+    """Settlement's choice between push and claim for one asset (``settle_by``), with the
+    marginal gas of a payout in a batch: a recipient that holds none of the token yet costs a
+    fresh storage slot, one that does an update of it."""
+
+    multiple: int
+    units_per_native: int | None
+    gas_fresh_holder: int
+    gas_existing_holder: int
+
+    def thresholds(self, fee_per_gas: int) -> tuple[int, int]:
+        """(existing holder, fresh holder): below the first an auto payout is claimed whoever
+        holds what, from the second it is pushed; only between them does holding matter."""
+        return (
+            push_threshold(
+                self.gas_existing_holder, fee_per_gas, self.units_per_native, self.multiple
+            ),
+            push_threshold(
+                self.gas_fresh_holder, fee_per_gas, self.units_per_native, self.multiple
+            ),
+        )
+
+    def settle_by(
+        self, mode: SettleMode, amount: int, fee_per_gas: int, *, fresh: bool
+    ) -> SettleBy:
+        gas = self.gas_fresh_holder if fresh else self.gas_existing_holder
+        return settle_by(
+            mode,
+            amount,
+            marginal_gas=gas,
+            fee_per_gas=fee_per_gas,
+            units_per_native=self.units_per_native,
+            multiple=self.multiple,
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +205,15 @@ class BatchPolicy:
             return self
         per_payout = max(1, (estimate - min(self.base_gas, estimate)) // size)
         return replace(self, gas_per_payout=per_payout)
+
+
+def claim_policy_for(settings: Settings, symbol: str) -> ClaimPolicy:
+    return ClaimPolicy(
+        multiple=settings.claim_push_multiple,
+        units_per_native=settings.asset(symbol).units_per_native,
+        gas_fresh_holder=settings.claim_gas_fresh_holder,
+        gas_existing_holder=settings.claim_gas_existing_holder,
+    )
 
 
 def policy_for(settings: Settings, symbol: str | None = None) -> BatchPolicy:
