@@ -37,6 +37,18 @@ def _lock_lane(session: Session, chain: ChainClient, chain_id: int, address: str
     return max(int(lane), chain.nonce(address, "pending"))
 
 
+def take_nonce(session: Session, chain: ChainClient, chain_id: int, address: str) -> int:
+    """The lane's next nonce for a transaction of the hot wallet that is no batch's (an
+    escrow top-up, a voucher it submits), the lane advanced past it. The caller stores the
+    signed transaction and commits in the same transaction, as ``sign_and_store`` does."""
+    nonce = _lock_lane(session, chain, chain_id, address)
+    session.execute(
+        text("UPDATE nonce_lanes SET next_nonce = :n WHERE chain_id = :c AND address = :a"),
+        {"n": nonce + 1, "c": chain_id, "a": address},
+    )
+    return nonce
+
+
 def sign_and_store(
     session: Session,
     chain: ChainClient,
