@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from payouts.claims import escrow
+from payouts.claims.onchain import ClaimsReport
 from payouts.reconcile.finality import advance
 from payouts.reconcile.scan import ReconcileReport, scan
 from payouts.runtime import Runtime
@@ -14,6 +16,7 @@ from payouts.runtime import Runtime
 class ReconcileOutcome:
     scan: ReconcileReport
     advance: ReconcileReport
+    claims: ClaimsReport | None = None  # None: no escrow configured
 
 
 def reconcile(
@@ -51,4 +54,6 @@ def reconcile(
             actor=actor,
         )
         session.commit()
-    return ReconcileOutcome(scanned, advanced)
+    # The escrow's claims and the hot wallet's own transactions, to the same head.
+    claims = escrow.reconcile(rt, head=head, actor=actor)
+    return ReconcileOutcome(scanned, advanced, claims)
