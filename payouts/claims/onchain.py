@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy import text
@@ -47,6 +48,7 @@ from payouts.ledger.journals import Leg, Posting, post_many
 from payouts.states import PayoutState
 
 CLAIMED = "0x" + keccak(text="Claimed(address,address,uint256,uint256)").hex()
+CLAIMED_OF = keccak(text="claimed(address,address)")[:4]
 CLAIMABLE, ESCROW = AccountKind.CLAIMABLE, AccountKind.CLAIMS_ESCROW
 WALLET, GAS = AccountKind.HOT_WALLET, AccountKind.GAS_EXPENSE
 CLAIM_UNMATCHED = "claim_unmatched"
@@ -102,6 +104,11 @@ def reconcile_claims(
     _book_mined(session, chain, escrow, head, report, actor)
     _finalize(session, escrow, head, depth_for, report, actor)
     return report
+
+
+def claimed_calldata(recipient: str, token: str) -> str:
+    """``claimed(recipient, token)``: the escrow's record of what ``recipient`` claimed."""
+    return "0x" + (CLAIMED_OF + encode(["address", "address"], [recipient, token])).hex()
 
 
 # 1. Unwind --------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from payouts import events as outbox
+from payouts.claims import audit
+from payouts.claims.escrow import escrow_of
 from payouts.runtime import Runtime
 from payouts.tracking import payouts as payout_views
 from payouts.tracking import reports
@@ -21,7 +23,13 @@ def check(
     rt: Runtime, on_result: Callable[[reports.CheckResult], None] | None = None
 ) -> reports.CheckReport:
     with rt.uow() as session:
-        return reports.check(session, on_result)
+        report = reports.check(session, on_result)
+        escrow = escrow_of(rt)
+        for name, offending in audit.chain_checks(session, rt.chain, escrow) if escrow else []:
+            report.results.append(reports.CheckResult(name, not offending, "; ".join(offending)))
+            if on_result is not None:
+                on_result(report.results[-1])
+        return report
 
 
 def awaiting_depth(rt: Runtime, head: int) -> list[dict[str, Any]]:

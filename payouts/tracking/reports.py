@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from payouts.claims.audit import LEDGER_CHECKS as CLAIMS_CHECKS
 from payouts.errors import NotFound
 from payouts.lifecycle import CREDIT_UNCLAIMED
 from payouts.reconcile.inclusions import CANONICAL_TRANSFERS, orphaned_of
@@ -128,7 +129,8 @@ CHECKS: list[tuple[str, str]] = [
         "every finalized payout was paid on chain exactly once",
         f"""SELECT p.id, count(DISTINCT o.tx_hash) FROM payouts p
              LEFT JOIN ({CANONICAL_TRANSFERS}) o ON o.payout_id = p.id AND o.succeeded
-            WHERE p.state = {P.FINALIZED.sql} GROUP BY p.id
+            WHERE p.state = {P.FINALIZED.sql} AND p.settled_by IS DISTINCT FROM 'claim'
+            GROUP BY p.id
            HAVING count(DISTINCT o.tx_hash) <> 1""",
     ),
     (
@@ -182,12 +184,13 @@ CHECKS: list[tuple[str, str]] = [
                SELECT 1 FROM transitions t WHERE t.entity = 'batch' AND t.entity_id = b.id
                   AND t.to_state = b.state)""",
     ),
+    # Claimable and escrow balances (``payouts.claims.audit``); the chain's side is read by
+    # the handler, which has a node.
+    *CLAIMS_CHECKS,
 ]
 
 
-def check(
-    session: Session, on_result: Callable[[CheckResult], None] | None = None
-) -> CheckReport:
+def check(session: Session, on_result: Callable[[CheckResult], None] | None = None) -> CheckReport:
     """Every check in ``CHECKS``; ``on_result`` hears of each as it ends (a progress bar)."""
     report = CheckReport()
     for name, sql in CHECKS:
