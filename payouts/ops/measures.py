@@ -4,6 +4,9 @@ Each function is one set-based read (a handful of statements, none per payout) s
 Prometheus scrape stays cheap; ``measure`` bounds a scrape's statements with a timeout so a
 slow database makes a scrape fail fast instead of piling up.
 
+The claims escrow's cover (``escrow_cover``) is its token balance on chain against what is
+claimable: a shortfall means some creator's voucher would be refused now, paying nothing.
+
 Runway is the hot wallet's balance divided by its burn: what batches sealed in the last
 ``runway_window_hours`` and seen on chain took from it (the payouts still in them, per token;
 their gas, plus native payouts, from the native balance), spread over that window. A payout
@@ -21,6 +24,8 @@ from sqlalchemy.orm import Session
 
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
+from payouts.claims.escrow import escrow_of
+from payouts.claims.topups import covers
 from payouts.holds import TRANSFER_FAILED
 from payouts.lifecycle import payout_credits_join
 from payouts.runtime import Runtime
@@ -294,3 +299,32 @@ def wallet_runway(rt: Runtime, *, chain: ChainClient | None = None) -> list[Runw
     for token, answer in zip(tokens, answers, strict=True):
         runways.append(_runway(token.symbol, int(answer, 16), paid.get(token.symbol, 0), window))
     return runways
+
+
+@dataclass(frozen=True)
+class EscrowCover:
+    """The claims escrow's ``balance`` of ``asset`` on chain against what is ``claimable``."""
+
+    asset: str
+    balance: int
+    claimable: int
+
+    @property
+    def shortfall(self) -> int:
+        return max(0, self.claimable - self.balance)
+
+
+def escrow_cover(rt: Runtime, *, chain: ChainClient | None = None) -> list[EscrowCover]:
+    """Each token's escrow cover (none without an escrow), its balances read through ``chain``
+    (the runtime's client unless given)."""
+    escrow = escrow_of(rt)
+    if escrow is None:
+        return []
+    chain = chain or rt.chain
+    with measure(rt) as session:
+        found = covers(session)
+    answers = chain.call_many([(c.token, codec.balance_of_calldata(escrow.address)) for c in found])
+    return [
+        EscrowCover(c.symbol, int(answer, 16), c.claimable)
+        for c, answer in zip(found, answers, strict=True)
+    ]

@@ -156,6 +156,35 @@ def runway(rt: Runtime) -> Iterator[Metric]:
     yield from (balance, burn, hours)
 
 
+def _escrow_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        _gauge(
+            "payouts_claims_escrow_balance",
+            "The claims escrow's balance on chain, in base units",
+            ["asset"],
+        ),
+        _gauge(
+            "payouts_claims_claimable",
+            "Value of the payouts claimable and not yet claimed, in base units",
+            ["asset"],
+        ),
+        _gauge(
+            "payouts_claims_escrow_shortfall",
+            "What is claimable beyond the escrow's balance (vouchers it would refuse now)",
+            ["asset"],
+        ),
+    )
+
+
+def escrow(rt: Runtime) -> Iterator[Metric]:
+    balance, claimable, shortfall = _escrow_families()
+    for c in measures.escrow_cover(rt, chain=_scrape_chain(rt)):
+        balance.add_metric([c.asset], c.balance)
+        claimable.add_metric([c.asset], c.claimable)
+        shortfall.add_metric([c.asset], c.shortfall)
+    yield from (balance, claimable, shortfall)
+
+
 def _breaker_family() -> GaugeMetricFamily:
     return _gauge(
         "payouts_rpc_circuit_open",
@@ -170,7 +199,12 @@ def breaker(rt: Runtime) -> Iterator[Metric]:
     yield family
 
 
-PARTS: dict[str, Part] = {"ledger": ledger, "runway": runway, "breaker": breaker}
+PARTS: dict[str, Part] = {
+    "ledger": ledger,
+    "runway": runway,
+    "escrow": escrow,
+    "breaker": breaker,
+}
 
 
 class LedgerCollector(Collector):
@@ -181,6 +215,7 @@ class LedgerCollector(Collector):
         """The families without values (no query): what registering checks names against."""
         yield from _ledger_families().values()
         yield from _runway_families()
+        yield from _escrow_families()
         yield _breaker_family()
         yield _up_family()
 
