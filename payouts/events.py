@@ -157,7 +157,7 @@ _PAYOUT = f"""
                       AND x.state IN {sql_in(TxAttemptState.BROADCAST, TxAttemptState.MINED)}
                     ORDER BY x.id DESC LIMIT 1)) END,
                'block_number', b.block_number, 'cause', {{cause}},
-               'url', '/v1/payouts/' || m.id) || CAST(:_event AS jsonb), m.id
+               'url', '/v1/payouts/' || m.id) || CAST(:_event AS jsonb){{extra}}, m.id
       FROM {{source}} m {{old}}
       JOIN creators cr ON cr.id = m.creator_id
       JOIN assets a ON a.id = m.asset_id
@@ -204,16 +204,32 @@ _PAYLOADS = {"payout": _PAYOUT, "hold": _HOLD, "creator": _CREATOR, "exception":
 
 
 def insert_sql(
-    entity: str, type_sql: str, *, source: str, cause: str, old: str | None = None
+    entity: str,
+    type_sql: str,
+    *,
+    source: str,
+    cause: str,
+    old: str | None = None,
+    extra: str | None = None,
 ) -> str:
     """``INSERT INTO events`` of one event per row of ``source`` (a CTE of the changed rows
     with a ``from_state`` column, aliased ``m``), for a data-modifying CTE in the statement
     that changes them. ``old`` names a CTE of the rows before the change (same ids); without
     it the row after stands for both. ``type_sql`` and ``cause`` are SQL expressions; rows
     whose type is NULL write nothing. The statement binds ``:_event`` (a JSON object merged
-    into every payload)."""
+    into every payload); ``extra``, a payout's only, a jsonb expression over ``m`` merged
+    into its own (a claimable payout's voucher)."""
     old_join, o = (f"JOIN {old} o ON o.id = m.id", "o") if old else ("", "m")
-    select = _PAYLOADS[entity].format(type=type_sql, cause=cause, source=source, old=old_join, o=o)
+    if extra is not None and entity != "payout":
+        raise ValueError(f"only a payout's events take a payload of their own, not {entity}'s")
+    select = _PAYLOADS[entity].format(
+        type=type_sql,
+        cause=cause,
+        source=source,
+        old=old_join,
+        o=o,
+        extra=f" || {extra}" if extra else "",
+    )
     return f"""
         INSERT INTO events (marketplace_id, type, subject, payload)
         SELECT marketplace_id, type, subject, payload

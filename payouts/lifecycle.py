@@ -355,10 +355,12 @@ def move_rows(
     cause: str,
     actor: str,
     event: Mapping[str, Any] | None = None,
+    event_sql: str | None = None,
 ) -> int:
     """Move a large set in one statement: the rows named by the query ``rows`` (an ``id``
     column, plus one column per name in ``columns`` whose value the row takes) that are still
-    in ``from_state``. Returns how many moved.
+    in ``from_state``. ``event_sql``, a jsonb expression over ``src``, is merged into each
+    row's event (a claimable payout's voucher). Returns how many moved.
 
     For the set-based stages (a roll-up links a million credits): no lock pass and no ids
     sent back, and ``cause`` is an SQL expression that may use the columns of ``rows``
@@ -374,7 +376,15 @@ def move_rows(
     if event_type is not None:
         # Every row moved from the one state: the row after stands for the row before.
         returning = "t.*, CAST(:_from AS text) AS from_state"
-        insert = events.insert_sql(lifecycle.entity, event_type, source="moved", cause="m.cause")
+        if event_sql is not None:
+            returning += f", {event_sql} AS event_sql"
+        insert = events.insert_sql(
+            lifecycle.entity,
+            event_type,
+            source="moved",
+            cause="m.cause",
+            extra="m.event_sql" if event_sql is not None else None,
+        )
         evented = f", evented AS ({insert})"
     sql = text(
         f"""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eth_utils.address import to_checksum_address
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -15,8 +16,9 @@ from payouts.errors import IllegalTransition, InvalidInput, NotFound
 from payouts.holds import NewHold
 from payouts.runtime import Runtime
 from payouts.settlement import screening
+from payouts.settlement.claiming import Claiming, VoucherIssuer
 from payouts.settlement.finality import finality_for
-from payouts.settlement.policy import policy_for
+from payouts.settlement.policy import claim_policy_for, policy_for
 from payouts.settlement.risk import limits_for
 from payouts.settlement.sealing import BalanceAlerts, SettlementPlan, seal_batches
 from payouts.states import HoldState, PayoutState
@@ -44,10 +46,25 @@ def settle(rt: Runtime, *, dry_run: bool = False, actor: str = "beat") -> dict[s
                 finality=finality_for(settings, asset.symbol),
                 limits=limits_for(settings, asset.symbol),
                 deny_check=config.deny_check,
+                claiming=_claiming(rt, asset.symbol),
             )
             if not dry_run:
                 session.commit()
     return plans
+
+
+def voucher_issuer(rt: Runtime) -> VoucherIssuer | None:
+    """The claim signer for the configured escrow; None without one: nothing is claimable."""
+    escrow = rt.settings.claims_address
+    if escrow is None:
+        return None
+    return VoucherIssuer(rt.claim_signer, rt.settings.chain_id, to_checksum_address(escrow))
+
+
+def _claiming(rt: Runtime, symbol: str) -> Claiming | None:
+    """Settling by claim needs an escrow; without one every payout is pushed."""
+    issuer = voucher_issuer(rt)
+    return None if issuer is None else Claiming(claim_policy_for(rt.settings, symbol), issuer)
 
 
 # Holds, the review queue and the deny list ----------------------------------------------

@@ -9,6 +9,8 @@ cover is passed over, never blocking the ones behind), and the chain estimates t
 gas. Payouts of creators on hold and payouts too small to be worth today's gas (unless
 overdue) wait; a payout waiting for funds raises the low-balance alert with the amount
 missing, and one no batch can ever carry (over the gas cap alone) is an exception at once.
+Where an escrow is configured, the payouts that go by claim (``claiming``) are made claimable
+first, at the same fee, and never enter a batch.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from payouts.exception_queue import record_exception, resolve_exception
 from payouts.holds import NewHold
 from payouts.money import Asset
 from payouts.settlement import screening
+from payouts.settlement.claiming import Claiming, make_claimable
 from payouts.settlement.finality import FinalityRule
-from payouts.settlement.policy import BatchPolicy, Conditions
+from payouts.settlement.policy import BatchPolicy, Conditions, SettleBy
 from payouts.settlement.risk import Limit, Tripped, Usage
 from payouts.settlement.selection import Candidate, fair_order, select, shortfall
 from payouts.states import (
@@ -115,6 +118,7 @@ class SettlementPlan:
     pending_left: int
     wallet_available: int
     reason: str  # why sealing stopped
+    claimable: int = 0  # payouts made claimable instead (settled by claim)
 
 
 def _spendable(
@@ -228,15 +232,29 @@ def seal_batches(
     max_batches: int = 100,
     limits: Sequence[Limit] = (),
     deny_check: str | None = None,
+    claiming: Claiming | None = None,
 ) -> SettlementPlan:
-    """Seal as many batches as the wallet, the policy and the limits allow. The caller
-    commits."""
+    """Make claimable what goes by claim, then seal as many batches as the wallet, the policy
+    and the limits allow. The caller commits."""
     if asset.address is None:
         raise NotImplementedError("native-currency payouts are not batched yet")
     holds.expire(session, actor=actor)
     available = _spendable(session, chain, asset, asset_id, wallet, batcher_address)
     head = chain.block("latest")
     assert head is not None
+    claimable = 0
+    if claiming is not None:
+        fee = head.base_fee_per_gas + policy.priority_fee
+        made = make_claimable(
+            session,
+            chain,
+            token=asset.address,
+            asset_id=asset_id,
+            claiming=claiming,
+            fee_per_gas=fee,
+            actor=actor,
+        )
+        claimable = made.payouts
     worst_fee = min(policy.max_fee_per_gas, 2 * head.base_fee_per_gas + policy.priority_fee)
     gas_balance, gas_money = _gas_money(session, chain, wallet, policy, worst_fee)
     outcomes = _recent_outcomes(session, asset_id)
@@ -331,7 +349,7 @@ def seal_batches(
         ),
         {"a": asset_id},
     ).scalar_one()
-    return SettlementPlan(sealed, int(pending_left), available, reason)
+    return SettlementPlan(sealed, int(pending_left), available, reason, claimable)
 
 
 def _usage(session: Session, asset_id: int) -> Usage:
@@ -512,8 +530,8 @@ def _seal(
         cause=f"sealed in batch {batch_id}",
         actor=actor,
         strict=True,
-        also={"batch_id": ":batch"},
-        params={"batch": batch_id},
+        also={"batch_id": ":batch", "settled_by": ":push"},
+        params={"batch": batch_id, "push": str(SettleBy.PUSH)},
     )
     lifecycle.move(
         session,
