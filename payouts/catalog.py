@@ -234,3 +234,14 @@ def set_payout_addresses(session: Session, marketplace_id: int, addresses: dict[
             "addresses": [to_checksum_address(a) for a in addresses.values()],
         },
     )
+
+
+def creator_id(session: Session, marketplace_id: int, external_id: str) -> int:
+    """Our id of a marketplace's creator, by the id the marketplace knows them by."""
+    found = session.execute(
+        text("SELECT id FROM creators WHERE marketplace_id = :m AND external_id = :x"),
+        {"m": marketplace_id, "x": external_id},
+    ).scalar()
+    if found is None:
+        raise NotFound(f"creator {external_id}")
+    return int(found)

@@ -39,6 +39,8 @@ app.conf.update(
         "payouts.settle": {"queue": SETTLE},
         "payouts.submit_batch": {"queue": SUBMIT},
         "payouts.watch_unmined": {"queue": SUBMIT},
+        # The hot wallet's own transactions for the escrow: beside its batches' submissions.
+        "payouts.claims_escrow": {"queue": SUBMIT},
         "payouts.reconcile": {"queue": RECONCILE},
         "payouts.dispatch_webhooks": {"queue": WEBHOOKS},
         "payouts.deliver_webhooks": {"queue": WEBHOOKS},
@@ -76,6 +78,11 @@ app.conf.beat_schedule = {
     "watch-unmined-batches": {
         "task": "payouts.watch_unmined",
         "schedule": timedelta(seconds=settings.watch_interval_seconds),
+    },
+    # Top the claims escrow up to what is claimable, and sweep what sat unclaimed too long.
+    "claims-escrow": {
+        "task": "payouts.claims_escrow",
+        "schedule": timedelta(seconds=settings.settle_interval_seconds),
     },
     "reconcile-chain": {
         "task": "payouts.reconcile",

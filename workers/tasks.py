@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from payouts.claims import relay, topups
 from payouts.errors import ChainError
 from payouts.notify import handlers as webhooks
 from payouts.reconcile.handlers import reconcile as reconcile_chain
@@ -37,7 +38,22 @@ def settle(self: PayoutsTask) -> dict[str, Any]:
     for plan in plans.values():
         for batch in plan.sealed:
             submit_batch.delay(batch.batch_id)
-    return {s: {"sealed": len(p.sealed), "reason": p.reason} for s, p in plans.items()}
+    if any(plan.claimable for plan in plans.values()):
+        # Newly claimable cents: the escrow should hold them before anyone claims.
+        claims_escrow.delay()
+    return {
+        s: {"sealed": len(p.sealed), "claimable": p.claimable, "reason": p.reason}
+        for s, p in plans.items()
+    }
+
+
+@app.task(base=PayoutsTask, bind=True, name="payouts.claims_escrow")
+def claims_escrow(self: PayoutsTask) -> dict[str, int]:
+    """Top the escrow up where it holds less than is claimable; submit the vouchers of what
+    sat claimable past the sweep age. Both go through the hot wallet's nonce lane."""
+    topped = topups.top_up(self.runtime, actor="beat")
+    swept = relay.sweep(self.runtime)
+    return {"topped_up": len(topped), "swept": len(swept)}
 
 
 @app.task(base=PayoutsTask, bind=True, name="payouts.submit_batch")
@@ -85,7 +101,13 @@ def watch_unmined(self: PayoutsTask) -> dict[str, int]:
 def reconcile(self: PayoutsTask) -> dict[str, int]:
     outcome = reconcile_chain(self.runtime, actor="reconciler")
     metrics.observe_time_to_final(self.runtime, outcome.advance.finalized_batches)
-    return {"included": outcome.scan.included, "finalized": outcome.advance.finalized}
+    claims = outcome.claims
+    return {
+        "included": outcome.scan.included,
+        "finalized": outcome.advance.finalized,
+        "claimed": claims.claimed_payouts if claims else 0,
+        "finalized_by_claim": claims.finalized_payouts if claims else 0,
+    }
 
 
 @app.task(base=PayoutsTask, bind=True, name="payouts.dispatch_webhooks")

@@ -1,0 +1,183 @@
+"""Submitting vouchers to the escrow on a creator's behalf: support's ``payouts claim``, the
+Python client, and the sweep of claimable cents left unclaimed too long.
+
+Anyone may submit a voucher (the escrow pays the recipient the voucher names, whoever sends
+it), so the payer only pays the gas. The hot wallet submits through its nonce lane
+(``payouts.claims.wallet``) like any of its transactions; another key sends directly. A
+voucher that would pay nothing (the escrow's record is already at its cumulative) is not
+sent at all. What a claim paid reaches the ledger the one way every claim does: the
+reconciler reading its Claimed log (``payouts.claims.onchain``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from sqlalchemy import text
+
+from payouts.catalog import creator_id
+from payouts.chain.client import ChainClient
+from payouts.chain.fees import fees_for
+from payouts.chain.signer import Signer
+from payouts.claims import vouchers, wallet
+from payouts.claims.escrow import send_unmined, wallet_fees
+from payouts.claims.onchain import claimed_calldata
+from payouts.errors import InvalidInput
+from payouts.runtime import Runtime
+from payouts.settlement.claiming import BY_CLAIM, VoucherIssuer, cumulatives, voucher_json
+from payouts.states import PayoutState
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One voucher handed to the chain: what it should pay, and in which transaction."""
+
+    asset: str
+    recipient: str
+    cumulative: int
+    paying: int
+    tx_hash: str
+
+
+def claimed_on_chain(
+    chain: ChainClient, escrow: str, recipients: list[tuple[str, str]]
+) -> list[int]:
+    """The escrow's ``claimed[recipient][token]`` of each (recipient, token), in one batch."""
+    calls = [(escrow, claimed_calldata(r, t)) for r, t in recipients]
+    return [int(answer, 16) for answer in chain.call_many(calls)] if calls else []
+
+
+def claim_for_creator(
+    rt: Runtime, marketplace_id: int, external_id: str, *, payer: Signer | None = None
+) -> list[Submitted]:
+    """Submit each of the creator's current vouchers that would pay something; ``payer``
+    pays the gas (the hot wallet, through its lane, where None)."""
+    escrow = _escrow(rt)
+    issuer = VoucherIssuer(rt.claim_signer, rt.settings.chain_id, escrow)
+    ids = rt.asset_ids()
+    tokens = {
+        ids[a.symbol]: vouchers.Token(ids[a.symbol], a.symbol, str(a.address))
+        for a in rt.token_assets()
+    }
+    with rt.uow() as session:
+        creator = creator_id(session, marketplace_id, external_id)
+        found = vouchers.current(session, issuer, tokens, creator_id=creator)
+    return _submit(rt, found, payer=payer)
+
+
+def _submit(rt: Runtime, found: list[dict[str, Any]], *, payer: Signer | None) -> list[Submitted]:
+    escrow = _escrow(rt)
+    pairs = [(v["voucher"]["recipient"], v["voucher"]["token"]) for v in found]
+    claimed = claimed_on_chain(rt.chain, escrow, pairs)
+    due = [
+        (v, int(v["voucher"]["cumulative"]) - c)
+        for v, c in zip(found, claimed, strict=True)
+        if int(v["voucher"]["cumulative"]) > c
+    ]
+    if payer is None or payer.address == rt.signer.address:
+        return _through_lane(rt, escrow, due)
+    return [_direct(rt, escrow, payer, v, paying) for v, paying in due]
+
+
+def _escrow(rt: Runtime) -> str:
+    if not rt.settings.claims_address:
+        raise InvalidInput(
+            "PAYOUTS_CLAIMS_ADDRESS is not set: nothing is claimable",
+            field="claims_address",
+            code="no_claims_escrow",
+        )
+    return to_checksum_address(rt.settings.claims_address)
+
+
+def _through_lane(
+    rt: Runtime, escrow: str, due: list[tuple[dict[str, Any], int]]
+) -> list[Submitted]:
+    ids = rt.asset_ids()
+    done = []
+    with rt.uow() as session:
+        for v, paying in due:
+            stored = wallet.store(
+                session,
+                rt.chain,
+                rt.signer,
+                chain_id=rt.settings.chain_id,
+                purpose="claim",
+                to=escrow,
+                data=v["voucher"]["calldata"],
+                asset_id=ids[v["asset"]],
+                amount=paying,
+                fees=wallet_fees(rt),
+            )
+            done.append(_submitted(v, paying, stored.tx_hash))
+        session.commit()
+    if done:
+        send_unmined(rt)
+    return done
+
+
+def _direct(rt: Runtime, escrow: str, payer: Signer, v: dict[str, Any], paying: int) -> Submitted:
+    """Sent by a key that is not the hot wallet's (a creator's, support's): its own nonce."""
+    data = v["voucher"]["calldata"]
+    gas = rt.chain.estimate_gas(payer.address, escrow, data)
+    head = rt.chain.block("latest")
+    assert head is not None
+    fees = fees_for(
+        head.base_fee_per_gas, rt.settings.priority_fee_per_gas, rt.settings.max_fee_per_gas
+    )
+    signed = payer.sign(
+        {
+            "type": 2,
+            "chainId": rt.settings.chain_id,
+            "nonce": rt.chain.nonce(payer.address),
+            "to": escrow,
+            "value": 0,
+            "data": data,
+            "gas": gas * (100 + rt.settings.gas_limit_headroom_percent) // 100,
+            "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+        }
+    )
+    wallet.send(rt.chain, signed.raw)
+    return _submitted(v, paying, signed.tx_hash)
+
+
+def _submitted(v: dict[str, Any], paying: int, tx_hash: str) -> Submitted:
+    voucher = v["voucher"]
+    return Submitted(v["asset"], voucher["recipient"], int(voucher["cumulative"]), paying, tx_hash)
+
+
+# The (recipient, asset) pairs with a payout claimable for longer than :age seconds.
+STALE = f"""
+    SELECT DISTINCT p.recipient, p.asset_id FROM payouts p
+     WHERE p.state = {PayoutState.CLAIMABLE.sql} AND p.settled_by = {BY_CLAIM}
+       AND EXISTS (SELECT 1 FROM transitions t WHERE t.entity = 'payout' AND t.entity_id = p.id
+                      AND t.to_state = {PayoutState.CLAIMABLE.sql}
+                      AND t.at < now() - make_interval(secs => :age))
+"""
+
+
+def sweep(rt: Runtime, *, older_than: float | None = None) -> list[Submitted]:
+    """Submit, from the hot wallet, the current voucher of every address with a payout
+    claimable for longer than ``older_than`` seconds (the settings' sweep age by default):
+    the escrow pays them as it would their own claims, so its record stays exact."""
+    if not rt.settings.claims_address:
+        return []
+    age = rt.settings.claims_sweep_after_seconds if older_than is None else older_than
+    escrow = _escrow(rt)
+    issuer = VoucherIssuer(rt.claim_signer, rt.settings.chain_id, escrow)
+    symbols = {asset_id: symbol for symbol, asset_id in rt.asset_ids().items()}
+    tokens = {a.symbol: str(a.address) for a in rt.token_assets()}
+    found: list[dict[str, Any]] = []
+    with rt.uow() as session:
+        stale = session.execute(text(STALE), {"age": age}).all()
+        by_asset: dict[int, list[str]] = {}
+        for row in stale:
+            by_asset.setdefault(int(row.asset_id), []).append(row.recipient)
+        for asset_id, recipients in by_asset.items():
+            symbol = symbols[asset_id]
+            owed = cumulatives(session, asset_id, recipients)
+            for signed in issuer.issue(tokens[symbol], owed).values():
+                found.append({"asset": symbol, "voucher": voucher_json(signed)})
+    return _submit(rt, found, payer=None)

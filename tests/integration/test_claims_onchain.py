@@ -1,0 +1,328 @@
+"""Claims on a real anvil, in-process: payouts made claimable by settlement, the escrow topped
+up from the hot wallet through its nonce lane, vouchers submitted, the Claimed logs read back
+by the reconciler, and the ledger following the chain to the base unit, reorgs included."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+
+import devstack
+from payouts.chain.signer import LocalKeySigner
+from payouts.chain.vouchers import Voucher, set_signer_calldata, sign_voucher
+from payouts.claims import relay, topups
+from payouts.claims.onchain import CLAIM_UNMATCHED
+from payouts.errors import ChainError
+from payouts.ingest import handlers as ingest
+from payouts.ingest.earnings import Earning
+from payouts.ops import measures
+from payouts.reconcile import handlers as reconciler
+from payouts.runtime import Runtime
+from payouts.settlement import handlers as settlement
+from payouts.tracking import handlers as tracking
+from tests.chainkit import (
+    MARKETPLACE,
+    mine,
+    roll_up_now,
+    scalar,
+    seed,
+    settle_and_submit,
+    token_balance,
+    value,
+)
+from tests.waiting import wait_until
+
+SETTLED_BY_CLAIM = "SELECT count(*) FROM payouts WHERE settled_by = 'claim'"
+
+
+def _claiming(rt: Runtime, creators: list[str]) -> None:
+    with rt.uow() as session:
+        session.execute(
+            text("UPDATE creators SET settle_mode = 'claim' WHERE external_id = ANY(:c)"),
+            {"c": creators},
+        )
+        session.commit()
+
+
+def _marketplace(rt: Runtime) -> int:
+    return scalar(rt, f"SELECT id FROM marketplaces WHERE name = '{MARKETPLACE}'")
+
+
+def _payouts(rt: Runtime, creator: str) -> dict[str, int]:
+    with rt.uow() as session:
+        rows = session.execute(
+            text(
+                "SELECT p.state, sum(p.amount) AS total FROM payouts p"
+                " JOIN creators c ON c.id = p.creator_id WHERE c.external_id = :c"
+                " GROUP BY p.state"
+            ),
+            {"c": creator},
+        ).all()
+    return {r.state: int(r.total) for r in rows}
+
+
+def _escrow_ledger(rt: Runtime) -> int:
+    return scalar(
+        rt,
+        "SELECT coalesce(sum(e.amount), 0) FROM entries e JOIN accounts a ON a.id = e.account_id"
+        " WHERE a.kind = 'claims_escrow'",
+    )
+
+
+def _claimable_ready(rt: Runtime) -> tuple[dict[str, str], list[str]]:
+    """Three creators settled by claim, the escrow topped up and the top-up booked."""
+    recipients = seed(rt, creators=3)
+    creators = sorted(recipients)
+    _claiming(rt, creators)
+    assert roll_up_now(rt) == 3
+    plan = settlement.settle(rt, actor="test")["USDC"]
+    assert (plan.claimable, plan.sealed) == (3, [])
+    [top_up] = topups.top_up(rt)
+    claimable = scalar(rt, "SELECT sum(amount) FROM payouts WHERE state = 'claimable'")
+    assert top_up.amount == claimable * 12_000 // 10_000
+    mine(rt, 1)
+    reconciler.reconcile(rt)
+    return recipients, creators
+
+
+def test_a_voucher_pays_once_and_the_ledger_follows_the_escrow(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    token = str(rt.settings.assets[0].address)
+    escrow = str(rt.settings.claims_address)
+    recipients, creators = _claimable_ready(rt)
+    assert _escrow_ledger(rt) == token_balance(rt, token, escrow)
+    first = creators[0]
+    owed = _payouts(rt, first)["claimable"]
+
+    [submitted] = relay.claim_for_creator(rt, _marketplace(rt), first)
+
+    assert submitted.paying == owed
+    assert relay.claim_for_creator(rt, _marketplace(rt), first) == []  # already paying
+    outcome = reconciler.reconcile(rt)
+    assert outcome.claims is not None
+    assert (outcome.claims.applied, outcome.claims.claimed_payouts) == (1, 1)
+    assert _payouts(rt, first) == {"claimed": owed}
+    mine(rt, 3)
+    reconciler.reconcile(rt)
+    assert _payouts(rt, first) == {"finalized": owed}
+    assert token_balance(rt, token, recipients[first]) == owed
+    assert _escrow_ledger(rt) == token_balance(rt, token, escrow)
+    # The others still wait, claimable, and their cents are still in the escrow.
+    for other in creators[1:]:
+        assert list(_payouts(rt, other)) == ["claimable"]
+    again = reconciler.reconcile(rt)
+    assert again.claims is not None
+    assert (again.claims.seen, again.claims.applied) == (0, 0)
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
+    assert {
+        "claimable balances equal the claimable payouts",
+        "the escrow account holds the top-ups less the claims paid",
+        "the escrow holds on chain what the ledger says",
+        "each address claimed on chain what the ledger paid it",
+    } <= {r.name for r in checked.results}
+
+
+def test_a_claim_the_ledger_never_issued_moves_nothing_and_is_an_exception(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    """A voucher for more than was ever claimable (a leaked signer key): the escrow pays
+    it, the ledger moves no payout and tells an operator, with the figures."""
+    rt = make_chain_runtime()
+    recipients, creators = _claimable_ready(rt)
+    owed = _payouts(rt, creators[0])["claimable"]
+    voucher = Voucher(
+        rt.settings.chain_id,
+        str(rt.settings.claims_address),
+        str(rt.settings.assets[0].address),
+        recipients[creators[0]],
+        owed + 1,
+    )
+    signed = sign_voucher(rt.claim_signer, voucher)
+    rt.chain.rpc(
+        "eth_sendTransaction",
+        [{"from": rt.signer.address, "to": voucher.contract, "data": signed.claim_calldata()}],
+    )
+
+    outcome = reconciler.reconcile(rt)
+
+    assert outcome.claims is not None
+    assert (outcome.claims.seen, outcome.claims.applied) == (1, 0)
+    assert _payouts(rt, creators[0]) == {"claimable": owed}
+    assert scalar(rt, f"SELECT count(*) FROM exceptions WHERE kind = '{CLAIM_UNMATCHED}'") == 1
+    failed = {r.name for r in tracking.check(rt).results if not r.ok}
+    assert failed == {
+        "the escrow holds on chain what the ledger says",
+        "each address claimed on chain what the ledger paid it",
+    }
+
+
+def rows(rt: Runtime, sql: str) -> list[Any]:
+    with rt.uow() as session:
+        return list(session.execute(text(sql)).all())
+
+
+def _states(rt: Runtime, creator: str) -> set[str]:
+    return set(_payouts(rt, creator))
+
+
+def test_a_reorg_that_removes_a_claim_unwinds_it_and_the_same_bytes_pay_once(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime(confirmation_depth=1, finality_depth=6)
+    token = str(rt.settings.assets[0].address)
+    escrow = str(rt.settings.claims_address)
+    recipients, creators = _claimable_ready(rt)
+    first = creators[0]
+    owed = _payouts(rt, first)["claimable"]
+    mine(rt, 5)  # the reorg must not reach back to the top-up
+    [submitted] = relay.claim_for_creator(rt, _marketplace(rt), first)
+    reconciler.reconcile(rt)
+    assert _states(rt, first) == {"claimed"}
+    escrow_after_claim = _escrow_ledger(rt)
+
+    rt.chain.rpc("anvil_reorg", [1, []])  # the claim's block is replaced by an empty one
+    outcome = reconciler.reconcile(rt)
+
+    assert outcome.claims is not None
+    assert outcome.claims.unwound == 1
+    assert _states(rt, first) == {"claimable"}
+    assert _escrow_ledger(rt) == escrow_after_claim + owed
+    unclaimed = "SELECT count(*) FROM events WHERE type = 'payout.unclaimed'"
+    assert scalar(rt, unclaimed) == 1
+    # The stored bytes go out again (or the node kept them): one claim, paid once.
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
+    assert _states(rt, first) == {"claimed"}
+    mine(rt, 6)
+    reconciler.reconcile(rt)
+    assert _payouts(rt, first) == {"finalized": owed}
+    assert token_balance(rt, token, recipients[first]) == owed
+    assert _escrow_ledger(rt) == token_balance(rt, token, escrow)
+    assert scalar(rt, "SELECT count(*) FROM wallet_transactions WHERE purpose = 'claim'") == 1
+    assert submitted.tx_hash == value(rt, "SELECT tx_hash FROM claims WHERE unwound_at IS NULL")
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
+
+
+def test_push_then_claim_then_push_pays_every_cent_once(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    token = str(rt.settings.assets[0].address)
+    recipients = seed(rt, creators=1)
+    [creator] = recipients
+    earned = scalar(rt, "SELECT sum(amount) FROM credits")
+
+    def window(mode: str, n: int) -> None:
+        with rt.uow() as session:
+            session.execute(text("UPDATE creators SET settle_mode = :m"), {"m": mode})
+            session.commit()
+        if n:
+            ingest.record(
+                rt,
+                MARKETPLACE,
+                [Earning(f"more-{n}-{i}", creator, 20_000 + i, "USDC") for i in range(2)],
+            )
+        wait_until(lambda: roll_up_now(rt) == 1, timeout=10, what="a new window")
+        settle_and_submit(rt)
+        topups.top_up(rt)
+        relay.claim_for_creator(rt, _marketplace(rt), creator)
+        mine(rt, 1)
+        reconciler.reconcile(rt)
+        mine(rt, 3)
+        reconciler.reconcile(rt)
+
+    window("push", 0)
+    window("claim", 1)
+    window("push", 2)
+
+    by = {
+        r.settled_by: int(r.total)
+        for r in rows(
+            rt,
+            "SELECT settled_by, sum(amount) AS total FROM payouts"
+            " WHERE state = 'finalized' GROUP BY settled_by",
+        )
+    }
+    assert set(by) == {"push", "claim"}
+    earned = scalar(rt, "SELECT sum(amount) FROM credits")
+    paid = scalar(rt, "SELECT sum(amount) FROM payouts WHERE state = 'finalized'")
+    carried = earned - paid  # rounding dust stays with the creator, never paid twice
+    assert 0 <= carried < 3 * 100
+    assert token_balance(rt, token, recipients[creator]) == paid
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
+
+
+def test_after_a_signer_rotation_old_vouchers_are_refused_and_fresh_ones_pay_the_rest(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    _, creators = _claimable_ready(rt)
+    first, second = creators[0], creators[1]
+    relay.claim_for_creator(rt, _marketplace(rt), first)
+    new_key = "0x" + secrets.token_hex(32)
+    rotated = make_chain_runtime(claims_signer_key=new_key)
+    rt.chain.rpc(
+        "eth_sendTransaction",
+        [
+            {
+                "from": devstack.DEV_ADDRESSES[0],  # the escrow's owner: the deployer
+                "to": rt.settings.claims_address,
+                "data": set_signer_calldata(rotated.claim_signer.address),
+            }
+        ],
+    )
+    owed = _payouts(rt, second)["claimable"]
+
+    with pytest.raises(ChainError, match=r"WrongSigner|revert"):
+        relay.claim_for_creator(rt, _marketplace(rt), second)
+    [fresh] = relay.claim_for_creator(rotated, _marketplace(rt), second)
+
+    assert fresh.paying == owed
+    assert relay.claim_for_creator(rotated, _marketplace(rt), first) == []
+    mine(rt, 3)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
+    assert _payouts(rt, second) == {"finalized": owed}
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
+
+
+def test_an_escrow_that_runs_short_shows_it_and_pays_nothing_it_does_not_hold(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    recipients, creators = _claimable_ready(rt)
+    token = str(rt.settings.assets[0].address)
+    # More becomes claimable than the escrow holds: a new window for every creator.
+    ingest.record(rt, MARKETPLACE, [Earning(f"big-{c}", c, 5_000_000, "USDC") for c in creators])
+    wait_until(lambda: roll_up_now(rt) == 3, timeout=10, what="a new window")
+    settlement.settle(rt, actor="test")
+    [cover] = measures.escrow_cover(rt)
+    assert cover.shortfall > 0
+    relayer = LocalKeySigner(SecretStr(devstack.DEV_KEYS[2]))
+    before = token_balance(rt, token, recipients[creators[0]])
+
+    with pytest.raises(ChainError):
+        relay.claim_for_creator(rt, _marketplace(rt), creators[0], payer=relayer)
+
+    assert token_balance(rt, token, recipients[creators[0]]) == before
+    assert scalar(rt, "SELECT count(*) FROM wallet_transactions WHERE purpose = 'claim'") == 0
+    topups.top_up(rt)
+    mine(rt, 1)
+    reconciler.reconcile(rt)
+    [cover] = measures.escrow_cover(rt)
+    assert cover.shortfall == 0
+    [paid] = relay.claim_for_creator(rt, _marketplace(rt), creators[0], payer=relayer)
+    mine(rt, 3)
+    reconciler.reconcile(rt)
+    assert token_balance(rt, token, recipients[creators[0]]) == before + paid.paying
