@@ -18,8 +18,8 @@ takes the exact per-payout path, one batch at a time.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import text
@@ -88,17 +88,21 @@ def advance(
     confirming = [
         b for b in live if b.state == BatchState.INCLUDED and depth[b.id] >= confirmation_depth
     ]
-    _confirm(session, confirming, depth, actor)
-    report.confirmed += len(confirming)
     confirmed = {b.id for b in confirming}
     final = [
         b
         for b in live
         if (b.state == BatchState.CONFIRMED or b.id in confirmed) and depth[b.id] >= b.final_at
     ]
+    refused = _refused(session, final)
+    # A batch final as it confirms moves its payouts both ways in one UPDATE; one with a
+    # refused transfer confirms first, so that its refused payouts go back from confirmed.
+    through = {b.id for b in final if b.id in confirmed and b.id not in refused}
+    _confirm(session, confirming, depth, through, actor)
+    report.confirmed += len(confirming)
     if final:
         receipts = chain.receipts_of_blocks({int(b.block_number) for b in final})
-        _finalize(session, final, depth, receipts, actor)
+        _finalize(session, final, depth, receipts, through, refused, actor)
         report.finalized += len(final)
         report.finalized_batches.extend(b.id for b in final)
     if reorg_watch_blocks:
@@ -111,39 +115,41 @@ def _hashes(chain: ChainClient, numbers: set[int]) -> dict[int, str | None]:
     return {n: (block.hash if block else None) for n, block in chain.blocks(numbers).items()}
 
 
-def _by_depth(batches: Sequence[Any], depth: Mapping[int, int]) -> dict[int, list[int]]:
-    """Batch ids grouped by depth: a payout's event says how deep its batch is, and one
-    statement moves the payouts of every batch at one depth."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for b in batches:
-        groups[depth[b.id]].append(b.id)
-    return groups
+# The cause of each move of a batch's payouts, as SQL over ``src`` (``_move_payouts``).
+_CAUSES = {
+    (PayoutState.SUBMITTED, PayoutState.CONFIRMED): "'batch ' || src.batch_id || ' '"
+    " || src.depth || ' blocks deep'",
+    (PayoutState.CONFIRMED, PayoutState.FINALIZED): "'batch ' || src.batch_id || ' final at '"
+    " || src.depth || ' blocks'",
+}
+
+
+_CONFIRM = [PayoutState.SUBMITTED, PayoutState.CONFIRMED]
+_FINAL = [PayoutState.CONFIRMED, PayoutState.FINALIZED]
+_THROUGH = [PayoutState.SUBMITTED, PayoutState.CONFIRMED, PayoutState.FINALIZED]
 
 
 def _move_payouts(
     session: Session,
-    batch_ids: list[int],
-    from_state: PayoutState,
-    to_state: PayoutState,
-    said: str,
-    blocks: int,
+    batches: Sequence[Any],
+    depth: Mapping[int, int],
+    path: Sequence[PayoutState],
     actor: str,
 ) -> int:
-    """The payouts of batches as deep as each other in one statement; each row's cause names
-    its batch (``said``: a quoted SQL literal after it), its event the depth."""
-    return len(
-        lifecycle.move_where(
-            session,
-            lifecycle.PAYOUT,
-            to_state,
-            where="t.batch_id = ANY(CAST(:_batches AS bigint[]))",
-            params={"_batches": batch_ids},
-            cause=f"batches {batch_ids[0]}..{batch_ids[-1]}",
-            cause_sql=f"'batch ' || m.batch_id || {said}",
-            actor=actor,
-            from_states=[from_state],
-            event={"confirmations": blocks},
-        )
+    """The payouts of the batches along ``path`` in one statement, whatever their depths:
+    each row's cause names its batch and depth, its event the depth."""
+    if not batches:
+        return 0
+    return lifecycle.move_path(
+        session,
+        lifecycle.PAYOUT,
+        path,
+        rows="SELECT p.id, v.batch_id, v.depth FROM unnest(CAST(:_b AS bigint[]),"
+        " CAST(:_d AS int[])) AS v(batch_id, depth) JOIN payouts p ON p.batch_id = v.batch_id",
+        params={"_b": [b.id for b in batches], "_d": [depth[b.id] for b in batches]},
+        causes=[_CAUSES[step] for step in pairwise(path)],
+        actor=actor,
+        event_sql="jsonb_build_object('confirmations', src.depth)",
     )
 
 
@@ -169,21 +175,24 @@ def _move_batches(
 
 
 def _confirm(
-    session: Session, batches: Sequence[Any], depth: Mapping[int, int], actor: str
+    session: Session,
+    batches: Sequence[Any],
+    depth: Mapping[int, int],
+    through: set[int],
+    actor: str,
 ) -> None:
+    """The batches to confirmed; their payouts too, but those of the batches going
+    ``through`` to finalized in this call, which ``_finalize`` moves both ways at once."""
     if not batches:
         return
     _move_batches(session, batches, depth, BatchState.INCLUDED, BatchState.CONFIRMED, actor)
-    for blocks, ids in _by_depth(batches, depth).items():
-        _move_payouts(
-            session,
-            ids,
-            PayoutState.SUBMITTED,
-            PayoutState.CONFIRMED,
-            f"' {blocks} blocks deep'",
-            blocks,
-            actor,
-        )
+    _move_payouts(
+        session,
+        [b for b in batches if b.id not in through],
+        depth,
+        _CONFIRM,
+        actor,
+    )
 
 
 def _watch_finalized(
@@ -297,11 +306,25 @@ PAID_IN_BATCH = f"""
 """
 
 
+def _refused(session: Session, batches: Sequence[Any]) -> set[int]:
+    """The batches whose inclusion reported a transfer the token refused."""
+    if not batches:
+        return set()
+    return set(
+        session.execute(
+            text(f"SELECT DISTINCT batch_id FROM ({PAID_IN_BATCH}) p WHERE NOT p.succeeded"),
+            {"b": [b.id for b in batches]},
+        ).scalars()
+    )
+
+
 def _finalize(
     session: Session,
     batches: Sequence[Any],
     depth: Mapping[int, int],
     receipts: Mapping[int, list[dict[str, Any]]],
+    through: set[int],
+    refused: set[int],
     actor: str,
 ) -> None:
     ids = [b.id for b in batches]
@@ -317,30 +340,19 @@ def _finalize(
     }
     gas = _record_gas(session, batches, receipts)
     _post(session, batches, paid, gas)
-    refused = session.execute(
-        text(f"SELECT DISTINCT batch_id FROM ({PAID_IN_BATCH}) p WHERE NOT p.succeeded"),
-        {"b": ids},
-    ).scalars()
     by_id = {b.id: b for b in batches}
     for batch_id in sorted(refused):
         _release_refused(session, by_id[batch_id], actor)
     # The refused ones are out of their batches by now: the batches' payouts still confirmed
-    # are exactly the paid ones, which the count below holds to.
-    for blocks, group in _by_depth(batches, depth).items():
-        moved = _move_payouts(
-            session,
-            group,
-            PayoutState.CONFIRMED,
-            PayoutState.FINALIZED,
-            f"' final at {blocks} blocks'",
-            blocks,
-            actor,
+    # (or submitted, going through) are exactly the paid ones, which the count holds to.
+    moved = _move_payouts(
+        session, [b for b in batches if b.id in through], depth, _THROUGH, actor
+    ) + _move_payouts(session, [b for b in batches if b.id not in through], depth, _FINAL, actor)
+    expected = sum(n for _, n in paid.values())
+    if moved != expected:
+        raise IllegalTransition(
+            f"payout -> finalized: {moved} of the {expected} paid by batches {ids} moved"
         )
-        expected = sum(paid.get(i, (0, 0))[1] for i in group)
-        if moved != expected:
-            raise IllegalTransition(
-                f"payout -> finalized: {moved} of the {expected} paid by batches {group} moved"
-            )
     _move_batches(session, batches, depth, BatchState.CONFIRMED, BatchState.FINALIZED, actor)
     _resolve_landed(session, batches, depth, actor)
 
