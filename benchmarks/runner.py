@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import end_to_end, gas, ingest, reconcile, rollup, stack, webhooks
+from benchmarks import claims, end_to_end, gas, ingest, reconcile, rollup, stack, webhooks
 from benchmarks.report import ScenarioResult, render
 from benchmarks.seed import Templates
 from config.settings import REPO_ROOT
@@ -33,6 +33,7 @@ class Sizes:
     reconcile: reconcile.ReconcileSizes
     end_to_end: end_to_end.EndToEndSizes
     webhooks: webhooks.WebhookSizes
+    claims: claims.ClaimsSizes
 
 
 FULL = Sizes(
@@ -47,6 +48,7 @@ FULL = Sizes(
         credits=1_000_000, creators=100_000, window_seconds=5, timeout=1200
     ),
     webhooks=webhooks.WebhookSizes(backlog=5_000, rate=100, seconds=20, timeout=600),
+    claims=claims.ClaimsSizes(creators=1_000, hours=720),
 )  # fmt: skip
 QUICK = Sizes(
     ingest=ingest.IngestSizes(
@@ -59,9 +61,10 @@ QUICK = Sizes(
         credits=10_000, creators=1_000, window_seconds=1, timeout=120
     ),
     webhooks=webhooks.WebhookSizes(backlog=300, rate=50, seconds=3, timeout=90),
+    claims=claims.ClaimsSizes(creators=60, hours=48),
 )
 
-SCENARIOS = ("ingest", "rollup", "gas", "reconcile", "end_to_end", "webhooks")
+SCENARIOS = ("ingest", "rollup", "gas", "reconcile", "end_to_end", "webhooks", "claims")
 TITLES = {
     "ingest": "1. Ingest",
     "rollup": "2. Roll-up",
@@ -69,6 +72,7 @@ TITLES = {
     "reconcile": "4. Reconciliation",
     "end_to_end": "5. End to end",
     "webhooks": "6. Webhooks",
+    "claims": "7. Push or claim",
 }
 
 
@@ -99,6 +103,7 @@ def _scenarios(
         "reconcile": lambda: reconcile.run(servers, sizes.reconcile),
         "end_to_end": lambda: end_to_end.run(servers, sizes.end_to_end, templates, profile=profile),
         "webhooks": lambda: webhooks.run(servers, sizes.webhooks),
+        "claims": lambda: claims.run(servers, sizes.claims),
     }
 
 
