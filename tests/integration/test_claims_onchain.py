@@ -146,10 +146,14 @@ def test_a_claim_the_ledger_never_issued_moves_nothing_and_is_an_exception(
         owed + 1,
     )
     signed = sign_voucher(rt.claim_signer, voucher)
-    rt.chain.rpc(
-        "eth_sendTransaction",
-        [{"from": rt.signer.address, "to": voucher.contract, "data": signed.claim_calldata()}],
-    )
+    tx = {
+        "from": devstack.DEV_ADDRESSES[2],
+        "to": voucher.contract,
+        "data": signed.claim_calldata(),
+    }
+    sent = rt.chain.rpc("eth_sendTransaction", [tx])
+    receipt = wait_until(lambda: rt.chain.receipt(sent), timeout=10, what="the forged claim")
+    assert int(receipt["status"], 16) == 1, receipt
 
     outcome = reconciler.reconcile(rt)
 
