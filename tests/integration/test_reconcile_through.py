@@ -1,0 +1,103 @@
+"""A batch already deep enough for finality when the reconciler first sees it confirmed: its
+payouts go submitted -> confirmed -> finalized with one UPDATE, and nothing of the record is
+skipped. Each payout keeps both audit rows in order with their causes, and both events, every
+confirmed event written (and numbered) before any finalized one, with the status, previous
+status and depth of its own move; a marketplace reads the same life as one confirmed and
+finalized in two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from payouts import lifecycle
+from payouts.reconcile import handlers as reconciler
+from payouts.runtime import Runtime
+from payouts.states import PayoutState
+from tests.chainkit import mine, roll_up_now, scalar, seed, settle_and_submit, value
+from tests.eventkit import listed
+from tests.integration.test_payout_events import PAYOUT_LIFE, by_payout, shop
+from tests.integration.test_refusals_and_finality import rows
+
+
+def test_a_batch_final_when_first_confirmed_records_both_moves_in_order(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime(confirmation_depth=2, finality_depth=4)
+    seed(rt, creators=3)
+    roll_up_now(rt)
+    settle_and_submit(rt)  # automine: in a block at once
+    mine(rt, 4)
+
+    outcome = reconciler.reconcile(rt)
+
+    assert (outcome.advance.confirmed, outcome.advance.finalized) == (1, 1)
+    batch_id, block = rows(rt, "SELECT id, block_number FROM batches")[0]
+    depth = rt.chain.block_number() - block + 1
+    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 3
+    audited = rows(
+        rt,
+        "SELECT entity_id, from_state, to_state, cause FROM transitions"
+        " WHERE entity = 'payout' AND to_state IN ('confirmed', 'finalized') ORDER BY id",
+    )
+    for payout_id in {r.entity_id for r in audited}:
+        assert [tuple(r)[1:] for r in audited if r.entity_id == payout_id] == [
+            ("submitted", "confirmed", f"batch {batch_id} {depth} blocks deep"),
+            ("confirmed", "finalized", f"batch {batch_id} final at {depth} blocks"),
+        ]
+    assert len(audited) == 6
+    kinds = [
+        r.type
+        for r in rows(
+            rt,
+            "SELECT type FROM events WHERE type IN ('payout.confirmed', 'payout.finalized')"
+            " ORDER BY id",
+        )
+    ]
+    assert kinds == ["payout.confirmed"] * 3 + ["payout.finalized"] * 3
+    lives = by_payout(listed(rt, shop(rt)))
+    assert len(lives) == 3
+    for life in lives.values():
+        assert [e["type"] for e in life] == PAYOUT_LIFE
+        confirmed, finalized = (e["data"] for e in life[-2:])
+        assert (confirmed["status"], confirmed["previous_status"]) == ("confirmed", "submitted")
+        assert (finalized["status"], finalized["previous_status"]) == ("finalized", "confirmed")
+        assert confirmed["confirmations"] == finalized["confirmations"] == depth
+        assert confirmed["cause"] == f"batch {batch_id} {depth} blocks deep"
+        assert confirmed["block_number"] == finalized["block_number"] == block
+    assert value(rt, "SELECT state FROM batches") == "finalized"
+
+
+def test_a_path_moves_only_the_rows_still_in_its_first_state(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_runtime()
+    seed(rt, creators=2)
+    roll_up_now(rt)
+    first, second = (r.id for r in rows(rt, "SELECT id FROM payouts ORDER BY id"))
+    with rt.uow() as session:
+        lifecycle.move(session, lifecycle.PAYOUT, [second], PayoutState.HELD, cause="x", actor="t")
+        moved = lifecycle.move_path(
+            session,
+            lifecycle.PAYOUT,
+            [PayoutState.PENDING, PayoutState.HELD, PayoutState.CANCELLED],
+            rows="SELECT id, 'review' AS why FROM payouts",
+            causes=["src.why || ' opened'", "src.why || ' rejected'"],
+            actor="path",
+        )
+        session.commit()
+
+    assert moved == 1
+    states = rows(rt, "SELECT id, state FROM payouts ORDER BY id")
+    assert [tuple(r) for r in states] == [(first, "cancelled"), (second, "held")]
+    trail = rows(
+        rt,
+        "SELECT entity_id, from_state, to_state, cause FROM transitions"
+        " WHERE actor = 'path' ORDER BY id",
+    )
+    assert [tuple(r) for r in trail] == [
+        (first, "pending", "held", "review opened"),
+        (first, "held", "cancelled", "review rejected"),
+    ]
+    kinds = rows(rt, f"SELECT type FROM events WHERE subject = 'payout:{first}' ORDER BY id")
+    assert [k.type for k in kinds][-2:] == ["payout.held", "payout.cancelled"]
