@@ -56,7 +56,9 @@ def _record_request(
     session: Session, rt: Runtime, marketplace_id: int, earnings: Sequence[Earning]
 ) -> list[Recorded]:
     """One request's earnings and its one ``earnings.accepted`` event (none for a replay)."""
-    results = record_earnings(session, marketplace_id, earnings, limits=_ceilings(rt))
+    results = record_earnings(
+        session, marketplace_id, earnings, limits=_ceilings(rt), asset_ids=rt.asset_ids()
+    )
     accepted = accepted_event(marketplace_id, earnings, results)
     events.emit_many(session, [accepted] if accepted else [])
     return results
@@ -192,10 +194,14 @@ def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> li
             recorded: list[Recorded] = []
             while indexes:
                 try:
-                    with session.begin_nested():
-                        recorded = record_earnings(
-                            session, m, [requests[i][1] for i in indexes], limits=_ceilings(rt)
-                        )
+                    # Its own savepoint rolls back whatever a refused attempt wrote.
+                    recorded = record_earnings(
+                        session,
+                        m,
+                        [requests[i][1] for i in indexes],
+                        limits=_ceilings(rt),
+                        asset_ids=rt.asset_ids(),
+                    )
                     break
                 except IdempotencyConflict as exc:
                     reused = set(exc.keys)
