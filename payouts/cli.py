@@ -113,6 +113,8 @@ earnings_app = typer.Typer(help="Earnings recorded by an operator.", no_args_is_
 creators_app = typer.Typer(help="Creators and where they are paid.", no_args_is_help=True)
 app.add_typer(earnings_app, name="earnings")
 app.add_typer(creators_app, name="creators")
+claims_app = typer.Typer(help="The claims escrow: vouchers, top-ups, sweeps.", no_args_is_help=True)
+app.add_typer(claims_app, name="claims")
 
 # --json on every command a script reads: the handlers' dictionaries, as the API shows them.
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -138,9 +140,7 @@ def db_upgrade() -> None:
     from payouts.db.migrate import upgrade
 
     rt = _runtime()
-    upgrade(
-        rt.settings.migration_database_url or rt.database_url, app_database_url=rt.database_url
-    )
+    upgrade(rt.settings.migration_database_url or rt.database_url, app_database_url=rt.database_url)
     typer.echo("database is at the latest revision")
 
 
@@ -618,13 +618,20 @@ def reconcile(as_json: Json = False) -> None:
     s, a = outcome.scan, outcome.advance
     waiting = tracking.awaiting_depth(rt, s.to_block)
     if as_json:
-        _echo_json({"scan": asdict(s), "advance": asdict(a), "waiting": waiting})
+        claims = asdict(outcome.claims) if outcome.claims else None
+        _echo_json({"scan": asdict(s), "advance": asdict(a), "claims": claims, "waiting": waiting})
         return
     typer.echo(
         f"blocks {s.from_block}..{s.to_block}: {s.included} batches included, "
         f"{a.confirmed} confirmed, {a.finalized} finalized, "
         f"{s.exceptions + a.reorged} exceptions"
     )
+    if outcome.claims is not None:
+        c = outcome.claims
+        typer.echo(
+            f"claims: {c.seen} seen, {c.claimed_payouts} payouts claimed,"
+            f" {c.finalized_payouts} finalized by claim, {c.unwound} unwound by a reorg"
+        )
     for b in waiting:
         if b["block_number"] is None:
             typer.echo(f"batch {b['id']} {b['state']}: sent, not in a block yet")
@@ -757,6 +764,81 @@ def dev(
     from devstack.up import run_dev_stack
 
     run_dev_stack(seed=seed, worker=worker, echo=typer.echo)
+
+
+@app.command()
+def claim(
+    creator: Annotated[str, typer.Argument(help="The creator, by the marketplace's id.")],
+    marketplace: Annotated[str, typer.Option(help="The creator's marketplace, by name.")],
+    payer_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PAYOUTS_CLAIM_PAYER_KEY",
+            help="Pays the gas (hex private key); unset, the hot wallet (dev chains only).",
+        ),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Submit the creator's current vouchers to the escrow (support, demos): each pays what
+    the escrow has not paid that address yet; one that would pay nothing is not sent."""
+    from pydantic import SecretStr
+
+    from payouts.chain.signer import LocalKeySigner
+    from payouts.claims import relay
+    from payouts.ops.deploy import DEV_CHAIN_IDS
+
+    rt = _runtime()
+    if payer_key is None and rt.settings.chain_id not in DEV_CHAIN_IDS:
+        _fail("name who pays the gas: --payer-key (the hot wallet pays only on a dev chain)")
+    payer = LocalKeySigner(SecretStr(payer_key)) if payer_key else None
+    sent = relay.claim_for_creator(rt, ops.marketplace_id(rt, marketplace), creator, payer=payer)
+    if as_json:
+        _echo_json({"submitted": _submitted(sent)})
+        return
+    if not sent:
+        typer.echo(f"creator {creator}: nothing to claim")
+    for s in sent:
+        typer.echo(f"{s.recipient}: claiming {s.paying} {s.asset} in {s.tx_hash}")
+
+
+def _submitted(sent: list[Any]) -> list[dict[str, Any]]:
+    """Submitted vouchers as JSON: amounts as strings of base units, as the API shows them."""
+    return [asdict(s) | {"cumulative": str(s.cumulative), "paying": str(s.paying)} for s in sent]
+
+
+@claims_app.command("top-up")
+def claims_top_up(as_json: Json = False) -> None:
+    """Send the escrow, from the hot wallet, what is claimable beyond what it holds (plus the
+    headroom); nothing while it holds enough."""
+    from payouts.claims import topups
+
+    done = topups.top_up(_runtime(), actor="operator")
+    if as_json:
+        _echo_json({"top_ups": [asdict(t) | {"amount": str(t.amount)} for t in done]})
+        return
+    if not done:
+        typer.echo("the escrow holds what is claimable: nothing sent")
+    for t in done:
+        typer.echo(f"topped up {t.amount} {t.symbol} in {t.tx_hash}")
+
+
+@claims_app.command("sweep")
+def claims_sweep(
+    older_than: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds claimable; unset, PAYOUTS_CLAIMS_SWEEP_AFTER_SECONDS."),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Submit, from the hot wallet, the vouchers of every address with a payout claimable
+    for longer than the sweep age: the escrow pays them as their own claims would."""
+    from payouts.claims import relay
+
+    sent = relay.sweep(_runtime(), older_than=older_than)
+    if as_json:
+        _echo_json({"swept": _submitted(sent)})
+        return
+    typer.echo(f"swept {len(sent)} addresses: {sum(s.paying for s in sent)} base units")
 
 
 chain_app = typer.Typer(help="The contracts on chain.", no_args_is_help=True)

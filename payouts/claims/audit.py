@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from payouts.chain import codec
 from payouts.chain.client import MAX_BATCH_CALLS, ChainClient
 from payouts.claims.onchain import Escrow, claimed_calldata
+from payouts.ledger.accounts import AccountKind
 from payouts.states import PayoutState
 
 BY_CLAIM_DONE = f"({PayoutState.CLAIMED.sql}, {PayoutState.FINALIZED.sql})"
@@ -34,7 +35,7 @@ LEDGER_CHECKS: list[tuple[str, str]] = [
         f"""WITH ledger AS (
                SELECT a.owner_id AS creator_id, a.asset_id, -sum(e.amount) AS owed
                  FROM accounts a JOIN entries e ON e.account_id = a.id
-                WHERE a.kind = 'claimable' GROUP BY 1, 2),
+                WHERE a.kind = '{AccountKind.CLAIMABLE}' GROUP BY 1, 2),
              open AS (
                SELECT creator_id, asset_id, sum(amount) AS owed FROM payouts
                 WHERE state = {PayoutState.CLAIMABLE.sql} GROUP BY 1, 2)
