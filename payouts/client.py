@@ -455,6 +455,23 @@ class PayoutsClient:
     def balance(self, creator_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/creators/{_segment(creator_id)}/balance")
 
+    def creator_claim(self, creator_id: str) -> dict[str, Any]:
+        """The creator's current vouchers (``claims``), signed now: each one's ``calldata``
+        claims everything left at its address when sent to the escrow by anyone."""
+        return self._json("GET", f"/v1/creators/{_segment(creator_id)}/claim")
+
+    def set_settle_mode(self, creator_id: str, settle_mode: str) -> dict[str, Any]:
+        """``push``, ``claim`` or ``auto`` (pushed when worth today's gas, else claimable)."""
+        if settle_mode not in ("auto", "push", "claim"):
+            raise _refused(
+                [(None, ("settle_mode", "invalid_settle_mode", "one of auto, push, claim"))]
+            )
+        return self._json(
+            "PUT",
+            f"/v1/creators/{_segment(creator_id)}/settle-mode",
+            json={"settle_mode": settle_mode},
+        )
+
     # --- payouts ---
 
     def payout(self, payout_id: int) -> dict[str, Any]:

@@ -10,7 +10,17 @@ from config.settings import get_settings
 from payouts.api import errors, openapi, ops_page
 from payouts.api.auth import KeyCache
 from payouts.api.group_commit import EarningWriter
-from payouts.api.routes import creators, earnings, events, health, holds, metrics, ops, webhooks
+from payouts.api.routes import (
+    claims,
+    creators,
+    earnings,
+    events,
+    health,
+    holds,
+    metrics,
+    ops,
+    webhooks,
+)
 from payouts.api.routes import payouts as payout_routes
 from payouts.api.routes.common import known_query_only
 from payouts.runtime import Runtime
@@ -47,7 +57,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     # Only what the operator configured: the runtime adds the native asset for gas by itself.
     app.state.asset_ceilings = {a.symbol: a.max_earning for a in runtime.settings.assets}
     errors.install(app)
-    for module in (health, earnings, creators, holds, payout_routes, events, webhooks, ops):
+    for module in (health, earnings, creators, claims, holds, payout_routes, events, webhooks, ops):
         app.include_router(module.router)
     app.include_router(metrics.router)
     openapi.install(app, app.state.asset_ceilings)

@@ -52,14 +52,16 @@ def _creator(session: Session, marketplace_id: int, external_id: str) -> models.
 
 
 def creator_claim(rt: Runtime, marketplace_id: int, external_id: str) -> dict[str, Any]:
-    """The creator's current vouchers (one per address and asset), signed now."""
-    issuer, tokens = _issuer(rt), _tokens(rt)
+    """The creator's current vouchers (one per address and asset), signed now; none without
+    an escrow, where nothing is ever made claimable."""
+    issuer, tokens = voucher_issuer(rt), _tokens(rt)
     with rt.uow() as session:
         creator = _creator(session, marketplace_id, external_id)
-        found = vouchers.current(session, issuer, tokens, creator_id=creator.id)
+        mode = creator.settle_mode
+        found = [] if issuer is None else vouchers.current(session, issuer, tokens, creator.id)
     # Which other creators share an address is another marketplace's business.
     claims = [{k: v for k, v in c.items() if k != "creators"} for c in found]
-    return {"creator_id": external_id, "settle_mode": creator.settle_mode, "claims": claims}
+    return {"creator_id": external_id, "settle_mode": mode, "claims": claims}
 
 
 def export(rt: Runtime) -> dict[str, Any]:
