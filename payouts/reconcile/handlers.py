@@ -5,11 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
 from payouts.claims import escrow
 from payouts.claims.onchain import ClaimsReport
 from payouts.reconcile.finality import advance
 from payouts.reconcile.scan import ReconcileReport, scan
 from payouts.runtime import Runtime
+
+# Memory for each sort and CTE of a reconcile's statements, for its transaction only: moving
+# 100,000 payouts sorts their events (tens of MB) and keeps the moved rows between CTEs, and
+# with the server's default (4 MB) both spill to temporary files, a third of the statement.
+WORK_MEM = "64MB"
+
+
+def _room_to_sort(session: Session) -> None:
+    session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ def reconcile(
     head = rt.chain.block_number()
     rt.asset_ids()
     with rt.uow() as session:
+        _room_to_sort(session)
         scanned = scan(
             session,
             rt.chain,
@@ -44,6 +57,7 @@ def reconcile(
         )
         session.commit()
     with rt.uow() as session:
+        _room_to_sort(session)
         advanced = advance(
             session,
             rt.chain,
