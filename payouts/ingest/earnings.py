@@ -11,11 +11,12 @@ configured asset, and an ``occurred_at`` with a real UTC offset between 2000-01-
 one day after now.
 
 How a request is written: its earnings, one per key, are staged with COPY in a temporary
-table; one anti-join upsert creates the creators the ledger lacks and one more their payable
-accounts (and the marketplace's funding account); then one statement writes the journal, the
-credits (``ON CONFLICT DO NOTHING``) and the entries. Only the keys it did not insert are read
-back, and their request hashes compared: equal is a replay, different a conflict, and a conflict
-rolls back everything the request wrote.
+table; then one statement resolves each to its creator and accounts and writes the journal, the
+credits (``ON CONFLICT DO NOTHING``) and the entries. When a creator or an account is missing
+it writes nothing instead; then one anti-join upsert creates the creators the ledger lacks and
+one more their payable accounts (and the marketplace's funding account), and the statement runs
+again. Only the keys it did not insert are read back, and their request hashes compared: equal
+is a replay, different a conflict, and a conflict rolls back everything the request wrote.
 
 Request hashes are versioned, so a stored hash stays comparable: version 2 (``v2:`` and 60 hex
 digits of BLAKE2b) covers a fixed tuple of the body's fields; rows recorded before it hold
@@ -250,8 +251,13 @@ def record_earnings(
     unique = [earnings[first[k][0]] for k in keys]
     with session.begin_nested() as savepoint:
         _stage(session, unique, [first[k][1] for k in keys], asset_ids)
-        _ensure_creators_and_accounts(session, marketplace_id)
         new = _insert(session, marketplace_id, len(keys))
+        if new is None:
+            # Someone new: create what is missing, then the same insert, which finds it all.
+            _ensure_creators_and_accounts(session, marketplace_id)
+            new = _insert(session, marketplace_id, len(keys))
+        if new is None:  # pragma: no cover - the upserts above leave nothing missing
+            raise RuntimeError("a staged earning found no creator or account to post to")
         earlier: dict[str, tuple[int, str]] = {}
         if len(new.ids) < len(keys):
             earlier = _read_back(session, marketplace_id, new.journal_id)
@@ -394,40 +400,56 @@ class _Inserted:
     ids: list[int]  # the credits inserted, in key order
 
 
-def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted:
+def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted | None:
     """The journal, the credits whose keys nobody holds yet and their entries, in one
-    statement; the ids come back in key order."""
+    statement; the ids come back in key order. None, and nothing written, when a staged
+    earning names a creator or an account the ledger lacks: the common case, every creator
+    known, then costs no statement to look for missing ones."""
     row = session.execute(
         text(
             """
-            WITH journal AS (
-                INSERT INTO journals (kind, cause) VALUES ('earnings', :cause) RETURNING id
+            WITH resolved AS MATERIALIZED (
+                SELECT s.key, s.hash, s.ref, s.meta, s.occurred, s.amount, s.asset_id,
+                       c.id AS creator_id, a.id AS account_id, f.id AS funding_id
+                  FROM earnings_stage s
+                  LEFT JOIN creators c ON c.marketplace_id = :m AND c.external_id = s.creator
+                  LEFT JOIN accounts a ON a.kind = 'creator_payable' AND a.owner_id = c.id
+                   AND a.asset_id = s.asset_id
+                  LEFT JOIN accounts f ON f.kind = 'marketplace_funding' AND f.owner_id = :m
+                   AND f.asset_id = s.asset_id
+            ), ready AS (
+                SELECT NOT EXISTS (SELECT FROM resolved
+                                    WHERE account_id IS NULL OR funding_id IS NULL) AS ok
+            ), journal AS (
+                INSERT INTO journals (kind, cause)
+                SELECT 'earnings', :cause FROM ready WHERE ok
+                RETURNING id
             ), new AS (
                 INSERT INTO credits (marketplace_id, creator_id, asset_id, amount,
                                      idempotency_key, request_hash, reference, metadata,
                                      occurred_at, journal_id)
-                SELECT :m, c.id, s.asset_id, s.amount, s.key, s.hash, s.ref, s.meta,
-                       coalesce(s.occurred, now()), (SELECT id FROM journal)
-                  FROM earnings_stage s
-                  JOIN creators c ON c.marketplace_id = :m AND c.external_id = s.creator
-                 ORDER BY s.key COLLATE "C"
+                SELECT :m, r.creator_id, r.asset_id, r.amount, r.key, r.hash, r.ref, r.meta,
+                       coalesce(r.occurred, now()), j.id
+                  FROM resolved r CROSS JOIN journal j
+                 ORDER BY r.key COLLATE "C"
                 ON CONFLICT (marketplace_id, idempotency_key) DO NOTHING
-                RETURNING id, idempotency_key, creator_id, asset_id, amount, journal_id
+                RETURNING id, idempotency_key, amount, journal_id
+            ), posted AS MATERIALIZED (
+                SELECT new.id, new.idempotency_key, new.amount, new.journal_id, r.account_id,
+                       r.funding_id
+                  FROM new JOIN resolved r ON r.key = new.idempotency_key
             ), payable AS (
                 INSERT INTO entries (journal_id, account_id, amount, credit_id)
-                SELECT new.journal_id, a.id, -new.amount, new.id
-                  FROM new JOIN accounts a ON a.kind = 'creator_payable'
-                   AND a.owner_id = new.creator_id AND a.asset_id = new.asset_id
+                SELECT journal_id, account_id, -amount, id FROM posted
                 RETURNING 1
             ), funding AS (
                 INSERT INTO entries (journal_id, account_id, amount)
-                SELECT new.journal_id, a.id, sum(new.amount)
-                  FROM new JOIN accounts a ON a.kind = 'marketplace_funding'
-                   AND a.owner_id = :m AND a.asset_id = new.asset_id
-                 GROUP BY new.journal_id, a.id
+                SELECT journal_id, funding_id, sum(amount) FROM posted
+                 GROUP BY journal_id, funding_id
                 RETURNING 1
             )
-            SELECT (SELECT id FROM journal) AS journal_id,
+            SELECT (SELECT ok FROM ready) AS ready,
+                   (SELECT id FROM journal) AS journal_id,
                    (SELECT count(*) FROM payable) AS legs,
                    (SELECT count(*) FROM funding) AS funding,
                    (SELECT array_agg(id ORDER BY idempotency_key COLLATE "C") FROM new) AS ids
@@ -435,8 +457,10 @@ def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted:
         ),
         {"m": marketplace_id, "cause": f"{staged} earnings from marketplace {marketplace_id}"},
     ).one()
+    if not row.ready:
+        return None
     ids = list(row.ids or [])
-    if row.legs != len(ids) or (ids and not row.funding):  # pragma: no cover - ensured above
+    if row.legs != len(ids) or (ids and not row.funding):  # pragma: no cover - checked above
         raise RuntimeError("a credit found no account to post to")
     return _Inserted(row.journal_id, ids)
 
