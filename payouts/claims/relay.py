@@ -11,10 +11,13 @@ reconciler reading its Claimed log (``payouts.claims.onchain``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from sqlalchemy import text
 
 from payouts.catalog import creator_id
@@ -28,6 +31,10 @@ from payouts.errors import InvalidInput
 from payouts.runtime import Runtime
 from payouts.settlement.claiming import BY_CLAIM, VoucherIssuer, cumulatives, voucher_json
 from payouts.states import PayoutState
+
+CLAIM_MANY = keccak(text="claimMany(address,address[],uint256[],bytes[])")[:4]
+# Vouchers per claimMany: about 40,000 gas each, so a sweep stays far below a block's gas.
+SWEEP_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -69,16 +76,22 @@ def claim_for_creator(
 
 def _submit(rt: Runtime, found: list[dict[str, Any]], *, payer: Signer | None) -> list[Submitted]:
     escrow = _escrow(rt)
+    due = _due(rt, escrow, found)
+    if payer is None or payer.address == rt.signer.address:
+        return _through_lane(rt, escrow, [[d] for d in due])
+    return [_direct(rt, escrow, payer, v, paying) for v, paying in due]
+
+
+def _due(rt: Runtime, escrow: str, found: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """The vouchers that would pay something, with what each pays (cumulative less what the
+    escrow records as claimed)."""
     pairs = [(v["voucher"]["recipient"], v["voucher"]["token"]) for v in found]
     claimed = claimed_on_chain(rt.chain, escrow, pairs)
-    due = [
+    return [
         (v, int(v["voucher"]["cumulative"]) - c)
         for v, c in zip(found, claimed, strict=True)
         if int(v["voucher"]["cumulative"]) > c
     ]
-    if payer is None or payer.address == rt.signer.address:
-        return _through_lane(rt, escrow, due)
-    return [_direct(rt, escrow, payer, v, paying) for v, paying in due]
 
 
 def _escrow(rt: Runtime) -> str:
@@ -92,12 +105,20 @@ def _escrow(rt: Runtime) -> str:
 
 
 def _through_lane(
-    rt: Runtime, escrow: str, due: list[tuple[dict[str, Any], int]]
+    rt: Runtime, escrow: str, transactions: list[list[tuple[dict[str, Any], int]]]
 ) -> list[Submitted]:
+    """One hot-wallet transaction per group of vouchers: ``claim`` for one, ``claimMany``
+    for more (all of one token)."""
     ids = rt.asset_ids()
     done = []
     with rt.uow() as session:
-        for v, paying in due:
+        for group in transactions:
+            (first, _), *rest = group
+            data = (
+                claim_many_calldata(first["voucher"]["token"], [v["voucher"] for v, _ in group])
+                if rest
+                else first["voucher"]["calldata"]
+            )
             stored = wallet.store(
                 session,
                 rt.chain,
@@ -105,12 +126,12 @@ def _through_lane(
                 chain_id=rt.settings.chain_id,
                 purpose="claim",
                 to=escrow,
-                data=v["voucher"]["calldata"],
-                asset_id=ids[v["asset"]],
-                amount=paying,
+                data=data,
+                asset_id=ids[first["asset"]],
+                amount=sum(paying for _, paying in group),
                 fees=wallet_fees(rt),
             )
-            done.append(_submitted(v, paying, stored.tx_hash))
+            done += [_submitted(v, paying, stored.tx_hash) for v, paying in group]
         session.commit()
     if done:
         send_unmined(rt)
@@ -160,8 +181,9 @@ STALE = f"""
 
 def sweep(rt: Runtime, *, older_than: float | None = None) -> list[Submitted]:
     """Submit, from the hot wallet, the current voucher of every address with a payout
-    claimable for longer than ``older_than`` seconds (the settings' sweep age by default):
-    the escrow pays them as it would their own claims, so its record stays exact."""
+    claimable for longer than ``older_than`` seconds (the settings' sweep age by default),
+    up to ``SWEEP_BATCH`` of one token per ``claimMany`` transaction: the escrow pays them
+    as it would their own claims, so its record stays exact."""
     if not rt.settings.claims_address:
         return []
     age = rt.settings.claims_sweep_after_seconds if older_than is None else older_than
@@ -180,4 +202,32 @@ def sweep(rt: Runtime, *, older_than: float | None = None) -> list[Submitted]:
             owed = cumulatives(session, asset_id, recipients)
             for signed in issuer.issue(tokens[symbol], owed).values():
                 found.append({"asset": symbol, "voucher": voucher_json(signed)})
-    return _submit(rt, found, payer=None)
+    due = _due(rt, escrow, found)
+    batches = [
+        group[start : start + SWEEP_BATCH]
+        for group in _by_asset(due).values()
+        for start in range(0, len(group), SWEEP_BATCH)
+    ]
+    return _through_lane(rt, escrow, batches)
+
+
+def _by_asset(due: list[tuple[dict[str, Any], int]]) -> dict[str, list[tuple[dict[str, Any], int]]]:
+    groups: dict[str, list[tuple[dict[str, Any], int]]] = {}
+    for v, paying in due:
+        groups.setdefault(v["asset"], []).append((v, paying))
+    return groups
+
+
+def claim_many_calldata(token: str, vouchers: Sequence[dict[str, Any]]) -> str:
+    """``claimMany(token, recipients, cumulatives, signatures)`` of vouchers of one token (as
+    ``voucher_json`` shows them)."""
+    args = encode(
+        ["address", "address[]", "uint256[]", "bytes[]"],
+        [
+            token,
+            [v["recipient"] for v in vouchers],
+            [int(v["cumulative"]) for v in vouchers],
+            [bytes.fromhex(v["signature"].removeprefix("0x")) for v in vouchers],
+        ],
+    )
+    return "0x" + (CLAIM_MANY + args).hex()
