@@ -116,7 +116,6 @@ def current(
     session: Session,
     issuer: VoucherIssuer,
     tokens: Mapping[int, Token],
-    *,
     creator_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """The current voucher of every (recipient, asset) of one creator (or of everyone),
