@@ -460,6 +460,21 @@ class PayoutsClient:
         claims everything left at its address when sent to the escrow by anyone."""
         return self._json("GET", f"/v1/creators/{_segment(creator_id)}/claim")
 
+    def claim(self, creator_id: str, *, rpc_url: str, payer_key: str) -> list[str]:
+        """Submit the creator's current vouchers to the escrow through the node at ``rpc_url``,
+        the gas paid by ``payer_key`` (anyone may pay: the escrow pays the voucher's address).
+        Only those that would pay something are sent; the transactions' hashes."""
+        # Imported here: only a client that claims needs the chain's libraries.
+        from pydantic import SecretStr
+
+        from payouts.chain.client import ChainClient
+        from payouts.chain.signer import LocalKeySigner
+        from payouts.claims.relay import submit_vouchers
+
+        vouchers = [c["voucher"] for c in self.creator_claim(creator_id)["claims"]]
+        payer = LocalKeySigner(SecretStr(payer_key))
+        return submit_vouchers(ChainClient(rpc_url), payer, vouchers)
+
     def set_settle_mode(self, creator_id: str, settle_mode: str) -> dict[str, Any]:
         """``push``, ``claim`` or ``auto`` (pushed when worth today's gas, else claimable)."""
         if settle_mode not in ("auto", "push", "claim"):

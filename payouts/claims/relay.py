@@ -22,7 +22,6 @@ from sqlalchemy import text
 
 from payouts.catalog import creator_id
 from payouts.chain.client import ChainClient
-from payouts.chain.fees import fees_for
 from payouts.chain.signer import Signer
 from payouts.claims import vouchers, wallet
 from payouts.claims.escrow import send_unmined, wallet_fees
@@ -35,6 +34,8 @@ from payouts.states import PayoutState
 CLAIM_MANY = keccak(text="claimMany(address,address[],uint256[],bytes[])")[:4]
 # Vouchers per claimMany: about 40,000 gas each, so a sweep stays far below a block's gas.
 SWEEP_BATCH = 100
+# Without settings, what a transaction may pay per gas is today's base fee twice plus the tip.
+MAX_FEE_CAP = 2**256 - 1
 
 
 @dataclass(frozen=True)
@@ -140,28 +141,38 @@ def _through_lane(
 
 def _direct(rt: Runtime, escrow: str, payer: Signer, v: dict[str, Any], paying: int) -> Submitted:
     """Sent by a key that is not the hot wallet's (a creator's, support's): its own nonce."""
-    data = v["voucher"]["calldata"]
-    gas = rt.chain.estimate_gas(payer.address, escrow, data)
-    head = rt.chain.block("latest")
-    assert head is not None
-    fees = fees_for(
-        head.base_fee_per_gas, rt.settings.priority_fee_per_gas, rt.settings.max_fee_per_gas
+    tx_hash = send_call(rt.chain, payer, escrow, v["voucher"]["calldata"], wallet_fees(rt))
+    return _submitted(v, paying, tx_hash)
+
+
+def send_call(chain: ChainClient, payer: Signer, to: str, data: str, fees: wallet.Fees) -> str:
+    """Estimate, sign on the payer's own next nonce, send; the transaction's hash. A call
+    the node would revert (a voucher refused) raises before anything is sent."""
+    gas = chain.estimate_gas(payer.address, to, data)
+    nonce = chain.nonce(payer.address)
+    signed = wallet.sign_call(
+        chain, payer, chain_id=chain.chain_id(), nonce=nonce, to=to, data=data, gas=gas, fees=fees
     )
-    signed = payer.sign(
-        {
-            "type": 2,
-            "chainId": rt.settings.chain_id,
-            "nonce": rt.chain.nonce(payer.address),
-            "to": escrow,
-            "value": 0,
-            "data": data,
-            "gas": gas * (100 + rt.settings.gas_limit_headroom_percent) // 100,
-            "maxFeePerGas": fees.max_fee_per_gas,
-            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
-        }
+    wallet.send(chain, signed.raw)
+    return signed.tx_hash
+
+
+def submit_vouchers(
+    chain: ChainClient, payer: Signer, vouchers: Sequence[dict[str, Any]]
+) -> list[str]:
+    """The vouchers (as ``voucher_json`` shows them) that would pay something, sent by
+    ``payer`` at the node's own tip: for the Python client, which has no settings."""
+    claimed = [
+        claimed_on_chain(chain, v["contract"], [(v["recipient"], v["token"])])[0] for v in vouchers
+    ]
+    fees = wallet.Fees(
+        max_fee_cap=MAX_FEE_CAP, priority_fee=chain.max_priority_fee(), headroom_percent=20
     )
-    wallet.send(rt.chain, signed.raw)
-    return _submitted(v, paying, signed.tx_hash)
+    return [
+        send_call(chain, payer, v["contract"], v["calldata"], fees)
+        for v, c in zip(vouchers, claimed, strict=True)
+        if int(v["cumulative"]) > c
+    ]
 
 
 def _submitted(v: dict[str, Any], paying: int, tx_hash: str) -> Submitted:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from payouts.chain.client import ChainClient, RpcError
 from payouts.chain.fees import fees_for
-from payouts.chain.signer import Signer
+from payouts.chain.signer import SignedTx, Signer
 from payouts.submission import lane
 from payouts.submission.decisions import Refusal, refusal_of
 
@@ -56,22 +56,9 @@ def store(
     is estimated first (a call that would revert is refused here, before a nonce is taken).
     The caller commits, then sends."""
     gas = chain.estimate_gas(signer.address, to, data)
-    head = chain.block("latest")
-    assert head is not None
-    price = fees_for(head.base_fee_per_gas, fees.priority_fee, fees.max_fee_cap)
     nonce = lane.take_nonce(session, chain, chain_id, signer.address)
-    signed = signer.sign(
-        {
-            "type": 2,
-            "chainId": chain_id,
-            "nonce": nonce,
-            "to": to,
-            "value": 0,
-            "data": data,
-            "gas": gas * (100 + fees.headroom_percent) // 100,
-            "maxFeePerGas": price.max_fee_per_gas,
-            "maxPriorityFeePerGas": price.max_priority_fee_per_gas,
-        }
+    signed = sign_call(
+        chain, signer, chain_id=chain_id, nonce=nonce, to=to, data=data, gas=gas, fees=fees
     )
     row_id = session.execute(
         text(
@@ -95,6 +82,37 @@ def store(
         },
     ).scalar_one()
     return WalletTx(int(row_id), signed.tx_hash, nonce)
+
+
+def sign_call(
+    chain: ChainClient,
+    signer: Signer,
+    *,
+    chain_id: int,
+    nonce: int,
+    to: str,
+    data: str,
+    gas: int,
+    fees: Fees,
+) -> SignedTx:
+    """An EIP-1559 call of ``to`` with ``data``, at today's base fee within the cap, its gas
+    the estimate plus the headroom."""
+    head = chain.block("latest")
+    assert head is not None
+    price = fees_for(head.base_fee_per_gas, fees.priority_fee, fees.max_fee_cap)
+    return signer.sign(
+        {
+            "type": 2,
+            "chainId": chain_id,
+            "nonce": nonce,
+            "to": to,
+            "value": 0,
+            "data": data,
+            "gas": gas * (100 + fees.headroom_percent) // 100,
+            "maxFeePerGas": price.max_fee_per_gas,
+            "maxPriorityFeePerGas": price.max_priority_fee_per_gas,
+        }
+    )
 
 
 def unmined(session: Session, chain_id: int, sender: str) -> list[tuple[int, bytes]]:
