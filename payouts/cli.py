@@ -527,6 +527,27 @@ def creators_set_address(
     typer.echo(f"creator {creator}: payout address {verb}: {address}{held}")
 
 
+@creators_app.command("set-mode")
+def creators_set_mode(
+    creator: str,
+    mode: Annotated[str, typer.Argument(help="push, claim, or auto (by what the gas costs).")],
+    marketplace: Annotated[str, typer.Option(help="The creator's marketplace, by name.")],
+    as_json: Json = False,
+) -> None:
+    """How a creator's next payouts settle, as PUT /v1/creators/{id}/settle-mode does; what
+    is claimable already stays claimable."""
+    from payouts.claims import handlers as claims
+
+    rt = _runtime()
+    changed = claims.set_settle_mode(
+        rt, ops.marketplace_id(rt, marketplace), creator, mode, actor="operator"
+    )
+    if as_json:
+        _echo_json(changed)
+        return
+    typer.echo(f"creator {creator}: settles by {changed['settle_mode']}")
+
+
 @app.command()
 def rollup(
     now: Annotated[
@@ -839,6 +860,22 @@ def claims_sweep(
         _echo_json({"swept": _submitted(sent)})
         return
     typer.echo(f"swept {len(sent)} addresses: {sum(s.paying for s in sent)} base units")
+
+
+@claims_app.command("export")
+def claims_export(
+    file: Annotated[
+        Path, typer.Argument(help="Where to write the vouchers (JSON).", dir_okay=False)
+    ],
+) -> None:
+    """Write every address's current voucher, signed now, to FILE: each one claims from the
+    escrow without this system, so claims survive the API being down."""
+    from payouts.claims import handlers as claims
+
+    exported = claims.export(_runtime())
+    file.write_text(json.dumps(exported, indent=2) + "\n", encoding="utf-8")
+    total = len(exported["vouchers"])
+    typer.echo(f"{file}: {total} vouchers for escrow {exported['contract']}")
 
 
 chain_app = typer.Typer(help="The contracts on chain.", no_args_is_help=True)

@@ -21,11 +21,9 @@ from payouts.api.app import create_app
 from payouts.chain.vouchers import SignedVoucher, Voucher
 from payouts.client import InvalidRequest, NotFoundError, PayoutsClient
 from payouts.runtime import Runtime
-from payouts.settlement.claiming import Claiming, make_claimable
-from payouts.settlement.handlers import voucher_issuer
-from payouts.settlement.policy import claim_policy_for
 from tests.apikit import Tenant, api_settings, count, make_tenant, post_earning
 from tests.chainkit import roll_up_now
+from tests.claimkit import claim_pending
 from tests.conftest import settings_env
 
 ESCROW = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"
@@ -68,21 +66,7 @@ def _earn_and_claim(rt: Runtime, api: TestClient, shop: Tenant, amounts: dict[st
         body = {"creator_id": creator, "amount": str(amount), "asset": "USDC"}
         assert post_earning(api, shop, f"{creator}-{amount}", body).status_code == 201
     roll_up_now(rt)
-    issuer = voucher_issuer(rt)
-    assert issuer is not None
-    token = rt.settings.assets[0].address
-    assert token is not None
-    with rt.uow() as session:
-        make_claimable(
-            session,
-            rt.chain,
-            token=token,
-            asset_id=rt.asset_ids()["USDC"],
-            claiming=Claiming(claim_policy_for(rt.settings, "USDC"), issuer),
-            fee_per_gas=10**9,
-            actor="test",
-        )
-        session.commit()
+    claim_pending(rt)
 
 
 def _signed(voucher: dict[str, Any]) -> SignedVoucher:
