@@ -173,6 +173,10 @@ def rows(rt: Runtime, sql: str) -> list[Any]:
         return list(session.execute(text(sql)).all())
 
 
+def rows_of(rt: Runtime, sql: str) -> list[Any]:
+    return [r[0] for r in rows(rt, sql)]
+
+
 def _states(rt: Runtime, creator: str) -> set[str]:
     return set(_payouts(rt, creator))
 
@@ -330,3 +334,31 @@ def test_an_escrow_that_runs_short_shows_it_and_pays_nothing_it_does_not_hold(
     mine(rt, 3)
     reconciler.reconcile(rt)
     assert token_balance(rt, token, recipients[creators[0]]) == before + paid.paying
+
+
+def test_a_reorg_that_removes_a_top_up_unbooks_it_until_the_same_bytes_land_again(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime(confirmation_depth=1, finality_depth=6)
+    token = str(rt.settings.assets[0].address)
+    escrow = str(rt.settings.claims_address)
+    seed(rt, creators=2)
+    _claiming(rt, rows_of(rt, "SELECT external_id FROM creators"))
+    roll_up_now(rt)
+    settlement.settle(rt, actor="test")
+    mine(rt, 5)  # the reorg must not reach back to the contracts
+    [top_up] = topups.top_up(rt)
+    reconciler.reconcile(rt)
+    assert _escrow_ledger(rt) == top_up.amount
+
+    rt.chain.rpc("anvil_reorg", [1, []])
+    reconciler.reconcile(rt)  # unbooked: the escrow account is empty again
+
+    assert _escrow_ledger(rt) == token_balance(rt, token, escrow) == 0
+    assert topups.top_up(rt) == []  # the stored transfer is on its way: no second one
+    reconciler.reconcile(rt)  # resent, mined
+    reconciler.reconcile(rt)  # booked
+    assert _escrow_ledger(rt) == token_balance(rt, token, escrow) == top_up.amount
+    assert scalar(rt, "SELECT count(*) FROM wallet_transactions") == 1
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
