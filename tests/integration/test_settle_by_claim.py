@@ -29,6 +29,8 @@ from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from payouts.settlement.policy import SettleBy, claim_policy_for
 from tests.chainkit import assert_books_balance, roll_up_now
+from tests.conftest import chain_settings
+from tests.integration.test_app_role import app_url  # noqa: F401 - the fixture, by name
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.chain
@@ -59,6 +61,11 @@ def _creators(rt: Runtime, marketplace: str, modes: dict[str, str], **addresses:
     for creator, mode in modes.items():
         claims.set_settle_mode(rt, market, creator, mode, actor="test")
     return market
+
+
+def _marketplace(rt: Runtime, name: str) -> int:
+    with rt.uow() as session:
+        return ensure_marketplace(session, name)
 
 
 def _earn(rt: Runtime, marketplace: str, amounts: dict[str, int], tag: str = "") -> None:
@@ -217,3 +224,19 @@ def test_without_an_escrow_every_payout_is_pushed(
     settlement.settle(rt, actor="test")
 
     assert _payouts(rt)["claimer"].state == "batched"
+
+
+def test_the_app_role_settles_by_claim(
+    request: pytest.FixtureRequest, anvil: devstack.Anvil, deployment: devstack.DevDeployment
+) -> None:
+    """As the API and the workers connect: the role may set a creator's mode, mark payouts
+    settled by claim and post their journal (migration 0016's grants)."""
+    url = request.getfixturevalue("app_url")
+    rt = Runtime(chain_settings(url, anvil.url, deployment))
+    _creators(rt, "m", {"claimer": "claim"})
+    _earn(rt, "m", {"claimer": TINY})
+    roll_up_now(rt)
+
+    assert settlement.settle(rt, actor="test")["USDC"].claimable == 1
+    [claim] = claims.creator_claim(rt, _marketplace(rt, "m"), "claimer")["claims"]
+    assert claim["voucher"]["cumulative"] == str(TINY)
