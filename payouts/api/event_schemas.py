@@ -13,7 +13,9 @@ class EventOut(BaseModel):
     type: str = Field(description="payout.finalized, hold.placed, ... (see the README)")
     timestamp: str = Field(description="When the change was written (ISO 8601)")
     data: dict[str, Any] = Field(
-        description="Ids, status, amounts as strings of base units, and a link (url)"
+        description="Ids, status, amounts as strings of base units, and a link (url);"
+        " payout.claimable adds the address's current voucher (chain_id, contract, token,"
+        " recipient, cumulative, signature, calldata), as GET /v1/creators/{id}/claim shows it"
     )
 
 
