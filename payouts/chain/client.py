@@ -192,6 +192,13 @@ class ChainClient:
             n: cast(list[dict[str, Any]], raw or []) for n, raw in zip(wanted, raws, strict=True)
         }
 
+    def receipts(self, tx_hashes: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The receipts of many transactions, in JSON-RPC batches of
+        ``eth_getTransactionReceipt`` (None: the node has not mined it)."""
+        wanted = sorted(set(tx_hashes))
+        raws = self._in_batches("eth_getTransactionReceipt", [[h] for h in wanted])
+        return {h: cast(dict[str, Any] | None, raw) for h, raw in zip(wanted, raws, strict=True)}
+
     def _in_batches(self, method: str, many_params: list[list[Any]]) -> list[Any]:
         results: list[Any] = []
         for start in range(0, len(many_params), MAX_BATCH_CALLS):

@@ -8,10 +8,12 @@ finalized, credits paid, gas booked, and the exceptions its transaction's troubl
 recorded orphaned (``inclusions``): the batch is out again and the same signed bytes are
 resent. A reorg past finality changes nothing final and alerts an operator.
 
-It works in sets: the headers and receipts of the batches' blocks are read once per distinct
-block in batched JSON-RPC, the batches that confirm (or finalize) move together, their
-payouts in one statement per depth (the depth is in their events), and the ledger takes one
-journal per batch: in flight -> hot wallet for what the batch paid, and its gas. Each payout's
+It works in sets: the headers of the batches' blocks are read once per distinct block in
+batched JSON-RPC (their gas was kept from the receipts the scan read), the batches that
+confirm (or finalize) move together, the payouts of all of them in one statement whatever
+their depths (each event says its own), straight from submitted to finalized, both moves
+recorded, when a batch is final as it confirms; the ledger takes two journals, two legs per
+batch: in flight -> hot wallet for what the batch paid, and its gas. Each payout's
 proof is its row of ``onchain_transfers`` (unique tx hash and log index). A refused transfer
 takes the exact per-payout path, one batch at a time.
 """
@@ -70,6 +72,7 @@ def advance(
     batches = session.execute(
         text(
             "SELECT id, state, block_number, block_hash, tx_hash, asset_id, payer, chain_id,"
+            " gas_used, effective_gas_price,"
             " greatest(coalesce(finality_depth, 0), :final) AS final_at FROM batches"
             f" WHERE state IN {sql_in(*BATCH_ON_CHAIN)} ORDER BY block_number, id FOR UPDATE"
         ),
@@ -101,8 +104,7 @@ def advance(
     _confirm(session, confirming, depth, through, actor)
     report.confirmed += len(confirming)
     if final:
-        receipts = chain.receipts_of_blocks({int(b.block_number) for b in final})
-        _finalize(session, final, depth, receipts, through, refused, actor)
+        _finalize(session, final, depth, _gas_of(session, chain, final), through, refused, actor)
         report.finalized += len(final)
         report.finalized_batches.extend(b.id for b in final)
     if reorg_watch_blocks:
@@ -256,7 +258,16 @@ def _unwind(session: Session, b: Any, actor: str) -> None:
         BatchState.BROADCAST,
         cause=cause,
         actor=actor,
-        also={"block_number": "NULL", "block_hash": "NULL", "tx_hash": "NULL"},
+        also={
+            column: "NULL"
+            for column in (
+                "block_number",
+                "block_hash",
+                "tx_hash",
+                "gas_used",
+                "effective_gas_price",
+            )
+        },
     )
     record_orphaned(
         session,
@@ -322,7 +333,7 @@ def _finalize(
     session: Session,
     batches: Sequence[Any],
     depth: Mapping[int, int],
-    receipts: Mapping[int, list[dict[str, Any]]],
+    gas: Mapping[int, tuple[int, int]],
     through: set[int],
     refused: set[int],
     actor: str,
@@ -338,7 +349,6 @@ def _finalize(
             {"b": ids},
         )
     }
-    gas = _record_gas(session, batches, receipts)
     _post(session, batches, paid, gas)
     by_id = {b.id: b for b in batches}
     for batch_id in sorted(refused):
@@ -477,24 +487,38 @@ def _release_refused(session: Session, b: Any, actor: str) -> None:
     )
 
 
-def _record_gas(
-    session: Session, batches: Sequence[Any], receipts: Mapping[int, list[dict[str, Any]]]
+def _gas_of(
+    session: Session, chain: ChainClient, batches: Sequence[Any]
 ) -> dict[int, tuple[int, int]]:
-    """Gas used and its price per batch, read from its block's receipts (fetched once per
-    block) and kept on the batch in one statement."""
-    gas: dict[int, tuple[int, int]] = {}
-    for b in batches:
+    """Gas used and its price per batch: as the scan kept it from the receipt of the
+    inclusion (still canonical, or the batch would have been unwound), else read from its
+    block's receipts (fetched once per block) and kept on the batch in one statement."""
+    gas = {
+        b.id: (int(b.gas_used), int(b.effective_gas_price))
+        for b in batches
+        if b.gas_used is not None and b.effective_gas_price is not None
+    }
+    unknown = [b for b in batches if b.id not in gas]
+    if not unknown:
+        return gas
+    receipts = chain.receipts_of_blocks({int(b.block_number) for b in unknown})
+    read: dict[int, tuple[int, int]] = {}
+    for b in unknown:
         by_tx = {r["transactionHash"]: r for r in receipts.get(int(b.block_number), [])}
         receipt = by_tx.get(b.tx_hash)
         if receipt is not None:
-            gas[b.id] = (int(receipt["gasUsed"], 16), int(receipt["effectiveGasPrice"], 16))
-    if gas:
+            read[b.id] = (int(receipt["gasUsed"], 16), int(receipt["effectiveGasPrice"], 16))
+    if read:
         session.execute(
             text(
                 "UPDATE batches b SET gas_used = v.g, effective_gas_price = v.p"
                 " FROM unnest(CAST(:b AS bigint[]), CAST(:g AS bigint[]), CAST(:p AS numeric[]))"
                 " AS v(id, g, p) WHERE b.id = v.id"
             ),
-            {"b": list(gas), "g": [g for g, _ in gas.values()], "p": [p for _, p in gas.values()]},
+            {
+                "b": list(read),
+                "g": [g for g, _ in read.values()],
+                "p": [p for _, p in read.values()],
+            },
         )
-    return gas
+    return gas | read

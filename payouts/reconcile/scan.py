@@ -1,8 +1,10 @@
 """Scanning the chain's logs by block range and matching them back to the ledger's batches.
 
-The reconciler reads the PayoutBatcher's logs (and the token's Transfer logs from the hot
-wallet) by block range from a stored checkpoint: two ``eth_getLogs`` calls per range, not a
-receipt per transaction. Each ``BatchExecuted`` names its batch by id, and the batches of a
+The reconciler reads the PayoutBatcher's logs by block range from a stored checkpoint (one
+``eth_getLogs`` per range), then the receipts of the transactions that executed our batches
+in batched JSON-RPC: their token Transfer logs from the hot wallet, and their gas, which the
+batch keeps for finality (the node sends those logs once, not once per ``eth_getLogs`` and
+again in the receipts). Each ``BatchExecuted`` names its batch by id, and the batches of a
 range are matched together, in sets: the token transfers are staged in a temporary table
 (COPY) and one INSERT keeps, for every batch whose transfers in log order are exactly its
 positions (each to its recipient, for its amount), one row per position with its unique (tx
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -130,11 +132,8 @@ def _scan_range(
         if x["topics"][0] == codec.TRANSFER_FAILED:
             failure = codec.decode_transfer_failed(x)
             failed_by_tx[failure.ref.tx_hash].append(failure)
-    transfers: list[codec.TransferRow] = []
-    if tokens:
-        transfers = codec.transfer_rows(
-            chain.logs(list(tokens), [codec.TRANSFER, payer_topic], from_block, to_block)
-        )
+    receipts = chain.receipts(e.ref.tx_hash for e in executed)
+    transfers = codec.transfer_rows(_paid_from(receipts.values(), tokens, payer_topic))
     found = _batches_of(session, executed, report)
     # A refused transfer breaks the position-for-transfer order: the exact path handles it.
     whole = _match_in_set(
@@ -156,7 +155,26 @@ def _scan_range(
                 continue
         included.append((batch, event.ref))
     _note_returned(session, included, report)
-    _mark_included(session, included, actor, report)
+    _mark_included(session, included, receipts, actor, report)
+
+
+def _paid_from(
+    receipts: Iterable[dict[str, Any] | None], tokens: Sequence[str], payer_topic: str
+) -> Iterator[dict[str, Any]]:
+    """The tokens' Transfer logs from the hot wallet in our batches' receipts: what one
+    ``eth_getLogs`` of the range would return of them, read with the receipts finality needs
+    anyway for the gas, so the node sends those logs once instead of twice."""
+    wanted = {t.lower() for t in tokens}
+    for receipt in receipts:
+        for log in receipt["logs"] if receipt else ():
+            topics = log["topics"]
+            if (
+                len(topics) == 3
+                and topics[0] == codec.TRANSFER
+                and topics[1] == payer_topic
+                and log["address"].lower() in wanted
+            ):
+                yield log
 
 
 def _batches_of(
@@ -395,11 +413,13 @@ def _note_returned(
 def _mark_included(
     session: Session,
     included: list[tuple[Any, codec.LogRef]],
+    receipts: Mapping[str, dict[str, Any] | None],
     actor: str,
     report: ReconcileReport,
 ) -> None:
-    """Every matched batch to included, its mined attempt named and the others replaced: a
-    handful of statements for the whole set (the rare cases one batch at a time)."""
+    """Every matched batch to included, its mined attempt named and the others replaced, its
+    gas kept from its receipt (finality books it): a handful of statements for the whole set
+    (the rare cases one batch at a time)."""
     if not included:
         return
     ids = [b.id for b, _ in included]
@@ -450,17 +470,22 @@ def _mark_included(
         actor=actor,
     )
     _replace_others(session, mined, refs, actor)
+    gas = [_gas(receipts.get(refs[i].tx_hash)) for i in ids]
     params = {
         "b": ids,
         "tx": [refs[i].tx_hash for i in ids],
         "n": [refs[i].block_number for i in ids],
         "bh": [refs[i].block_hash for i in ids],
+        "g": [g for g, _ in gas],
+        "p": [p for _, p in gas],
     }
     session.execute(
         text(
-            "UPDATE batches b SET tx_hash = v.tx, block_number = v.n, block_hash = v.bh"
+            "UPDATE batches b SET tx_hash = v.tx, block_number = v.n, block_hash = v.bh,"
+            " gas_used = v.g, effective_gas_price = v.p"
             " FROM unnest(CAST(:b AS bigint[]), CAST(:tx AS text[]), CAST(:n AS bigint[]),"
-            " CAST(:bh AS text[])) AS v(id, tx, n, bh) WHERE b.id = v.id"
+            " CAST(:bh AS text[]), CAST(:g AS bigint[]), CAST(:p AS numeric[]))"
+            " AS v(id, tx, n, bh, g, p) WHERE b.id = v.id"
         ),
         params,
     )
@@ -475,6 +500,13 @@ def _mark_included(
         cause="src.tx || ' in block ' || src.n",
         actor=actor,
     )
+
+
+def _gas(receipt: dict[str, Any] | None) -> tuple[int | None, int | None]:
+    """Gas used and its price, from a receipt (none: finality reads it again)."""
+    if receipt is None:
+        return None, None
+    return int(receipt["gasUsed"], 16), int(receipt["effectiveGasPrice"], 16)
 
 
 def _replace_others(
