@@ -3,13 +3,18 @@ stored for it. Each opens its own unit of work and never holds one across a send
 
 from __future__ import annotations
 
+import logging
+
 from eth_utils.address import to_checksum_address
 
 from payouts.catalog import NATIVE_SYMBOL
+from payouts.chain.client import RpcError
 from payouts.claims import wallet
 from payouts.claims.onchain import ClaimsReport, Escrow, reconcile_claims
 from payouts.runtime import Runtime
 from payouts.settlement.finality import finality_for
+
+log = logging.getLogger(__name__)
 
 
 def escrow_of(rt: Runtime) -> Escrow | None:
@@ -67,7 +72,16 @@ def send_unmined(rt: Runtime) -> int:
     order; how many the node took or already had."""
     with rt.uow() as session:
         stored = wallet.unmined(session, rt.settings.chain_id, rt.signer.address)
-    sent = [row_id for row_id, raw in stored if wallet.send(rt.chain, raw)]
+    sent = []
+    for row_id, raw in stored:
+        try:
+            wallet.send(rt.chain, raw)
+        except RpcError as exc:
+            # A refusal nobody understands (fees below today's base fee, say) must not stop
+            # the claims pass: the transaction stays stored, and the next pass tries again.
+            log.warning("wallet transaction %s refused by the node: %s", row_id, exc)
+            continue
+        sent.append(row_id)
     if sent:
         with rt.uow() as session:
             wallet.mark_sent(session, sent)

@@ -127,17 +127,15 @@ def unmined(session: Session, chain_id: int, sender: str) -> list[tuple[int, byt
     return [(int(r.id), bytes(r.raw)) for r in rows]
 
 
-def send(chain: ChainClient, raw: bytes) -> bool:
-    """Hand stored bytes to the node: True when it took them or already has them (or a block
-    does: the reconciler books it); a refusal nobody understands raises."""
+def send(chain: ChainClient, raw: bytes) -> None:
+    """Hand stored bytes to the node. It may already have them, or a block may (the
+    reconciler books it): both are fine; a refusal nobody understands raises."""
     try:
         chain.send_raw(raw)
     except RpcError as exc:
         refusal = refusal_of(exc.rpc_message, has_siblings=False)
-        if refusal in (Refusal.ALREADY_KNOWN, Refusal.NONCE_USED):
-            return True
-        raise
-    return True
+        if refusal not in (Refusal.ALREADY_KNOWN, Refusal.NONCE_USED):
+            raise
 
 
 def mark_sent(session: Session, ids: list[int]) -> None:
