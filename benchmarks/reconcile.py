@@ -2,8 +2,10 @@
 
 The payouts are sealed and sent by the real handlers (``settle``, ``submit``) on anvil
 (automine), the chain is mined past the finality depth, and the database is copied. Then
-one ``reconcile.handlers.reconcile`` call matches every batch's logs and finalizes every payout; the
-baseline is the same reconciler on the copy, reading its logs the naive way: one
+one ``reconcile.handlers.reconcile`` call matches every batch's logs and finalizes every payout
+(the batcher's logs by range of ``eth_getLogs``, then the receipts of our batches'
+transactions in batched JSON-RPC for their transfers and gas); the baseline is the same
+reconciler on the copy, reading the batcher's logs the naive way: one
 ``eth_getTransactionReceipt`` per transaction the wallet sent, instead of ranges of
 ``eth_getLogs``. Both decode raw logs with ``payouts.chain.codec``.
 
@@ -160,7 +162,7 @@ def run(servers: stack.Servers, sizes: ReconcileSizes) -> ScenarioResult:
             Table(
                 [
                     "measure",
-                    "log ranges (eth_getLogs)",
+                    "log ranges, receipts batched",
                     "receipt per transaction",
                     "ratio (baseline ÷ value)",
                     "floor: eth_getLogs + JSON + decode",
