@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import AssetConfig
 from payouts.errors import IdempotencyConflict, InvalidInput
+from payouts.ingest import views
 from payouts.states import CreditState
 
 MAX_KEY_LENGTH = 255
@@ -219,13 +220,17 @@ def record_earnings(
     *,
     limits: Mapping[str, int] | None = None,
     asset_ids: Mapping[str, int] | None = None,
+    bodies: dict[int, dict[str, Any]] | None = None,
 ) -> list[Recorded]:
     """Record earnings for one marketplace; the result is in the order of ``earnings``.
 
     ``limits`` are the configured assets and the largest earning each takes (``max_earning``);
     an asset outside them is unknown. Without them every asset in the table is known (the
     runtime adds the native one for gas) and takes up to its default ceiling. ``asset_ids``
-    (the runtime's, by symbol) spares reading the assets table on every call.
+    (the runtime's, by symbol) spares reading the assets table on every call. ``bodies``, when
+    given, receives the API's body of each credit this call created, by id, as the insert
+    returned its row (a replay's is read from the ledger by the caller): a single earning's
+    response then costs no statement of its own.
     """
     if not earnings:
         return []
@@ -251,11 +256,12 @@ def record_earnings(
     unique = [earnings[first[k][0]] for k in keys]
     with session.begin_nested() as savepoint:
         _stage(session, unique, [first[k][1] for k in keys], asset_ids)
-        new = _insert(session, marketplace_id, len(keys))
+        returning = bodies is not None
+        new = _insert(session, marketplace_id, len(keys), returning)
         if new is None:
             # Someone new: create what is missing, then the same insert, which finds it all.
             _ensure_creators_and_accounts(session, marketplace_id)
-            new = _insert(session, marketplace_id, len(keys))
+            new = _insert(session, marketplace_id, len(keys), returning)
         if new is None:  # pragma: no cover - the upserts above leave nothing missing
             raise RuntimeError("a staged earning found no creator or account to post to")
         earlier: dict[str, tuple[int, str]] = {}
@@ -268,6 +274,9 @@ def record_earnings(
         if not new.ids:
             savepoint.rollback()
     created = dict(zip((k for k in keys if k not in earlier), new.ids, strict=True))
+    if bodies is not None:
+        sent = dict(zip(keys, unique, strict=True))
+        bodies.update(_bodies(new, [sent[k] for k in keys if k not in earlier]))
     accrued = str(CreditState.ACCRUED)
     results = []
     for index, e in enumerate(earnings):
@@ -398,16 +407,40 @@ def _ensure_creators_and_accounts(session: Session, marketplace_id: int) -> None
 class _Inserted:
     journal_id: int
     ids: list[int]  # the credits inserted, in key order
+    # As stored, in the same order, when asked for: what a replay will read back.
+    occurred: list[datetime] = field(default_factory=list)
+    metadata: list[Any] = field(default_factory=list)
+    created_at: datetime | None = None
 
 
-def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted | None:
-    """The journal, the credits whose keys nobody holds yet and their entries, in one
-    statement; the ids come back in key order. None, and nothing written, when a staged
-    earning names a creator or an account the ledger lacks: the common case, every creator
-    known, then costs no statement to look for missing ones."""
-    row = session.execute(
-        text(
-            """
+class _Stored(NamedTuple):
+    """A created credit under the names ``views.earning_created`` reads."""
+
+    id: int
+    idempotency_key: str
+    creator_id: str
+    amount: int
+    symbol: str
+    occurred_at: datetime
+    reference: str | None
+    metadata: Any
+    created_at: datetime | None
+
+
+def _bodies(new: _Inserted, earnings: Sequence[Earning]) -> dict[int, dict[str, Any]]:
+    """The created credits' bodies: the earning as sent, its times and metadata as stored."""
+    return {
+        credit_id: views.earning_created(
+            _Stored(credit_id, e.idempotency_key, e.creator_id, e.amount, e.asset, occurred,
+                    e.reference, metadata, new.created_at)
+        )
+        for credit_id, e, occurred, metadata in zip(
+            new.ids, earnings, new.occurred, new.metadata, strict=True
+        )
+    }  # fmt: skip
+
+
+_INSERT_SQL = """
             WITH resolved AS MATERIALIZED (
                 SELECT s.key, s.hash, s.ref, s.meta, s.occurred, s.amount, s.asset_id,
                        c.id AS creator_id, a.id AS account_id, f.id AS funding_id
@@ -433,7 +466,7 @@ def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted | N
                   FROM resolved r CROSS JOIN journal j
                  ORDER BY r.key COLLATE "C"
                 ON CONFLICT (marketplace_id, idempotency_key) DO NOTHING
-                RETURNING id, idempotency_key, amount, journal_id
+                RETURNING id, idempotency_key, amount, journal_id{returning}
             ), posted AS MATERIALIZED (
                 SELECT new.id, new.idempotency_key, new.amount, new.journal_id, r.account_id,
                        r.funding_id
@@ -452,9 +485,33 @@ def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted | N
                    (SELECT id FROM journal) AS journal_id,
                    (SELECT count(*) FROM payable) AS legs,
                    (SELECT count(*) FROM funding) AS funding,
-                   (SELECT array_agg(id ORDER BY idempotency_key COLLATE "C") FROM new) AS ids
+                   (SELECT array_agg(id ORDER BY idempotency_key COLLATE "C")
+                      FROM new) AS ids{select}
             """
-        ),
+# The rows' stored times and metadata too, for a caller that answers with them.
+_INSERT = {
+    False: _INSERT_SQL.format(returning="", select=""),
+    True: _INSERT_SQL.format(
+        returning=", occurred_at, metadata",
+        select="""
+                 , (SELECT array_agg(occurred_at ORDER BY idempotency_key COLLATE "C")
+                      FROM new) AS occurred,
+                   (SELECT array_agg(metadata ORDER BY idempotency_key COLLATE "C")
+                      FROM new) AS metadata,
+                   now() AS created_at""",
+    ),
+}
+
+
+def _insert(
+    session: Session, marketplace_id: int, staged: int, returning: bool
+) -> _Inserted | None:
+    """The journal, the credits whose keys nobody holds yet and their entries, in one
+    statement; the ids come back in key order. None, and nothing written, when a staged
+    earning names a creator or an account the ledger lacks: the common case, every creator
+    known, then costs no statement to look for missing ones."""
+    row = session.execute(
+        text(_INSERT[returning]),
         {"m": marketplace_id, "cause": f"{staged} earnings from marketplace {marketplace_id}"},
     ).one()
     if not row.ready:
@@ -462,7 +519,11 @@ def _insert(session: Session, marketplace_id: int, staged: int) -> _Inserted | N
     ids = list(row.ids or [])
     if row.legs != len(ids) or (ids and not row.funding):  # pragma: no cover - checked above
         raise RuntimeError("a credit found no account to post to")
-    return _Inserted(row.journal_id, ids)
+    if not returning:
+        return _Inserted(row.journal_id, ids)
+    return _Inserted(
+        row.journal_id, ids, list(row.occurred or []), list(row.metadata or []), row.created_at
+    )
 
 
 def _read_back(

@@ -192,6 +192,7 @@ def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> li
                 by_marketplace.setdefault(m, []).append(index)
         for m, indexes in by_marketplace.items():
             recorded: list[Recorded] = []
+            bodies: dict[int, dict[str, Any]] = {}
             while indexes:
                 try:
                     # Its own savepoint rolls back whatever a refused attempt wrote.
@@ -201,6 +202,7 @@ def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> li
                         [requests[i][1] for i in indexes],
                         limits=_ceilings(rt),
                         asset_ids=rt.asset_ids(),
+                        bodies=bodies,
                     )
                     break
                 except IdempotencyConflict as exc:
@@ -210,7 +212,9 @@ def _record_together(rt: Runtime, requests: Sequence[tuple[int, Earning]]) -> li
                         if key in reused:
                             outcomes[i] = IdempotencyConflict([key])
                     indexes = [i for i in indexes if requests[i][1].idempotency_key not in reused]
-            bodies = views.earnings_created(session, m, [r.credit_id for r in recorded])
+            replayed = [r.credit_id for r in recorded if r.credit_id not in bodies]
+            if replayed:
+                bodies.update(views.earnings_created(session, m, replayed))
             for i, r in zip(indexes, recorded, strict=True):
                 outcomes[i] = (bodies[r.credit_id], r.replayed)
                 accepted = accepted_event(m, [requests[i][1]], [r])
