@@ -49,6 +49,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         docs_url=None,  # served by ops_page from the app's own static files, not a CDN
         redoc_url=None,
         dependencies=[Depends(known_query_only)],
+        # No OpenTelemetry here (metrics are Prometheus): without this FastAPI asks the global
+        # providers on every request whether tracing is on, a few percent of a request's CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     app.state.key_cache = KeyCache()
