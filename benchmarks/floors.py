@@ -9,7 +9,8 @@ same data, so ``value ÷ floor`` says how far the pipeline is from what this mac
   hashing, id look-ups or checks: ids are assigned by the client (COPY returns nothing).
 - **Roll-up**: one statement: a bare GROUP BY of the same credits into a payouts look-alike
   (rounded down to the unit, below the minimum left out, as the roll-up rules say) plus one
-  entry per payout on the creator's payable account. No runs, states, audit, dust or holds.
+  entry per payout on the creator's payable account. No runs, states, audit, dust or holds;
+  the roll-up's ``work_mem``.
 - **Reconciliation**: the hot wallet's Transfer logs of the same blocks, read with one raw
   ``eth_getLogs`` (an httpx POST and ``json.loads``), then decoded by slicing lowercase hex
   and parsing integers. No SQL at all: the ledger's writes are not in this floor.
@@ -36,6 +37,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from payouts.chain import codec
+from payouts.rollup.runs import WORK_MEM
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ def group_by_rollup(
     """One GROUP BY of every credit into payouts and their entries, committed."""
     with _connect(url) as conn:
         _look_alike(conn, ("payouts", "entries"))
+        # The memory the roll-up gives its aggregate, so the floor is not slowed by spills
+        # the roll-up is spared.
+        conn.execute(f"SET work_mem = '{WORK_MEM}'")
         params = {"unit": rounding_unit, "start": window_start, "minimum": min_payout}
         started = time.perf_counter()
         row = conn.execute(_GROUP_BY, params).fetchone()

@@ -10,10 +10,15 @@ scaled; the table says so.
 
 The floor is one GROUP BY of the same credits into a payouts look-alike plus one entry per
 payout (``benchmarks.floors``), on a third copy of the same ledger.
+
+``payouts check`` is then timed on the rolled-up ledger, as an operator runs it (the handler
+``payouts.tracking.handlers.check``, in a fresh process), once the planner statistics are as
+autovacuum would leave them.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,10 +47,13 @@ from payouts.ledger.journals import open_journal
 from payouts.rollup import handlers as rollups
 from payouts.rollup.handlers import payout_rules
 from payouts.rollup.windows import PayoutRule
+from payouts.tracking import handlers as tracking
+from payouts.tracking.reports import CheckResult
 
 TARGET_SECONDS = 5.0
 TARGET_RSS = 300 * 2**20
 TARGET_OF_FLOOR = 3.0
+TARGET_CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,28 @@ def _set_based(env: dict[str, str], window_start: datetime) -> ChildRun:
     with time_statements(engine_for(rt.database_url)) as timer, stopwatch() as watch:
         result = rollups.rollup(rt, window_start=window_start, actor="bench")
     return ChildRun(watch.seconds, peak_rss_bytes(), result.payouts, result.credits, timer.top(6))
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    seconds: float
+    ok: bool
+    slowest: list[tuple[str, float]]  # the checks by name, slowest first, with seconds
+
+
+def _timed_check(env: dict[str, str]) -> CheckRun:
+    rt = stack.runtime_for(env)
+    seconds: list[tuple[str, float]] = []
+    last = [time.perf_counter()]
+
+    def lap(result: CheckResult) -> None:
+        now = time.perf_counter()
+        seconds.append((result.name, now - last[0]))
+        last[0] = now
+
+    with stopwatch() as watch:
+        report = tracking.check(rt, lap)
+    return CheckRun(watch.seconds, report.ok, sorted(seconds, key=lambda s: -s[1])[:3])
 
 
 def _per_creator(env: dict[str, str], window_start: datetime, limit: int) -> ChildRun:
@@ -221,6 +251,8 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
         env_of["fast"] = stack.bench_env(servers, url)
         fast = in_child(_set_based, env_of["fast"], window_start)
         checks = _balanced(url, seeded.total)
+        audit = in_child(_timed_check, env_of["fast"])
+        checks["`payouts check` (timed) finds the ledger sound"] = audit.ok
         fast_sample = _payouts_of(url, sample)
         fast_totals = _payout_totals(url)
     with stack.cloned_db(servers, source, "rollup_floor") as url:
@@ -268,10 +300,27 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
             met(fast.peak_rss <= TARGET_RSS),
         ],
     ]
+    rows.append(
+        [
+            "`payouts check` on the rolled-up ledger",
+            fmt_seconds(audit.seconds),
+            "—",
+            "—",
+            "—",
+            "—",
+            f"≤ {fmt_seconds(TARGET_CHECK_SECONDS)}",
+            met(audit.seconds <= TARGET_CHECK_SECONDS),
+        ]
+    )
     breakdown = [
         f"{secs:,.2f} s ({secs / fast.seconds:.0%}) in {calls} x `{sql}`"
         for sql, secs, calls in fast.statements
     ]
+    breakdown.append(
+        "`payouts check`, its slowest checks (those over the entries are one statement, "
+        "counted under the first): "
+        + ", ".join(f"{name} {fmt_seconds(secs)}" for name, secs in audit.slowest)
+    )
     if seeded.first_insert is not None:
         breakdown.append(
             "seeding, EXPLAIN ANALYZE of its first journal: " + seeded.first_insert.summary()
@@ -289,7 +338,9 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
             "statement on a third copy of the ledger, a bare GROUP BY of every credit into a "
             "look-alike of `payouts` (rounded to the unit, the minimum applied) with one entry "
             "per payout on the creator's payable account, committed; no run, states, audit "
-            "rows, dust or holds (`benchmarks/floors.py`). The RSS has no floor."
+            "rows, dust or holds (`benchmarks/floors.py`), with the roll-up's own `work_mem`. "
+            "The RSS has no floor. Then `payouts check` (the handler, in a fresh process) is "
+            "timed on the rolled-up ledger, its statistics analysed first as autovacuum would."
         ),
         tables=[
             Table(
@@ -320,6 +371,12 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
                 f"≤ {TARGET_OF_FLOOR:g}x floor",
                 of_floor <= TARGET_OF_FLOOR,
                 of_floor=of_floor,
+            ),
+            Target(
+                f"`payouts check` on the ledger of {sizes.credits:,} credits",
+                fmt_seconds(audit.seconds),
+                f"≤ {fmt_seconds(TARGET_CHECK_SECONDS)}",
+                audit.seconds <= TARGET_CHECK_SECONDS,
             ),
             Target(
                 "roll-up peak RSS",

@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from payouts import events, lifecycle
 from payouts.ledger.accounts import AccountKind, ensure_accounts
-from payouts.ledger.journals import KEEP_BALANCES, open_journal
 from payouts.rollup.windows import PayoutRule, RollupResult
 
 # Runs claim one after another: a run's range starts where the last committed one ended.
@@ -116,92 +115,16 @@ def roll_up(
         return RollupResult(
             window_start, window_end, False, done.payout_count, done.credit_count, int(done.total)
         )
-
+    # The run's aggregate (a million credits into one group per creator) and the sets its
+    # statement passes between CTEs (a row per creator) fit in memory here; at the server's
+    # default every one of them spilled to disk, a third of the statement.
+    session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     asset_list = sorted(rules)
-    _candidates(session, run, asset_list, rules)
+    in_flight = ensure_accounts(
+        session, [(AccountKind.PAYOUTS_IN_FLIGHT, None, a) for a in asset_list]
+    )
     counts = session.execute(
-        text(
-            "SELECT count(*) AS creators, count(*) FILTER (WHERE amount > 0) AS payouts,"
-            " coalesce(sum(credits) FILTER (WHERE amount > 0), 0) AS credits,"
-            " coalesce(sum(amount), 0) AS total FROM rollup_candidates"
-        )
-    ).one()
-    if counts.creators == 0:
-        return RollupResult(window_start, window_end, True, 0, 0, 0)
-
-    _ensure_rollup_accounts(session, asset_list)
-    _insert_payouts(session, run.id, window_start, actor)
-    _post_rollup_journal(session, run.id, window_start)
-    session.execute(
-        text("UPDATE rollup_runs SET payout_count = :p, credit_count = :c WHERE id = :run"),
-        {"p": counts.payouts, "c": counts.credits, "run": run.id},
-    )
-    return RollupResult(
-        window_start, window_end, True, counts.payouts, int(counts.credits), int(counts.total)
-    )
-
-
-def _candidates(
-    session: Session, run: Any, asset_list: list[int], rules: Mapping[int, PayoutRule]
-) -> None:
-    """Per creator and asset with claimed credits, or carrying enough to be paid on that
-    alone: what they are credited and carry, and what they are paid (0: all of it carried)."""
-    # Dropped at commit; dropped here too, so a unit of work may roll up more than one window.
-    session.execute(text("DROP TABLE IF EXISTS pg_temp.rollup_candidates"))
-    session.execute(
-        text(
-            """
-            CREATE TEMP TABLE rollup_candidates ON COMMIT DROP AS
-            WITH claimed_credits AS (
-                SELECT c.creator_id, c.asset_id, c.amount FROM credits c
-                 WHERE c.created_xid >= CAST(:from AS xid8) AND c.created_xid < CAST(:to AS xid8)
-                   AND NOT EXISTS (SELECT 1 FROM rollup_runs o
-                                    WHERE o.own_xid = c.created_xid AND o.own_id_to >= c.id)
-                UNION ALL
-                SELECT c.creator_id, c.asset_id, c.amount FROM credits c
-                 WHERE c.created_xid = CAST(:own AS xid8) AND c.id > :own_from
-                   AND c.id <= :own_to
-            ), sums AS (
-                SELECT creator_id, asset_id, sum(amount) AS credited, count(*) AS credits
-                  FROM claimed_credits GROUP BY creator_id, asset_id
-            ), rules AS (
-                SELECT * FROM unnest(CAST(:assets AS bigint[]), CAST(:mins AS numeric[]),
-                                     CAST(:units AS numeric[])) AS r(asset_id, min_payout, unit)
-            ), carrying AS (
-                -- Paid on what they carry alone (an address set since, a hold ended).
-                SELECT d.owner_id AS creator_id, d.asset_id, 0 AS credited, 0 AS credits
-                  FROM account_balances b
-                  JOIN accounts d ON d.id = b.account_id AND d.kind = 'creator_dust'
-                  JOIN rules r ON r.asset_id = d.asset_id
-                  JOIN creators c ON c.id = d.owner_id
-                 WHERE div(-b.balance, r.unit) * r.unit >= greatest(r.min_payout, 1)
-                   AND c.payout_address IS NOT NULL
-                   AND (c.hold_until IS NULL OR c.hold_until <= now())
-                   AND NOT EXISTS (SELECT 1 FROM sums s
-                                    WHERE s.creator_id = d.owner_id AND s.asset_id = d.asset_id)
-            ), claimed AS (
-                SELECT * FROM sums UNION ALL SELECT * FROM carrying
-            ), owed AS (
-                SELECT s.creator_id, s.asset_id, s.credited, s.credits, c.payout_address,
-                       coalesce(-b.balance, 0) AS carried, d.id AS carry_account,
-                       CASE WHEN c.payout_address IS NOT NULL
-                             AND (c.hold_until IS NULL OR c.hold_until <= now())
-                            THEN div(s.credited + coalesce(-b.balance, 0), r.unit) * r.unit
-                       END AS due,
-                       r.min_payout
-                  FROM claimed s
-                  JOIN creators c ON c.id = s.creator_id
-                  LEFT JOIN rules r ON r.asset_id = s.asset_id
-                  LEFT JOIN accounts d ON d.kind = 'creator_dust'
-                       AND d.owner_id = s.creator_id AND d.asset_id = s.asset_id
-                  LEFT JOIN account_balances b ON b.account_id = d.id
-            )
-            SELECT creator_id, asset_id, credited, credits, carried, carry_account,
-                   payout_address,
-                   CASE WHEN due >= min_payout AND due > 0 THEN due ELSE 0 END AS amount
-              FROM owed
-            """
-        ),
+        text(_ROLLUP),
         {
             "from": run.xid_from,
             "to": run.xid_to,
@@ -211,7 +134,16 @@ def _candidates(
             "assets": asset_list,
             "mins": [rules[a].min_payout for a in asset_list],
             "units": [rules[a].rounding_unit for a in asset_list],
+            "in_flight": [in_flight[(AccountKind.PAYOUTS_IN_FLIGHT, None, a)] for a in asset_list],
+            "run": run.id,
+            "start": window_start,
+            "cause": f"roll-up of window {window_start.isoformat()}",
+            "_event": "{}",
+            "_actor": actor,
         },
+    ).one()
+    return RollupResult(
+        window_start, window_end, True, counts.payouts, int(counts.credits), int(counts.total)
     )
 
 
@@ -230,82 +162,130 @@ def _own_claimed_before(session: Session, run: Any) -> int | None:
     )
 
 
-def _ensure_rollup_accounts(session: Session, asset_list: list[int]) -> None:
-    ensure_accounts(session, [(AccountKind.PAYOUTS_IN_FLIGHT, None, a) for a in asset_list])
-    # Set-based: a carry account for each creator whose carried amount changes and has none.
-    session.execute(
-        text(
-            """
-            INSERT INTO accounts (kind, owner_id, asset_id)
-            SELECT 'creator_dust', creator_id, asset_id FROM rollup_candidates
-             WHERE amount <> credited AND carry_account IS NULL
-            ON CONFLICT DO NOTHING
-            """
-        )
-    )
+WORK_MEM = "64MB"
 
+# Per creator and asset with claimed credits, or carrying enough to be paid on that alone:
+# what they are credited and carry, their payable and carry accounts, and what they are paid
+# (0: all of it carried). Ids are drawn here, in creator order, for the payouts and for the
+# carry accounts still missing, so every later CTE reads this one set and none joins another
+# CTE (the planner cannot size a CTE; such a join went quadratic before).
+_CANDIDATES = """
+    claimed_credits AS (
+        SELECT c.creator_id, c.asset_id, c.amount FROM credits c
+         WHERE c.created_xid >= CAST(:from AS xid8) AND c.created_xid < CAST(:to AS xid8)
+           AND NOT EXISTS (SELECT 1 FROM rollup_runs o
+                            WHERE o.own_xid = c.created_xid AND o.own_id_to >= c.id)
+        UNION ALL
+        SELECT c.creator_id, c.asset_id, c.amount FROM credits c
+         WHERE c.created_xid = CAST(:own AS xid8) AND c.id > :own_from AND c.id <= :own_to
+    ), sums AS (
+        SELECT creator_id, asset_id, sum(amount) AS credited, count(*) AS credits
+          FROM claimed_credits GROUP BY creator_id, asset_id
+    ), rules AS (
+        SELECT * FROM unnest(CAST(:assets AS bigint[]), CAST(:mins AS numeric[]),
+                             CAST(:units AS numeric[]), CAST(:in_flight AS bigint[]))
+                      AS r(asset_id, min_payout, unit, in_flight)
+    ), carrying AS (
+        -- Paid on what they carry alone (an address set since, a hold ended).
+        SELECT d.owner_id AS creator_id, d.asset_id, 0 AS credited, 0 AS credits
+          FROM account_balances b
+          JOIN accounts d ON d.id = b.account_id AND d.kind = 'creator_dust'
+          JOIN rules r ON r.asset_id = d.asset_id
+          JOIN creators c ON c.id = d.owner_id
+         WHERE div(-b.balance, r.unit) * r.unit >= greatest(r.min_payout, 1)
+           AND c.payout_address IS NOT NULL
+           AND (c.hold_until IS NULL OR c.hold_until <= now())
+           AND NOT EXISTS (SELECT 1 FROM sums s
+                            WHERE s.creator_id = d.owner_id AND s.asset_id = d.asset_id)
+    ), claimed AS (
+        SELECT * FROM sums UNION ALL SELECT * FROM carrying
+    ), owed AS (
+        SELECT s.creator_id, s.asset_id, s.credited, s.credits, c.payout_address,
+               p.id AS payable_account, d.id AS carry_account, r.in_flight,
+               CASE WHEN c.payout_address IS NOT NULL
+                     AND (c.hold_until IS NULL OR c.hold_until <= now())
+                    THEN div(s.credited + coalesce(-b.balance, 0), r.unit) * r.unit
+               END AS due,
+               r.min_payout
+          FROM claimed s
+          JOIN creators c ON c.id = s.creator_id
+          LEFT JOIN rules r ON r.asset_id = s.asset_id
+          LEFT JOIN accounts p ON p.kind = 'creator_payable'
+               AND p.owner_id = s.creator_id AND p.asset_id = s.asset_id
+          LEFT JOIN accounts d ON d.kind = 'creator_dust'
+               AND d.owner_id = s.creator_id AND d.asset_id = s.asset_id
+          LEFT JOIN account_balances b ON b.account_id = d.id
+    ), paid AS (
+        SELECT o.*, CASE WHEN due >= min_payout AND due > 0 THEN due ELSE 0 END AS amount
+          FROM owed o
+    ), candidates AS MATERIALIZED (
+        -- nextval is volatile, so PostgreSQL draws it after the sort: ids in creator order.
+        SELECT creator_id, asset_id, credited, credits, payout_address, payable_account,
+               in_flight, amount, amount - credited AS carry_change,
+               CASE WHEN amount > 0 THEN nextval('payouts_id_seq') END AS payout_id,
+               carry_account IS NULL AND amount <> credited AS new_carry,
+               CASE WHEN carry_account IS NOT NULL OR amount = credited THEN carry_account
+                    ELSE nextval('accounts_id_seq') END AS carry_account
+          FROM paid ORDER BY asset_id, creator_id
+    )"""
 
-def _insert_payouts(session: Session, run_id: int, window_start: datetime, actor: str) -> None:
-    """The payouts, their payout.created events and one audit row each, in one statement."""
-    created = events.insert_sql("payout", "'payout.created'", source="created", cause="'rolled up'")
-    audited = lifecycle.created_sql(
-        lifecycle.PAYOUT,
-        source="created",
-        cause="'rolled up in run ' || rollup_run_id",
+# The whole run after its claim, in one statement: the carry accounts still missing, the
+# payouts with their payout.created events and one audit row each, one journal (per creator:
+# Dr payable what was credited = Cr in flight what is paid + Cr carry what the carried balance
+# grows by, negative when a payout takes carried dust out; in flight one leg per asset), the
+# carried balances, the run's counts. A carry account created meanwhile by another
+# transaction makes the insert fail on its unique key, and the retried run finds it.
+_ROLLUP = f"""
+    WITH {_CANDIDATES}, journal AS (
+        INSERT INTO journals (kind, cause)
+        SELECT 'rollup', :cause WHERE EXISTS (SELECT FROM candidates)
+        RETURNING id
+    ), carry_accounts AS (
+        INSERT INTO accounts (id, kind, owner_id, asset_id)
+        SELECT carry_account, 'creator_dust', creator_id, asset_id FROM candidates
+         WHERE new_carry
+    ), created AS (
+        INSERT INTO payouts (id, creator_id, asset_id, amount, recipient, window_start,
+                             rollup_run_id)
+        SELECT payout_id, creator_id, asset_id, amount, payout_address, :start, :run
+          FROM candidates WHERE amount > 0
+        RETURNING *, CAST(NULL AS text) AS from_state
+    ), evented AS ({
+    events.insert_sql("payout", "'payout.created'", source="created", cause="'rolled up'")
+}), audited AS ({
+    lifecycle.created_sql(
+        lifecycle.PAYOUT, source="created", cause="'rolled up in run ' || rollup_run_id"
     )
-    session.execute(
-        text(
-            f"""
-            WITH created AS (
-                INSERT INTO payouts (creator_id, asset_id, amount, recipient, window_start,
-                                     rollup_run_id)
-                SELECT creator_id, asset_id, amount, payout_address, :start, :run
-                  FROM rollup_candidates WHERE amount > 0 ORDER BY asset_id, creator_id
-                RETURNING *, CAST(NULL AS text) AS from_state
-            ), evented AS ({created}), audited AS ({audited})
-            SELECT 1
-            """
-        ),
-        {"start": window_start, "run": run_id, "_event": "{}", "_actor": actor},
+}), legs AS (
+        SELECT payable_account AS account_id, credited AS amount, payout_id
+          FROM candidates WHERE credits > 0
+        UNION ALL
+        SELECT carry_account, carry_change, payout_id FROM candidates WHERE carry_change <> 0
+        UNION ALL
+        SELECT in_flight, -sum(amount), CAST(NULL AS bigint) FROM candidates
+         WHERE amount > 0 GROUP BY in_flight
+    ), posted AS (
+        INSERT INTO entries (journal_id, account_id, amount, payout_id)
+        SELECT (SELECT id FROM journal), account_id, amount, payout_id FROM legs
+    ), carried AS (
+        INSERT INTO account_balances (account_id, balance)
+        SELECT carry_account, carry_change FROM candidates
+         WHERE carry_change <> 0 AND NOT new_carry
+        ON CONFLICT (account_id)
+        DO UPDATE SET balance = account_balances.balance + EXCLUDED.balance
+    ), first_carried AS (
+        -- A carry account created above has no balance yet: a plain insert, which skips
+        -- the upsert's probe and speculative insertion (a tenth of the statement).
+        INSERT INTO account_balances (account_id, balance)
+        SELECT carry_account, carry_change FROM candidates WHERE new_carry
+    ), totals AS (
+        SELECT count(*) FILTER (WHERE amount > 0) AS payouts,
+               coalesce(sum(credits) FILTER (WHERE amount > 0), 0) AS credits,
+               coalesce(sum(amount), 0) AS total
+          FROM candidates
+    ), counted AS (
+        UPDATE rollup_runs r SET payout_count = t.payouts, credit_count = t.credits
+          FROM totals t WHERE r.id = :run
     )
-
-
-def _post_rollup_journal(session: Session, run_id: int, window_start: datetime) -> None:
-    journal_id = open_journal(session, "rollup", f"roll-up of window {window_start.isoformat()}")
-    # Per creator: Dr payable (credited) = Cr in flight (paid) + Cr carry (what the carried
-    # balance grows by, negative when a payout takes carried dust out); in flight is one leg
-    # per asset (the payouts say what each owes; nobody reads it per payout). Owned accounts
-    # are joined on owner_id equality and the ownerless in-flight account on its own: IS NOT
-    # DISTINCT FROM cannot use the unique index. The carry legs also move the carried
-    # balances, in the same statement.
-    session.execute(
-        text(
-            f"""
-            WITH settled AS (
-                SELECT rc.*, p.id AS payout_id FROM rollup_candidates rc
-                  LEFT JOIN payouts p ON p.rollup_run_id = :run
-                       AND p.creator_id = rc.creator_id AND p.asset_id = rc.asset_id
-            ), legs AS (
-                SELECT a.id AS account_id, s.credited AS amount, s.payout_id
-                  FROM settled s JOIN accounts a ON a.kind = 'creator_payable'
-                   AND a.owner_id = s.creator_id AND a.asset_id = s.asset_id
-                 WHERE s.credits > 0
-                UNION ALL
-                SELECT a.id, s.amount - s.credited, s.payout_id
-                  FROM settled s JOIN accounts a ON a.kind = 'creator_dust'
-                   AND a.owner_id = s.creator_id AND a.asset_id = s.asset_id
-                 WHERE s.amount <> s.credited
-                UNION ALL
-                SELECT a.id, -sum(s.amount), CAST(NULL AS bigint)
-                  FROM settled s JOIN accounts a ON a.kind = 'payouts_in_flight'
-                   AND a.owner_id IS NULL AND a.asset_id = s.asset_id
-                 WHERE s.amount > 0 GROUP BY a.id
-            ), posted AS (
-                INSERT INTO entries (journal_id, account_id, amount, payout_id)
-                SELECT :journal, account_id, amount, payout_id FROM legs
-            )
-            {KEEP_BALANCES}
-            """
-        ),
-        {"run": run_id, "journal": journal_id},
-    )
+    SELECT payouts, credits, total FROM totals
+"""
