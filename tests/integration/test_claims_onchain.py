@@ -27,6 +27,7 @@ from payouts.settlement import handlers as settlement
 from payouts.tracking import handlers as tracking
 from tests.chainkit import (
     MARKETPLACE,
+    automine_off,
     mine,
     roll_up_now,
     scalar,
@@ -362,3 +363,24 @@ def test_a_reorg_that_removes_a_top_up_unbooks_it_until_the_same_bytes_land_agai
     assert scalar(rt, "SELECT count(*) FROM wallet_transactions") == 1
     checked = tracking.check(rt)
     assert checked.ok, [r for r in checked.results if not r.ok]
+
+
+def test_a_sweep_not_yet_mined_is_not_sent_again(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    token = str(rt.settings.assets[0].address)
+    recipients, creators = _claimable_ready(rt)
+    with automine_off(rt):
+        swept = relay.sweep(rt, older_than=0)
+        assert {s.recipient for s in swept} == set(recipients.values())
+        assert len({s.tx_hash for s in swept}) == 1  # one claimMany for the three
+        assert relay.sweep(rt, older_than=0) == []
+        mine(rt, 1)
+    reconciler.reconcile(rt)
+    mine(rt, 3)
+    reconciler.reconcile(rt)
+    for creator in creators:
+        assert list(_payouts(rt, creator)) == ["finalized"]
+        assert token_balance(rt, token, recipients[creator]) == _payouts(rt, creator)["finalized"]
+    assert relay.sweep(rt, older_than=0) == []
