@@ -30,9 +30,12 @@ def escrow_of(rt: Runtime) -> Escrow | None:
     )
 
 
-def wallet_fees(rt: Runtime) -> wallet.Fees:
+def wallet_fees(rt: Runtime, *, lane: bool = True) -> wallet.Fees:
+    """What the hot wallet's transactions may pay (at the cap on its lane: ``wallet.sign_call``)."""
     s = rt.settings
-    return wallet.Fees(s.max_fee_per_gas, s.priority_fee_per_gas, s.gas_limit_headroom_percent)
+    return wallet.Fees(
+        s.max_fee_per_gas, s.priority_fee_per_gas, s.gas_limit_headroom_percent, at_cap=lane
+    )
 
 
 def reconcile(rt: Runtime, *, head: int, actor: str = "reconciler") -> ClaimsReport | None:

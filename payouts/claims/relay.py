@@ -141,7 +141,8 @@ def _through_lane(
 
 def _direct(rt: Runtime, escrow: str, payer: Signer, v: dict[str, Any], paying: int) -> Submitted:
     """Sent by a key that is not the hot wallet's (a creator's, support's): its own nonce."""
-    tx_hash = send_call(rt.chain, payer, escrow, v["voucher"]["calldata"], wallet_fees(rt))
+    fees = wallet_fees(rt, lane=False)
+    tx_hash = send_call(rt.chain, payer, escrow, v["voucher"]["calldata"], fees)
     return _submitted(v, paying, tx_hash)
 
 

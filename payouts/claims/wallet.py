@@ -11,7 +11,7 @@ The reconciler books them once mined (``payouts.claims.onchain``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ class Fees:
     max_fee_cap: int
     priority_fee: int
     headroom_percent: int
+    at_cap: bool = False  # sign at the cap rather than at twice today's base fee
 
 
 def store(
@@ -95,11 +96,15 @@ def sign_call(
     gas: int,
     fees: Fees,
 ) -> SignedTx:
-    """An EIP-1559 call of ``to`` with ``data``, at today's base fee within the cap, its gas
-    the estimate plus the headroom."""
+    """An EIP-1559 call of ``to`` with ``data``, its gas the estimate plus the headroom. On
+    the lane (``fees.at_cap``) its max fee is the cap itself: nothing replaces these
+    transactions, and one stuck under a rising base fee would hold every later nonce of the
+    lane, the batches' too; EIP-1559 charges the base fee and the tip, never the max."""
     head = chain.block("latest")
     assert head is not None
     price = fees_for(head.base_fee_per_gas, fees.priority_fee, fees.max_fee_cap)
+    if fees.at_cap:
+        price = replace(price, max_fee_per_gas=fees.max_fee_cap)
     return signer.sign(
         {
             "type": 2,

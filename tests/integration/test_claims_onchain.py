@@ -86,6 +86,10 @@ def _claimable_ready(rt: Runtime) -> tuple[dict[str, str], list[str]]:
     [top_up] = topups.top_up(rt)
     claimable = scalar(rt, "SELECT sum(amount) FROM payouts WHERE state = 'claimable'")
     assert top_up.amount == claimable * 12_000 // 10_000
+    # Signed at the fee cap: nothing replaces it, and it must never hold the lane up.
+    sent = rt.chain.transaction(top_up.tx_hash)
+    assert sent is not None
+    assert int(sent["maxFeePerGas"], 16) == rt.settings.max_fee_per_gas
     mine(rt, 1)
     reconciler.reconcile(rt)
     return recipients, creators
