@@ -9,8 +9,8 @@ remainder and the new one's. The cumulative is the address's, whatever creator o
 marketplace its payouts belong to, since the escrow records what each address claimed.
 
 A claim for ``cumulative`` covers the payouts of its (recipient, asset) in the order they
-became claimable (by the run's journal: one run per asset at a time numbers them in commit
-order; by id within a run) whose running sum stays within it (``covered``, ``COVERED``).
+became claimable (their first audit row to claimable: one run per asset at a time numbers a
+run's rows after the last's) whose running sum stays within it (``covered``, ``COVERED``).
 Every voucher ever signed counts whole runs, so a claim never covers part of one.
 """
 
@@ -23,30 +23,21 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts.ledger.accounts import AccountKind
-from payouts.settlement.claiming import (
-    BY_CLAIM,
-    JOURNAL_KIND,
-    VoucherIssuer,
-    cumulatives,
-    voucher_json,
-)
+from payouts.settlement.claiming import BY_CLAIM, VoucherIssuer, cumulatives, voucher_json
 from payouts.states import PayoutState
 
 # The payouts settled by claim of the recipients ``:recipients`` in asset ``:a``, with the
-# running sum of amounts in the order they became claimable (``running``): by the journal
-# that made them claimable (one per run, numbered under the run's lock), then by id; for a
-# set-based join with claims seen on chain. Entries are reached through their account's index.
+# running sum of amounts in the order they became claimable (``running``): their first
+# audit row to claimable (one run per asset at a time numbers a run's rows after the last's),
+# then id, as the reconciler orders them (``claims.onchain.COVERAGE``).
 ORDERED = f"""
     SELECT p.id, p.recipient, p.asset_id, p.amount, p.state, p.creator_id,
            sum(p.amount) OVER (PARTITION BY p.recipient, p.asset_id
-                               ORDER BY made.journal_id, p.id) AS running
+                               ORDER BY became.at, p.id) AS running
       FROM payouts p
-      JOIN accounts a ON a.kind = '{AccountKind.CLAIMABLE}' AND a.owner_id = p.creator_id
-       AND a.asset_id = p.asset_id
-      JOIN LATERAL (SELECT min(e.journal_id) AS journal_id FROM entries e
-                      JOIN journals j ON j.id = e.journal_id AND j.kind = '{JOURNAL_KIND}'
-                     WHERE e.account_id = a.id AND e.payout_id = p.id) made ON true
+      CROSS JOIN LATERAL (
+          SELECT min(t.id) AS at FROM transitions t WHERE t.entity = 'payout'
+             AND t.entity_id = p.id AND t.to_state = {PayoutState.CLAIMABLE.sql}) became
      WHERE p.settled_by = {BY_CLAIM} AND p.asset_id = :a AND p.recipient = ANY(:recipients)
 """
 

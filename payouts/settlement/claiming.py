@@ -40,7 +40,7 @@ from payouts.states import CreatorState, PayoutState
 
 BY_CLAIM = f"'{SettleBy.CLAIM}'"
 # One run per asset makes payouts claimable at a time, held to its commit: runs then commit
-# in the order their journals are numbered, so a voucher's cumulative is always the sum of
+# in the order their audit rows are numbered, so a voucher's cumulative is always the sum of
 # whole runs in that order, and a claim covers exactly the payouts it counted
 # (``payouts.claims.vouchers.covered``).
 CLAIMABLE_LOCK = 0x636C6169  # "clai"
