@@ -421,6 +421,7 @@ def move_path(
     causes: Sequence[str],
     actor: str,
     event_sql: str | None = None,
+    locked: bool = False,
 ) -> int:
     """Move a set along ``path`` (the state the rows are in, then each state they pass
     through, in order) with one UPDATE, as if each move were made in turn; returns how many
@@ -434,8 +435,9 @@ def move_path(
     of the next (a reader sees them in the order of the moves). ``rows`` names the rows (an
     ``id`` column, plus what the causes and ``event_sql`` read, aliased ``src``);
     ``event_sql``, a jsonb expression over ``src``, is merged into each row's events. Rows
-    are locked in id order first, as ``move_where`` locks them; a row no longer in
-    ``path[0]`` is left alone.
+    are locked in id order first, as ``move_where`` locks them, unless the caller says they
+    are ``locked`` already (it holds a lock every other mover of these rows takes first); a
+    row no longer in ``path[0]`` is left alone.
     """
     steps = list(pairwise(path))
     if not steps or len(causes) != len(steps):
@@ -447,18 +449,23 @@ def move_path(
     said = "".join(f", {cause} AS _cause_{n}" for n, cause in enumerate(causes))
     extra = event_sql or "CAST('{}' AS jsonb)"
     evented = _path_events(lifecycle, steps, event_sql)
+    # A lock pass is a lock written per row before the UPDATE writes the row itself.
+    source, ordered = "src", ""
+    if not locked:
+        source = "prev"
+        ordered = (
+            f", prev AS (SELECT src.* FROM src JOIN {lifecycle.table} t ON t.id = src.id"
+            " WHERE t.state = :_s0 ORDER BY t.id FOR UPDATE OF t)"
+        )
     audits = ", ".join(
         f"({n}, CAST(:_s{n} AS text), CAST(:_s{n + 1} AS text), m._cause_{n})"
         for n in range(len(steps))
     )
     sql = text(
         f"""
-        WITH src AS ({rows}), prev AS (
-            SELECT src.* FROM src JOIN {lifecycle.table} t ON t.id = src.id
-             WHERE t.state = :_s0 ORDER BY t.id FOR UPDATE OF t
-        ), moved AS (
-            UPDATE {lifecycle.table} t SET state = :_s{len(steps)} FROM prev src
-             WHERE t.id = src.id
+        WITH src AS ({rows}){ordered}, moved AS (
+            UPDATE {lifecycle.table} t SET state = :_s{len(steps)} FROM {source} src
+             WHERE t.id = src.id AND t.state = :_s0
             RETURNING t.*, CAST(:_s0 AS text) AS from_state, {extra} AS _event_sql{said}
         ){evented}, audited AS (
             INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)
