@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import Depends, FastAPI
 
 from config.observability import configure_logging, init_sentry
@@ -36,6 +38,7 @@ have one shape: `{"error": {"code", "message", "field"}}`.
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
+    serving = runtime is None  # uvicorn's factory: this process is the server
     if runtime is None:
         settings = get_settings()
         configure_logging(settings)
@@ -65,4 +68,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(metrics.router)
     openapi.install(app, app.state.asset_ceilings)
     ops_page.install(app)
+    if serving:
+        # What is alive now (modules, the app, the runtime) lives as long as the process:
+        # frozen, the collector no longer walks it on every full collection, which cost a
+        # 10,000-earning batch more CPU than parsing it.
+        gc.collect()
+        gc.freeze()
     return app
