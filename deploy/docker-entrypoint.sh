@@ -1,8 +1,9 @@
 #!/bin/sh
 # The app image's entrypoint (Dockerfile). The deploy step's `payouts chain deploy --env-file`
-# writes the settings of what it deployed (PAYOUTS_BATCHER_ADDRESS, PAYOUTS_ASSETS) into the
-# shared state volume; every app container exports them before its command runs, and so does
-# the deploy step itself, so that a second run finds its own deployment.
+# writes the settings of what it deployed (PAYOUTS_BATCHER_ADDRESS, PAYOUTS_CLAIMS_ADDRESS,
+# PAYOUTS_ASSETS) into the shared state volume; every app container exports them before its
+# command runs, and so does the deploy step itself, so that a second run finds its own
+# deployment.
 set -e
 
 chain_env=/var/lib/payouts/chain.env

@@ -109,6 +109,7 @@ def _deployed() -> dict[str, str]:
         chain_id=31337,
         dev=True,
         batcher_address="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+        claims_address="0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
         hot_wallet="0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
         assets=(
             deploy.DEV_TOKEN.model_copy(
@@ -268,7 +269,11 @@ def test_the_deploy_step_reaches_every_app_container(
     for name in LONG_RUNNING:
         assert _mounted_dir(services[name], str(env_file)) == volume, name
         assert "entrypoint" not in services[name], f"{name} must keep the image's entrypoint"
-    assert set(_deployed()) == {"PAYOUTS_BATCHER_ADDRESS", "PAYOUTS_ASSETS"}
+    assert set(_deployed()) == {
+        "PAYOUTS_BATCHER_ADDRESS",
+        "PAYOUTS_CLAIMS_ADDRESS",
+        "PAYOUTS_ASSETS",
+    }
 
 
 def test_only_the_migration_connects_as_the_owner(services: dict[str, dict[str, Any]]) -> None:
