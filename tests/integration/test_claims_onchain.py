@@ -20,7 +20,7 @@ from payouts.claims.onchain import CLAIM_UNMATCHED
 from payouts.errors import ChainError
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
-from payouts.ops import measures
+from payouts.ops import measures, metrics
 from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
@@ -322,6 +322,13 @@ def test_an_escrow_that_runs_short_shows_it_and_pays_nothing_it_does_not_hold(
     settlement.settle(rt, actor="test")
     [cover] = measures.escrow_cover(rt)
     assert cover.shortfall > 0
+    # What the alert reads (PayoutsClaimsEscrowShort: payouts_claims_escrow_shortfall > 0).
+    exported = {
+        (sample.name, sample.labels["asset"]): sample.value
+        for family in metrics.escrow(rt)
+        for sample in family.samples
+    }
+    assert exported[("payouts_claims_escrow_shortfall", "USDC")] == cover.shortfall
     relayer = LocalKeySigner(SecretStr(devstack.DEV_KEYS[2]))
     before = token_balance(rt, token, recipients[creators[0]])
 
