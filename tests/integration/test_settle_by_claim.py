@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 import devstack
 from payouts.catalog import ensure_marketplace, set_payout_addresses
@@ -23,6 +24,7 @@ from payouts.chain.vouchers import SignedVoucher, Voucher
 from payouts.claims import handlers as claims
 from payouts.claims import vouchers
 from payouts.db.models import Creator, Payout
+from payouts.errors import DatabaseRefused
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
 from payouts.runtime import Runtime
@@ -149,6 +151,34 @@ def test_push_creators_push_claim_creators_claim_and_auto_weighs_the_gas(rt: Run
         "claimable": -(LARGE + TINY),
         "payouts_in_flight": LARGE + TINY,
     }
+
+
+@pytest.mark.parametrize(
+    ("who", "change", "refused_by"),
+    [
+        # Claim is for good: the mark never changes, so no later push can cover these cents.
+        ("claimer", "settled_by = 'push'", "money-bearing columns never change"),
+        ("claimer", "settled_by = NULL", "money-bearing columns never change"),
+        ("claimer", "batch_id = (SELECT max(id) FROM batches)", "payouts_claim_never_batched"),
+        # Only a payout settled by claim is ever claimable.
+        ("pusher", "state = 'claimable'", "payouts_claim_states_by_claim"),
+    ],
+)
+def test_postgresql_refuses_to_let_push_and_claim_cover_the_same_cents(
+    rt: Runtime, who: str, change: str, refused_by: str
+) -> None:
+    _creators(rt, "m", {"claimer": "claim", "pusher": "push"})
+    _earn(rt, "m", {"claimer": TINY, "pusher": LARGE})
+    roll_up_now(rt)
+    settlement.settle(rt, actor="test")
+    payouts = _payouts(rt)
+    assert (payouts["claimer"].state, payouts["pusher"].state) == ("claimable", "batched")
+
+    # Units of work here are savepoints, which leave PostgreSQL's error unmapped.
+    with pytest.raises((DatabaseRefused, DBAPIError), match=refused_by), rt.uow() as session:
+        session.execute(
+            text(f"UPDATE payouts SET {change} WHERE id = :id"), {"id": payouts[who].id}
+        )
 
 
 def test_the_claimable_event_carries_a_voucher_of_the_address_whole_cumulative(
