@@ -20,7 +20,7 @@ own locked ones and those committed), a voucher may lag a concurrent run's, neve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from payouts.ledger.accounts import AccountKind, account_id
 from payouts.ledger.journals import open_journal
 from payouts.settlement.policy import ClaimPolicy, SettleBy, SettleMode
 from payouts.settlement.screening import DENIED
+from payouts.settlement.selection import Candidate
 from payouts.states import CreatorState, PayoutState
 
 BY_CLAIM = f"'{SettleBy.CLAIM}'"
@@ -120,6 +121,10 @@ class ClaimableRun:
     recipients: int
 
 
+# Holds what must not go (the token's own deny check) and returns the rest.
+Screen = Callable[[list[Candidate]], list[Candidate]]
+
+
 def make_claimable(
     session: Session,
     chain: ChainClient,
@@ -129,15 +134,19 @@ def make_claimable(
     claiming: Claiming,
     fee_per_gas: int,
     actor: str,
+    screen: Screen | None = None,
 ) -> ClaimableRun:
-    """Make claimable every pending payout of the asset that goes by claim now; the caller
-    commits."""
+    """Make claimable every pending payout of the asset that goes by claim now, but those
+    ``screen`` holds (a voucher the token would refuse to pay could never be claimed); the
+    caller commits."""
     session.execute(
         text("SELECT pg_advisory_xact_lock(:k, :a)"), {"k": CLAIMABLE_LOCK, "a": asset_id}
     )
     existing_from, fresh_from = claiming.policy.thresholds(fee_per_gas)
     holders = _holders(session, chain, token, asset_id, existing_from, fresh_from)
     ids = _lock_claimable(session, asset_id, existing_from, fresh_from, holders)
+    if ids and screen is not None:
+        ids = [c.payout_id for c in screen(_candidates(session, ids))]
     if not ids:
         return ClaimableRun(0, 0, 0)
     recipients, total = _recipients_of(session, ids)
@@ -196,6 +205,19 @@ def _lock_claimable(
             },
         ).scalars()
     )
+
+
+def _candidates(session: Session, ids: Sequence[int]) -> list[Candidate]:
+    rows = session.execute(
+        text(
+            "SELECT p.id, c.marketplace_id, p.creator_id, p.recipient, p.amount FROM payouts p"
+            " JOIN creators c ON c.id = p.creator_id WHERE p.id = ANY(:ids) ORDER BY p.id"
+        ),
+        {"ids": list(ids)},
+    ).all()
+    return [
+        Candidate(r.id, r.marketplace_id, r.creator_id, r.recipient, int(r.amount)) for r in rows
+    ]
 
 
 def _recipients_of(session: Session, ids: Sequence[int]) -> tuple[dict[str, int], int]:

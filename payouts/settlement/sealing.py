@@ -31,7 +31,7 @@ from payouts.exception_queue import record_exception, resolve_exception
 from payouts.holds import NewHold
 from payouts.money import Asset
 from payouts.settlement import screening
-from payouts.settlement.claiming import Claiming, make_claimable
+from payouts.settlement.claiming import Claiming, Screen, make_claimable
 from payouts.settlement.finality import FinalityRule
 from payouts.settlement.policy import BatchPolicy, Conditions, SettleBy
 from payouts.settlement.risk import Limit, Tripped, Usage
@@ -253,6 +253,7 @@ def seal_batches(
             claiming=claiming,
             fee_per_gas=fee,
             actor=actor,
+            screen=_token_screen(session, chain, asset.address, deny_check, actor),
         )
         claimable = made.payouts
     worst_fee = min(policy.max_fee_per_gas, 2 * head.base_fee_per_gas + policy.priority_fee)
@@ -438,6 +439,20 @@ def _screen_token(
     )
     held = {c.payout_id for c in screened if c.recipient in refused}
     return [c for c in chosen if c.payout_id not in held]
+
+
+def _token_screen(
+    session: Session, chain: ChainClient, token: str, check: str | None, actor: str
+) -> Screen | None:
+    """The token's own deny check for payouts about to become claimable, as for a batch."""
+    if check is None:
+        return None
+
+    def screen(chosen: list[Candidate]) -> list[Candidate]:
+        approved = holds.approved_payouts(session, [c.payout_id for c in chosen])
+        return _screen_token(session, chain, token, check, chosen, approved, actor)
+
+    return screen
 
 
 def _hold(session: Session, trips: Sequence[Tripped], actor: str) -> None:

@@ -30,7 +30,7 @@ from payouts.ingest.earnings import Earning
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from payouts.settlement.policy import SettleBy, claim_policy_for
-from tests.chainkit import assert_books_balance, roll_up_now
+from tests.chainkit import assert_books_balance, block_recipient, roll_up_now
 from tests.conftest import chain_settings
 from tests.integration.test_app_role import app_url  # noqa: F401 - the fixture, by name
 from tests.waiting import wait_until
@@ -244,6 +244,28 @@ def test_between_the_thresholds_a_recipient_already_holding_the_token_is_pushed(
     # the batch policy's own share of gas says), never claimable.
     settled = {c: (p.state, p.settled_by) for c, p in _payouts(rt).items()}
     assert settled == {"holder": ("pending", None), "fresh": ("claimable", SettleBy.CLAIM)}
+
+
+def test_a_recipient_the_token_refuses_is_held_not_made_claimable(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    """A voucher the token would refuse to pay could never be claimed: the token's own deny
+    check holds the payout for review, as it does before a batch."""
+    plain = make_chain_runtime()
+    asset = plain.settings.assets[0].model_dump(mode="json", exclude_unset=True)
+    rt = make_chain_runtime(assets=[{**asset, "deny_check": "isBlocked(address)"}])
+    blocked = Account.create().address
+    _creators(rt, "m", {"blocked": "claim", "fine": "claim"}, blocked=blocked)
+    _earn(rt, "m", {"blocked": TINY, "fine": TINY})
+    roll_up_now(rt)
+    block_recipient(rt, blocked)
+
+    assert settlement.settle(rt, actor="test")["USDC"].claimable == 1
+
+    states = {c: (p.state, p.settled_by) for c, p in _payouts(rt).items()}
+    assert states == {"blocked": ("held", None), "fine": ("claimable", "claim")}
+    [queued], _ = settlement.list_holds(rt, review=True)
+    assert queued["rule"] == "token_deny"
 
 
 def test_without_an_escrow_every_payout_is_pushed(
