@@ -311,12 +311,13 @@ def _unwind(session: Session, b: Any, actor: str) -> None:
     )
 
 
-# What a batch paid in the inclusion it stands in now: the canonical rows of its transaction in
-# its block.
-PAID_IN_BATCH = f"""
-    SELECT o.* FROM ({CANONICAL_TRANSFERS}) o JOIN batches b ON b.id = o.batch_id
+# What a batch paid in the inclusion it stands in now: the rows of its transaction in its
+# block. They are canonical (``CANONICAL_TRANSFERS`` keeps the inclusion a batch stands in,
+# recorded orphaned or not), so no look-up of orphaned inclusions per row.
+PAID_IN_BATCH = """
+    SELECT o.* FROM onchain_transfers o JOIN batches b ON b.id = o.batch_id
        AND o.tx_hash = b.tx_hash AND o.block_hash = b.block_hash
-     WHERE o.batch_id = ANY(CAST(:b AS bigint[]))
+     WHERE b.id = ANY(CAST(:b AS bigint[]))
 """
 
 
