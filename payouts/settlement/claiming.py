@@ -207,14 +207,17 @@ def _lock_claimable(
     )
 
 
+def _of(session: Session, ids: Sequence[int], select: str, rest: str = "") -> list[Any]:
+    """``select`` over the payouts ``ids`` (``p``, joined to their creator ``c``)."""
+    sql = (
+        f"{select} FROM payouts p JOIN creators c ON c.id = p.creator_id"
+        f" WHERE p.id = ANY(:ids) {rest}"
+    )
+    return list(session.execute(text(sql), {"ids": list(ids)}).all())
+
+
 def _candidates(session: Session, ids: Sequence[int]) -> list[Candidate]:
-    rows = session.execute(
-        text(
-            "SELECT p.id, c.marketplace_id, p.creator_id, p.recipient, p.amount FROM payouts p"
-            " JOIN creators c ON c.id = p.creator_id WHERE p.id = ANY(:ids) ORDER BY p.id"
-        ),
-        {"ids": list(ids)},
-    ).all()
+    rows = _of(session, ids, "SELECT p.id, c.marketplace_id, p.creator_id, p.recipient, p.amount")
     return [
         Candidate(r.id, r.marketplace_id, r.creator_id, r.recipient, int(r.amount)) for r in rows
     ]
@@ -222,13 +225,7 @@ def _candidates(session: Session, ids: Sequence[int]) -> list[Candidate]:
 
 def _recipients_of(session: Session, ids: Sequence[int]) -> tuple[dict[str, int], int]:
     """What the payouts add per recipient, and in all."""
-    rows = session.execute(
-        text(
-            "SELECT recipient, sum(amount) AS amount FROM payouts WHERE id = ANY(:ids)"
-            " GROUP BY recipient"
-        ),
-        {"ids": list(ids)},
-    ).all()
+    rows = _of(session, ids, "SELECT p.recipient, sum(p.amount) AS amount", "GROUP BY 1")
     added = {r.recipient: int(r.amount) for r in rows}
     return added, sum(added.values())
 
