@@ -191,9 +191,10 @@ STALE = f"""
 """
 
 
+# The hot wallet's vouchers the reconciler has not seen mined yet.
 SWEEP_PENDING = """
-    SELECT EXISTS (SELECT 1 FROM wallet_transactions
-                    WHERE purpose = 'claim' AND block_number IS NULL AND chain_id = :c)
+    SELECT tx_hash FROM wallet_transactions
+     WHERE purpose = 'claim' AND block_number IS NULL AND chain_id = :c
 """
 
 
@@ -211,9 +212,10 @@ def sweep(rt: Runtime, *, older_than: float | None = None) -> list[Submitted]:
     tokens = {a.symbol: str(a.address) for a in rt.token_assets()}
     found: list[dict[str, Any]] = []
     with rt.uow() as session:
-        if session.execute(text(SWEEP_PENDING), {"c": rt.settings.chain_id}).scalar():
-            # The last sweep is not mined yet: its vouchers would look unpaid and go twice,
-            # the second paying nothing but gas.
+        unbooked = session.execute(text(SWEEP_PENDING), {"c": rt.settings.chain_id}).scalars()
+        if any(rt.chain.receipt(tx_hash) is None for tx_hash in unbooked):
+            # A voucher the hot wallet sent is not mined yet: its address would look unpaid
+            # and go twice, the second paying nothing but gas.
             return []
         stale = session.execute(text(STALE), {"age": age}).all()
         by_asset: dict[int, list[str]] = {}
