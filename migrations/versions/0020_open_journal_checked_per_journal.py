@@ -20,15 +20,16 @@ branch_labels = None
 depends_on = None
 
 
-def _function(joined: str) -> str:
+def _function(entries_and_journals: str) -> str:
     return f"""
         CREATE OR REPLACE FUNCTION check_entries_join_open_journal() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN
-            IF EXISTS (SELECT 1 FROM {joined} JOIN journals j ON j.id = n.journal_id
-                       WHERE j.created_txid <> txid_current()) THEN
-                RAISE EXCEPTION 'entries can only join a journal in the transaction that created it'
-                    USING ERRCODE = 'restrict_violation';
+            PERFORM FROM {entries_and_journals}
+             WHERE j.created_txid <> txid_current() LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'restrict_violation', MESSAGE =
+                    'entries can only join a journal in the transaction that created it';
             END IF;
             RETURN NULL;
         END $$;
@@ -36,8 +37,13 @@ def _function(joined: str) -> str:
 
 
 def upgrade() -> None:
-    op.execute(_function("(SELECT DISTINCT journal_id FROM new_rows) n"))
+    op.execute(
+        _function(
+            "(SELECT DISTINCT journal_id FROM new_rows) n JOIN journals j ON j.id = n.journal_id"
+        )
+    )
 
 
 def downgrade() -> None:
-    op.execute(_function("new_rows n"))
+    # The same rule, one probe per entry, as 0002 wrote it.
+    op.execute(_function("new_rows n JOIN journals j ON j.id = n.journal_id"))
