@@ -125,7 +125,9 @@ def test_metrics_of_a_real_run_match_the_ledger_and_the_chain(
     assert sample(api, "payouts_exceptions_open", kind="transfer_failed") == 1
     assert sample(api, "payouts_holds_active", rule="transfer_failed") == 1
     assert sample(api, "payouts_rpc_circuit_open") == 0
-    assert total(api, "payouts_measure_up") == 3
+    assert total(api, "payouts_measure_up") == 4  # ledger, runway, escrow, breaker
+    # Nothing went by claim: the escrow holds nothing and is short of nothing.
+    assert sample(api, "payouts_claims_escrow_shortfall", asset="USDC") == 0
 
     # Runway: the wallet's balances as the chain has them; the burn is what the batches took
     # (the refused transfer took nothing).
