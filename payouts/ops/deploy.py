@@ -91,6 +91,9 @@ def chain_deploy(rt: Runtime, *, mint: int = DEV_MINT) -> Deployment:
         hot_wallet=rt.signer,
         batcher=settings.batcher_address,
         claims=settings.claims_address,
+        # The key that signs vouchers (the hot wallet's unless PAYOUTS_CLAIMS_SIGNER_KEY):
+        # an escrow paying another signer's would refuse every voucher the ledger issues.
+        claim_signer=rt.claim_signer.address,
         assets=settings.assets,
         mint=mint,
         max_fee_per_gas=settings.max_fee_per_gas,
