@@ -236,6 +236,8 @@ class Payout(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     # push (in a batch) or claim (through the escrow), once settlement chose; claim is for good.
     settled_by: Mapped[str | None] = mapped_column(Text)
+    # When it became claimable: the risk limits count it as a payout out from then.
+    claimable_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
 
 

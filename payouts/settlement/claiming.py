@@ -243,7 +243,7 @@ def _move(
         PayoutState.PENDING,
         PayoutState.CLAIMABLE,
         rows=f"""
-            SELECT p.id, {BY_CLAIM} AS settled_by, c.settle_mode,
+            SELECT p.id, {BY_CLAIM} AS settled_by, now() AS claimable_at, c.settle_mode,
                    jsonb_build_object('voucher', v.voucher) AS voucher
               FROM payouts p JOIN creators c ON c.id = p.creator_id
               JOIN jsonb_each(CAST(:vouchers AS jsonb)) v(recipient, voucher)
@@ -254,7 +254,7 @@ def _move(
             "ids": list(ids),
             "vouchers": json.dumps({r: voucher_json(v) for r, v in vouchers.items()}),
         },
-        columns=["settled_by"],
+        columns=["settled_by", "claimable_at"],
         cause=(
             f"CASE src.settle_mode WHEN '{SettleMode.CLAIM}' THEN 'the creator settles by claim'"
             " ELSE 'worth less than its gas: claimable' END"

@@ -253,7 +253,9 @@ def seal_batches(
             claiming=claiming,
             fee_per_gas=fee,
             actor=actor,
-            screen=_token_screen(session, chain, asset.address, deny_check, actor),
+            screen=_claim_screen(
+                session, chain, asset_id, asset.address, deny_check, limits, actor
+            ),
         )
         claimable = made.payouts
     worst_fee = min(policy.max_fee_per_gas, 2 * head.base_fee_per_gas + policy.priority_fee)
@@ -354,21 +356,27 @@ def seal_batches(
 
 
 def _usage(session: Session, asset_id: int) -> Usage:
-    """What live batches of the asset carried in the last day and hour, per creator,
-    marketplace and in all (a batch counts from when it was sealed)."""
+    """What live batches of the asset carried and what became claimable in the last day and
+    hour, per creator, marketplace and in all (a batch counts from when it was sealed)."""
     rows = session.execute(
         text(
             f"""
+            WITH out AS (
+                SELECT i.payout_id, i.amount, b.created_at AS at
+                  FROM batch_items i JOIN batches b ON b.id = i.batch_id
+                 WHERE b.asset_id = :a AND b.state <> {BatchState.FAILED.sql}
+                   AND b.created_at > now() - interval '1 day'
+                UNION ALL
+                SELECT p.id, p.amount, p.claimable_at FROM payouts p
+                 WHERE p.asset_id = :a AND p.claimable_at > now() - interval '1 day'
+            )
             SELECT p.creator_id, c.marketplace_id,
-                   count(*) AS day_count, sum(i.amount) AS day_amount,
-                   count(*) FILTER (WHERE b.created_at > now() - interval '1 hour')
-                       AS hour_count,
-                   coalesce(sum(i.amount) FILTER (
-                       WHERE b.created_at > now() - interval '1 hour'), 0) AS hour_amount
-              FROM batch_items i JOIN batches b ON b.id = i.batch_id
-              JOIN payouts p ON p.id = i.payout_id JOIN creators c ON c.id = p.creator_id
-             WHERE b.asset_id = :a AND b.state <> {BatchState.FAILED.sql}
-               AND b.created_at > now() - interval '1 day'
+                   count(*) AS day_count, sum(o.amount) AS day_amount,
+                   count(*) FILTER (WHERE o.at > now() - interval '1 hour') AS hour_count,
+                   coalesce(sum(o.amount) FILTER (
+                       WHERE o.at > now() - interval '1 hour'), 0) AS hour_amount
+              FROM out o JOIN payouts p ON p.id = o.payout_id
+              JOIN creators c ON c.id = p.creator_id
              GROUP BY p.creator_id, c.marketplace_id
             """
         ),
@@ -441,15 +449,36 @@ def _screen_token(
     return [c for c in chosen if c.payout_id not in held]
 
 
-def _token_screen(
-    session: Session, chain: ChainClient, token: str, check: str | None, actor: str
+def _claim_screen(
+    session: Session,
+    chain: ChainClient,
+    asset_id: int,
+    token: str,
+    check: str | None,
+    limits: Sequence[Limit],
+    actor: str,
 ) -> Screen | None:
-    """The token's own deny check for payouts about to become claimable, as for a batch."""
-    if check is None:
+    """What holds a payout before a batch holds it before it becomes claimable: the limits
+    (claims count as payouts out) and the token's own deny check."""
+    if check is None and not limits:
         return None
 
     def screen(chosen: list[Candidate]) -> list[Candidate]:
         approved = holds.approved_payouts(session, [c.payout_id for c in chosen])
+        if limits:
+            pick = select(
+                chosen,
+                funds=sum(c.amount for c in chosen),
+                size=len(chosen),
+                limits=limits,
+                usage=_usage(session, asset_id),
+                approved=approved,
+            )
+            if pick.held:
+                _hold(session, pick.held, actor)
+            chosen = pick.chosen
+        if check is None:
+            return chosen
         return _screen_token(session, chain, token, check, chosen, approved, actor)
 
     return screen

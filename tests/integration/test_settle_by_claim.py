@@ -268,6 +268,31 @@ def test_a_recipient_the_token_refuses_is_held_not_made_claimable(
     assert queued["rule"] == "token_deny"
 
 
+def test_claims_count_against_the_limits_as_batches_do(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    """A marketplace may put its creators on claim; that passes no velocity limit: what
+    became claimable in the hour counts, and what would pass the ceiling is held."""
+    plain = make_chain_runtime()
+    asset = plain.settings.assets[0].model_dump(mode="json", exclude_unset=True)
+    ceiling = {"per_hour_amount": TINY}
+    rt = make_chain_runtime(assets=[{**asset, "marketplace_limits": ceiling}])
+    _creators(rt, "m", {"first": "claim", "second": "claim"})
+    _earn(rt, "m", {"first": TINY, "second": TINY})
+    roll_up_now(rt)
+
+    assert settlement.settle(rt, actor="test")["USDC"].claimable == 1
+
+    states = sorted(p.state for p in _payouts(rt).values())
+    assert states == ["claimable", "held"]
+    [queued], _ = settlement.list_holds(rt, review=True)
+    assert queued["rule"] == "velocity:marketplace:hour:amount"
+    _earn(rt, "m", {"first": TINY}, tag="later-")
+    roll_up_now(rt)
+    settlement.settle(rt, actor="test")  # a later run counts the claimable one too
+    assert sorted(p.state for p in _payouts(rt).values()) == ["held", "held"]
+
+
 def test_without_an_escrow_every_payout_is_pushed(
     make_chain_runtime: Callable[..., Runtime],
 ) -> None:
