@@ -6,10 +6,8 @@ included."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 import devstack
@@ -19,13 +17,8 @@ from payouts.tracking import handlers as tracking
 from tests.chainkit import scalar, seed, token_balance
 from tests.conftest import chain_settings, settings_env
 from tests.e2e.conftest import as_app_role
+from tests.e2e.test_worker_pipeline import mining_anvil as mining_anvil
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def mining_anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
-    with devstack.Anvil(block_time=1, state_dir=state_dir) as node:
-        yield node
 
 
 def test_beat_pushes_some_creators_and_sweeps_the_claims_of_the_others(
