@@ -16,14 +16,12 @@ to, so a claim or top-up mined after it is not yet counted on either side:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts.chain import codec
-from payouts.chain.client import MAX_BATCH_CALLS, ChainClient
-from payouts.claims.onchain import Escrow, claimed_calldata
+from payouts.chain.client import ChainClient
+from payouts.claims.onchain import Escrow, calls_at, claimed_calldata
 from payouts.ledger.accounts import AccountKind
 from payouts.states import PayoutState
 
@@ -70,15 +68,6 @@ LEDGER_CHECKS: list[tuple[str, str]] = [
 ]
 
 
-def _at(chain: ChainClient, block: int, calls: Sequence[tuple[str, str]]) -> list[int]:
-    """``eth_call`` of each (to, data) at ``block``, in JSON-RPC batches."""
-    params = [[{"to": to, "data": d}, hex(block)] for to, d in calls]
-    answers = []
-    for start in range(0, len(params), MAX_BATCH_CALLS):
-        answers += chain.rpc_batch("eth_call", params[start : start + MAX_BATCH_CALLS])
-    return [int(a, 16) for a in answers]
-
-
 def chain_checks(
     session: Session, chain: ChainClient, escrow: Escrow
 ) -> list[tuple[str, list[str]]]:
@@ -108,7 +97,9 @@ def _balances(session: Session, chain: ChainClient, escrow: Escrow, block: int) 
         )
     }
     tokens = sorted(escrow.assets.items())
-    onchain = _at(chain, block, [(t, codec.balance_of_calldata(escrow.address)) for t, _ in tokens])
+    onchain = calls_at(
+        chain, hex(block), [(t, codec.balance_of_calldata(escrow.address)) for t, _ in tokens]
+    )
     return [
         f"{token}: chain {balance}, ledger {int(held.get(asset_id, 0))}"
         for (token, asset_id), balance in zip(tokens, onchain, strict=True)
@@ -137,7 +128,7 @@ def _claimed(session: Session, chain: ChainClient, escrow: Escrow, block: int) -
     ).all()
     rows = [r for r in rows if r.asset_id in tokens]
     calls = [(escrow.address, claimed_calldata(r.recipient, tokens[r.asset_id])) for r in rows]
-    onchain = _at(chain, block, calls) if calls else []
+    onchain = calls_at(chain, hex(block), calls) if calls else []
     return [
         f"{r.recipient} in asset {r.asset_id}: chain {claimed}, ledger {int(r.paid)}"
         for r, claimed in zip(rows, onchain, strict=True)

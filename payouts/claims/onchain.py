@@ -41,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from payouts import lifecycle
-from payouts.chain.client import ChainClient
+from payouts.chain.client import MAX_BATCH_CALLS, ChainClient
 from payouts.exception_queue import record_exception
 from payouts.ledger.accounts import AccountKey, AccountKind, ensure_accounts
 from payouts.ledger.journals import Leg, Posting, post_many
@@ -104,6 +104,16 @@ def reconcile_claims(
     _book_mined(session, chain, escrow, head, report, actor)
     _finalize(session, escrow, head, depth_for, report, actor)
     return report
+
+
+def calls_at(chain: ChainClient, block: str, calls: Sequence[tuple[str, str]]) -> list[int]:
+    """``eth_call`` of each (to, data) at ``block`` (a tag or a hex number), as integers, in
+    JSON-RPC batches of the size nodes accept."""
+    params = [[{"to": to, "data": data}, block] for to, data in calls]
+    answers: list[str] = []
+    for start in range(0, len(params), MAX_BATCH_CALLS):
+        answers += chain.rpc_batch("eth_call", params[start : start + MAX_BATCH_CALLS])
+    return [int(answer, 16) for answer in answers]
 
 
 def claimed_calldata(recipient: str, token: str) -> str:

@@ -25,7 +25,7 @@ from payouts.chain.client import ChainClient
 from payouts.chain.signer import Signer
 from payouts.claims import vouchers, wallet
 from payouts.claims.escrow import send_unmined, wallet_fees
-from payouts.claims.onchain import claimed_calldata
+from payouts.claims.onchain import calls_at, claimed_calldata
 from payouts.errors import InvalidInput
 from payouts.runtime import Runtime
 from payouts.settlement.claiming import BY_CLAIM, VoucherIssuer, cumulatives, voucher_json
@@ -52,9 +52,10 @@ class Submitted:
 def claimed_on_chain(
     chain: ChainClient, escrow: str, recipients: list[tuple[str, str]]
 ) -> list[int]:
-    """The escrow's ``claimed[recipient][token]`` of each (recipient, token), in one batch."""
-    calls = [(escrow, claimed_calldata(r, t)) for r, t in recipients]
-    return [int(answer, 16) for answer in chain.call_many(calls)] if calls else []
+    """The escrow's ``claimed[recipient][token]`` of each (recipient, token), in one batch,
+    as the pending block has it: a voucher sent and not yet mined counts as paid, so asking
+    twice never sends it twice."""
+    return calls_at(chain, "pending", [(escrow, claimed_calldata(r, t)) for r, t in recipients])
 
 
 def claim_for_creator(

@@ -395,3 +395,16 @@ def test_a_sweep_not_yet_mined_is_not_sent_again(
         assert list(_payouts(rt, creator)) == ["finalized"]
         assert token_balance(rt, token, recipients[creator]) == _payouts(rt, creator)["finalized"]
     assert relay.sweep(rt, older_than=0) == []
+
+
+def test_a_voucher_sent_and_not_yet_mined_is_not_sent_again(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    _, creators = _claimable_ready(rt)
+    with automine_off(rt):
+        [sent] = relay.claim_for_creator(rt, _marketplace(rt), creators[0])
+        assert relay.claim_for_creator(rt, _marketplace(rt), creators[0]) == []
+        mine(rt, 1)
+    assert rt.chain.receipt(sent.tx_hash) is not None
+    assert scalar(rt, "SELECT count(*) FROM wallet_transactions WHERE purpose = 'claim'") == 1
