@@ -52,6 +52,8 @@ CLAIMED_OF = keccak(text="claimed(address,address)")[:4]
 CLAIMABLE, ESCROW = AccountKind.CLAIMABLE, AccountKind.CLAIMS_ESCROW
 WALLET, GAS = AccountKind.HOT_WALLET, AccountKind.GAS_EXPENSE
 CLAIM_UNMATCHED = "claim_unmatched"
+# A final claim whose block left the chain: the ledger says paid, the chain may not.
+CLAIM_REORGED_AFTER_FINALITY = "claim_reorged_after_finality"
 CLAIM_FOREIGN_ASSET = "claim_foreign_asset"
 WALLET_TX_REVERTED = "wallet_tx_reverted"
 
@@ -94,7 +96,8 @@ def reconcile_claims(
     watch_blocks: int,
     actor: str = "reconciler",
 ) -> ClaimsReport:
-    """Unwind, scan, apply, book and finalize, as the module says. The caller commits."""
+    """Unwind, scan, apply, book and finalize, as the module says; a final claim of the last
+    ``watch_blocks`` whose block left the chain is an exception. The caller commits."""
     report = ClaimsReport(to_block=head)
     _unwind_orphaned(session, chain, escrow, report, actor)
     _unbook_orphaned(session, chain, escrow, head - watch_blocks)
@@ -103,6 +106,7 @@ def reconcile_claims(
         _apply(session, new, report, actor)
     _book_mined(session, chain, escrow, head, report, actor)
     _finalize(session, escrow, head, depth_for, report, actor)
+    _watch_final(session, chain, escrow, head - watch_blocks, report)
     return report
 
 
@@ -598,3 +602,37 @@ def _finalize(
             text("UPDATE claims SET final_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"),
             {"ids": [int(c.id) for c in final]},
         )
+
+
+def _watch_final(
+    session: Session, chain: ChainClient, escrow: Escrow, since: int, report: ClaimsReport
+) -> None:
+    """Final claims of the watched blocks whose block left the chain: final states stay final,
+    an operator gets the evidence (a voucher re-sent can pay only what is still unclaimed on
+    the chain, so re-claiming never pays twice)."""
+    final = session.execute(
+        text(
+            "SELECT id, paid, recipient, tx_hash, log_index, block_number, block_hash FROM claims"
+            " WHERE final_at IS NOT NULL AND unwound_at IS NULL AND block_number >= :since"
+            " AND chain_id = :c AND escrow = :e ORDER BY id"
+        ),
+        {"since": since, "c": escrow.chain_id, "e": escrow.address},
+    ).all()
+    if not final:
+        return
+    canonical = _canonical(chain, {int(c.block_number) for c in final})
+    for c in final:
+        if canonical[int(c.block_number)] == c.block_hash:
+            continue
+        detail = {
+            "recipient": c.recipient,
+            "paid": str(c.paid),
+            "block": int(c.block_number),
+            "final_block_hash": c.block_hash,
+            "canonical_block_hash": canonical[int(c.block_number)],
+            "tx_still_on_chain": chain.receipt(c.tx_hash) is not None,
+        }
+        key = f"{c.tx_hash}:{c.log_index}:{c.block_hash}"
+        if record_exception(session, CLAIM_REORGED_AFTER_FINALITY, key, detail, tx_hash=c.tx_hash):
+            report.exceptions += 1
+            report.notes.append(f"claim {c.tx_hash}: final block {c.block_number} reorganised")

@@ -16,7 +16,7 @@ import devstack
 from payouts.chain.signer import LocalKeySigner
 from payouts.chain.vouchers import Voucher, set_signer_calldata, sign_voucher
 from payouts.claims import relay, topups
-from payouts.claims.onchain import CLAIM_UNMATCHED
+from payouts.claims.onchain import CLAIM_REORGED_AFTER_FINALITY, CLAIM_UNMATCHED
 from payouts.errors import ChainError
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
@@ -408,3 +408,26 @@ def test_a_voucher_sent_and_not_yet_mined_is_not_sent_again(
         mine(rt, 1)
     assert rt.chain.receipt(sent.tx_hash) is not None
     assert scalar(rt, "SELECT count(*) FROM wallet_transactions WHERE purpose = 'claim'") == 1
+
+
+def test_a_reorg_past_a_claims_finality_changes_nothing_final_and_tells_an_operator(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime()
+    _, creators = _claimable_ready(rt)
+    mine(rt, 5)  # the reorg must not reach back to the top-up
+    owed = _payouts(rt, creators[0])["claimable"]
+    relay.claim_for_creator(rt, _marketplace(rt), creators[0])
+    reconciler.reconcile(rt)
+    mine(rt, 3)
+    reconciler.reconcile(rt)
+    assert _payouts(rt, creators[0]) == {"finalized": owed}
+    block = scalar(rt, "SELECT block_number FROM claims")
+
+    rt.chain.rpc("anvil_reorg", [rt.chain.block_number() - block + 1, []])
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
+
+    assert _payouts(rt, creators[0]) == {"finalized": owed}
+    kind = CLAIM_REORGED_AFTER_FINALITY
+    assert scalar(rt, f"SELECT count(*) FROM exceptions WHERE kind = '{kind}'") == 1
