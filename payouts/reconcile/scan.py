@@ -132,8 +132,15 @@ def _scan_range(
         if x["topics"][0] == codec.TRANSFER_FAILED:
             failure = codec.decode_transfer_failed(x)
             failed_by_tx[failure.ref.tx_hash].append(failure)
-    receipts = chain.receipts(e.ref.tx_hash for e in executed)
-    transfers = codec.transfer_rows(_paid_from(receipts.values(), tokens, payer_topic))
+    receipts = _receipts_of(chain, executed)
+    if len(receipts) == len({e.ref.tx_hash for e in executed}):
+        logs: Iterable[dict[str, Any]] = _paid_from(receipts.values(), tokens, payer_topic)
+    else:
+        # A node that answers the log but not (yet) its receipt, or one from another block
+        # (a node behind a balancer, a reorg it has half seen): the range's logs instead.
+        transfer = [codec.TRANSFER, payer_topic]
+        logs = chain.logs(list(tokens), transfer, from_block, to_block) if tokens else []
+    transfers = codec.transfer_rows(logs)
     found = _batches_of(session, executed, report)
     # A refused transfer breaks the position-for-transfer order: the exact path handles it.
     whole = _match_in_set(
@@ -158,15 +165,28 @@ def _scan_range(
     _mark_included(session, included, receipts, actor, report)
 
 
+def _receipts_of(
+    chain: ChainClient, executed: list[codec.BatchExecuted]
+) -> dict[str, dict[str, Any]]:
+    """The receipt of each transaction that executed a batch, when the node has it in the
+    block the batch's log came from."""
+    blocks = {e.ref.tx_hash: e.ref.block_hash for e in executed}
+    return {
+        tx_hash: receipt
+        for tx_hash, receipt in chain.receipts(blocks).items()
+        if receipt is not None and receipt.get("blockHash") == blocks[tx_hash]
+    }
+
+
 def _paid_from(
-    receipts: Iterable[dict[str, Any] | None], tokens: Sequence[str], payer_topic: str
+    receipts: Iterable[dict[str, Any]], tokens: Sequence[str], payer_topic: str
 ) -> Iterator[dict[str, Any]]:
     """The tokens' Transfer logs from the hot wallet in our batches' receipts: what one
     ``eth_getLogs`` of the range would return of them, read with the receipts finality needs
     anyway for the gas, so the node sends those logs once instead of twice."""
     wanted = {t.lower() for t in tokens}
     for receipt in receipts:
-        for log in receipt["logs"] if receipt else ():
+        for log in receipt["logs"]:
             topics = log["topics"]
             if (
                 len(topics) == 3
@@ -413,7 +433,7 @@ def _note_returned(
 def _mark_included(
     session: Session,
     included: list[tuple[Any, codec.LogRef]],
-    receipts: Mapping[str, dict[str, Any] | None],
+    receipts: Mapping[str, dict[str, Any]],
     actor: str,
     report: ReconcileReport,
 ) -> None:

@@ -3,18 +3,21 @@ payouts go submitted -> confirmed -> finalized with one UPDATE, and nothing of t
 skipped. Each payout keeps both audit rows in order with their causes, and both events, every
 confirmed event written (and numbered) before any finalized one, with the status, previous
 status and depth of its own move; a marketplace reads the same life as one confirmed and
-finalized in two calls.
+finalized in two calls. A node that answers the batch's log but not yet its receipt costs the
+scan a read of the range's logs, and finality a read of the block's receipts for the gas.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from payouts import lifecycle
+from payouts.chain.client import ChainClient
 from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
 from payouts.states import PayoutState
-from tests.chainkit import mine, roll_up_now, scalar, seed, settle_and_submit, value
+from tests import chainkit as kit
 from tests.eventkit import listed
 from tests.integration.test_payout_events import PAYOUT_LIFE, by_payout, shop
 from tests.integration.test_refusals_and_finality import rows
@@ -24,17 +27,17 @@ def test_a_batch_final_when_first_confirmed_records_both_moves_in_order(
     make_runtime: Callable[..., Runtime],
 ) -> None:
     rt = make_runtime(confirmation_depth=2, finality_depth=4)
-    seed(rt, creators=3)
-    roll_up_now(rt)
-    settle_and_submit(rt)  # automine: in a block at once
-    mine(rt, 4)
+    kit.seed(rt, creators=3)
+    kit.roll_up_now(rt)
+    kit.settle_and_submit(rt)  # automine: in a block at once
+    kit.mine(rt, 4)
 
     outcome = reconciler.reconcile(rt)
 
     assert (outcome.advance.confirmed, outcome.advance.finalized) == (1, 1)
     batch_id, block = rows(rt, "SELECT id, block_number FROM batches")[0]
     depth = rt.chain.block_number() - block + 1
-    assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 3
+    assert kit.scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 3
     audited = rows(
         rt,
         "SELECT entity_id, from_state, to_state, cause FROM transitions"
@@ -65,15 +68,15 @@ def test_a_batch_final_when_first_confirmed_records_both_moves_in_order(
         assert confirmed["confirmations"] == finalized["confirmations"] == depth
         assert confirmed["cause"] == f"batch {batch_id} {depth} blocks deep"
         assert confirmed["block_number"] == finalized["block_number"] == block
-    assert value(rt, "SELECT state FROM batches") == "finalized"
+    assert kit.value(rt, "SELECT state FROM batches") == "finalized"
 
 
 def test_a_path_moves_only_the_rows_still_in_its_first_state(
     make_runtime: Callable[..., Runtime],
 ) -> None:
     rt = make_runtime()
-    seed(rt, creators=2)
-    roll_up_now(rt)
+    kit.seed(rt, creators=2)
+    kit.roll_up_now(rt)
     first, second = (r.id for r in rows(rt, "SELECT id FROM payouts ORDER BY id"))
     with rt.uow() as session:
         lifecycle.move(session, lifecycle.PAYOUT, [second], PayoutState.HELD, cause="x", actor="t")
@@ -101,3 +104,30 @@ def test_a_path_moves_only_the_rows_still_in_its_first_state(
     ]
     kinds = rows(rt, f"SELECT type FROM events WHERE subject = 'payout:{first}' ORDER BY id")
     assert [k.type for k in kinds][-2:] == ["payout.held", "payout.cancelled"]
+
+
+class ReceiptsNotYet(ChainClient):
+    """The real node, but answering no receipt yet (one behind a balancer, still indexing)."""
+
+    def receipts(self, tx_hashes: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        return dict.fromkeys(tx_hashes)
+
+
+def test_a_node_without_the_receipts_yet_still_gets_the_batch_matched_and_its_gas_booked(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    rt = make_chain_runtime(max_batch_size=2, confirmation_depth=1, finality_depth=3)
+    rt.__dict__["chain"] = ReceiptsNotYet(rt.settings.rpc_url)
+    recipients = kit.seed(rt, creators=4)
+    kit.roll_up_now(rt)
+    assert len(kit.settle_and_submit(rt)) == 2
+    kit.mine(rt, 3)
+
+    outcome = reconciler.reconcile(rt)
+
+    assert (outcome.scan.included, outcome.advance.finalized) == (2, 2)
+    assert kit.scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 4
+    assert kit.scalar(rt, "SELECT count(*) FROM batches WHERE gas_used > 0") == 2
+    assert kit.scalar(rt, "SELECT count(*) FROM exceptions") == 0
+    kit.assert_chain_pays_what_the_ledger_says(rt, recipients)
+    kit.assert_books_balance(rt)
