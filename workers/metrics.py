@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task, states
@@ -87,11 +88,14 @@ def _task_ended(task_id: str, task: Task, state: str | None = None, **_: Any) ->
         LAST_SUCCESS.labels(task.name).set(time.time())
 
 
-def observe_time_to_final(rt: Runtime, batch_ids: list[int]) -> None:
-    """The earnings of these just-finalized batches, into the time-to-final histogram."""
+def observe_time_to_final(
+    rt: Runtime, batch_ids: list[int], payout_ids: Sequence[int] = ()
+) -> None:
+    """The earnings of these just-finalized batches and payouts finalized by claim, into the
+    time-to-final histogram."""
     bounds = [float(b) for b in FINALITY_BUCKETS]
     try:
-        buckets = measures.earning_ages(rt, batch_ids, bounds)
+        buckets = measures.earning_ages(rt, batch_ids, bounds, payout_ids)
     except PayoutsError as exc:  # a metric never fails the reconciliation that committed
         log.warning("time to final not observed: %s: %s", type(exc).__name__, exc)
         return

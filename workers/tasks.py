@@ -100,8 +100,9 @@ def watch_unmined(self: PayoutsTask) -> dict[str, int]:
 @app.task(base=PayoutsTask, bind=True, name="payouts.reconcile")
 def reconcile(self: PayoutsTask) -> dict[str, int]:
     outcome = reconcile_chain(self.runtime, actor="reconciler")
-    metrics.observe_time_to_final(self.runtime, outcome.advance.finalized_batches)
     claims = outcome.claims
+    by_claim = claims.finalized_payout_ids if claims else []
+    metrics.observe_time_to_final(self.runtime, outcome.advance.finalized_batches, by_claim)
     return {
         "included": outcome.scan.included,
         "finalized": outcome.advance.finalized,

@@ -69,6 +69,7 @@ class ClaimsReport:
     applied: int = 0  # claims that moved their payouts to claimed
     claimed_payouts: int = 0
     finalized_payouts: int = 0
+    finalized_payout_ids: list[int] = field(default_factory=list)  # for the time-to-final metric
     unwound: int = 0  # claims a reorg took away
     booked: int = 0  # wallet transactions booked (mined)
     exceptions: int = 0
@@ -597,6 +598,7 @@ def _finalize(
             actor=actor,
         )
         report.finalized_payouts += len(moved)
+        report.finalized_payout_ids.extend(moved)
     if final:
         session.execute(
             text("UPDATE claims SET final_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"),

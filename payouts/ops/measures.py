@@ -15,7 +15,7 @@ whose transfer the token refused has left its batch, and took nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -220,12 +220,13 @@ def _failures(session: Session) -> dict[str, int]:
 
 
 def earning_ages(
-    rt: Runtime, batch_ids: list[int], bounds: list[float]
+    rt: Runtime, batch_ids: list[int], bounds: list[float], payout_ids: Sequence[int] = ()
 ) -> list[tuple[int, int, float]]:
-    """For the earnings paid by these (finalized) batches, the time from each earning recorded
-    to its payout final, as (bucket, how many, their summed seconds): bucket i holds the ages
-    up to ``bounds[i]``, bucket len(bounds) those above. One statement however many."""
-    if not batch_ids:
+    """For the earnings paid by these (finalized) batches, and by these payouts finalized by
+    claim, the time from each earning recorded to its payout final, as (bucket, how many,
+    their summed seconds): bucket i holds the ages up to ``bounds[i]``, bucket len(bounds)
+    those above. One statement however many."""
+    if not batch_ids and not payout_ids:
         return []
     with measure(rt) as session:
         rows = session.execute(
@@ -234,8 +235,9 @@ def earning_ages(
                 WITH final AS (
                   SELECT t.entity_id AS payout_id, max(t.at) AS at FROM transitions t
                    WHERE t.entity = 'payout' AND t.to_state = {PayoutState.FINALIZED.sql}
-                     AND t.entity_id IN (SELECT payout_id FROM batch_items
-                                          WHERE batch_id = ANY(:batches))
+                     AND (t.entity_id IN (SELECT payout_id FROM batch_items
+                                           WHERE batch_id = ANY(:batches))
+                          OR t.entity_id = ANY(:payouts))
                    GROUP BY t.entity_id)
                 SELECT bucket, count(*) AS n, sum(age) AS seconds FROM (
                   SELECT extract(epoch FROM f.at - c.created_at) AS age,
@@ -247,7 +249,7 @@ def earning_ages(
                  GROUP BY bucket ORDER BY bucket
                 """
             ),
-            {"batches": batch_ids, "bounds": bounds},
+            {"batches": batch_ids, "payouts": list(payout_ids), "bounds": bounds},
         )
         return [(int(r.bucket), int(r.n), float(r.seconds)) for r in rows]
 

@@ -10,6 +10,7 @@ from click.testing import Result
 from sqlalchemy import text
 
 import devstack
+from payouts.ops import measures
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from tests.chainkit import MARKETPLACE, mine, roll_up_now, scalar, seed, token_balance
@@ -67,6 +68,12 @@ def test_an_operator_tops_up_claims_for_a_creator_and_sweeps_the_rest(
         assert token_balance(rt, token, recipients[creator]) == paid
     checked = _ok(operator(rt, "check"))
     assert "FAIL" not in checked.output
+    # Their earnings reach the time-to-final histogram as a batch's do (the worker observes
+    # the payouts a reconcile finalized by claim).
+    with rt.uow() as session:
+        final = list(session.execute(text("SELECT id FROM payouts")).scalars())
+    ages = measures.earning_ages(rt, [], [86_400.0], final)
+    assert sum(n for _, n, _ in ages) == scalar(rt, "SELECT count(*) FROM credits")
 
 
 def test_a_claim_paid_by_another_key_leaves_the_hot_wallets_lane_alone(

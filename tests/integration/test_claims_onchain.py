@@ -115,7 +115,9 @@ def test_a_voucher_pays_once_and_the_ledger_follows_the_escrow(
     assert (outcome.claims.applied, outcome.claims.claimed_payouts) == (1, 1)
     assert _payouts(rt, first) == {"claimed": owed}
     mine(rt, 3)
-    reconciler.reconcile(rt)
+    final = reconciler.reconcile(rt).claims
+    assert final is not None
+    assert len(final.finalized_payout_ids) == 1
     assert _payouts(rt, first) == {"finalized": owed}
     assert token_balance(rt, token, recipients[first]) == owed
     assert _escrow_ledger(rt) == token_balance(rt, token, escrow)
