@@ -892,8 +892,9 @@ def chain_deploy(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Deploy the PayoutBatcher (on a dev chain the test token too), approve it from the hot
-    wallet and print the settings to run with; run again, it finds them and sends nothing."""
+    """Deploy the PayoutBatcher and the PayoutClaims escrow (on a dev chain the test token
+    too), approve the batcher from the hot wallet and print the settings to run with; run
+    again, it finds them and sends nothing. The escrow is funded by `payouts claims top-up`."""
     import shlex
 
     from payouts.ops import deploy
