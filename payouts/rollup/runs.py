@@ -39,17 +39,23 @@ from payouts.rollup.windows import PayoutRule, RollupResult
 ROLLUP_LOCK = 0x726F6C6C7570  # "rollup"
 
 # The claim and the window's row, in one statement: its snapshot is the run's view of which
-# transactions have ended. Ids are compared as bigint (xid8 has no arithmetic). A running
+# transactions have ended, and its list of running ones (``pg_snapshot_xip``) the only ids
+# that can hold a run back. A credit records its top-level transaction
+# (``pg_current_xact_id``), so a subtransaction's id never matters: pg_stat_activity does not
+# show it, and counting it as running held runs back behind another database's savepoints.
+# Ids are compared as bigint (xid8 has no arithmetic). A running
 # transaction of another database, or of no client (autovacuum analysing a table), never
 # inserts our credits and holds no run back; pg_stat_activity shows its xid without the
-# epoch, hence the modulo. The range stops below the run's own transaction
-# (it may insert credits after the run); what that transaction inserted before the run (a
-# test's earnings and roll-ups in one transaction) is claimed by id instead.
+# epoch, hence the modulo. The app role is not shown another role's backend type, but it is
+# shown that a process runs as no role at all (autovacuum, the server's own workers). The
+# range stops below the run's own transaction (it may insert credits after the run); what
+# that transaction inserted before the run (a test's earnings and roll-ups in one
+# transaction) is claimed by id instead.
 _CLAIM = """
     WITH last AS (
         SELECT coalesce(max(xid_to), CAST('1' AS xid8)) AS xid_from FROM rollup_runs
     ), snap AS (
-        SELECT CAST(CAST(pg_snapshot_xmin(s) AS text) AS bigint) AS xmin,
+        SELECT s, CAST(CAST(pg_snapshot_xmin(s) AS text) AS bigint) AS xmin,
                CAST(CAST(pg_snapshot_xmax(s) AS text) AS bigint) AS xmax,
                pg_current_xact_id_if_assigned() AS own
           FROM pg_current_snapshot() s
@@ -61,12 +67,13 @@ _CLAIM = """
     ), elsewhere AS (
         SELECT CAST(CAST(backend_xid AS text) AS bigint) AS xid FROM pg_stat_activity
          WHERE backend_xid IS NOT NULL
-           AND (datname IS DISTINCT FROM current_database() OR backend_type <> 'client backend')
+           AND (datname IS DISTINCT FROM current_database() OR backend_type <> 'client backend'
+                OR usesysid IS NULL)
     ), running AS (
-        SELECT min(x) AS xid FROM span, generate_series(span.lo, span.xmax - 1) x
-         WHERE x IS DISTINCT FROM span.own_id
-           AND pg_xact_status(CAST(CAST(x AS text) AS xid8)) = 'in progress'
-           AND x % 4294967296 NOT IN (SELECT xid FROM elsewhere)
+        SELECT min(r.x) AS xid FROM span, snap, LATERAL (
+            SELECT CAST(CAST(v AS text) AS bigint) AS x FROM pg_snapshot_xip(snap.s) v) r
+         WHERE r.x >= span.lo AND r.x IS DISTINCT FROM span.own_id
+           AND r.x % 4294967296 NOT IN (SELECT xid FROM elsewhere)
     ), own AS (
         SELECT span.own,
                (SELECT coalesce(max(o.own_id_to), 0) FROM rollup_runs o
