@@ -422,6 +422,7 @@ def move_path(
     actor: str,
     event_sql: str | None = None,
     locked: bool = False,
+    key: str = "id",
 ) -> int:
     """Move a set along ``path`` (the state the rows are in, then each state they pass
     through, in order) with one UPDATE, as if each move were made in turn; returns how many
@@ -432,8 +433,10 @@ def move_path(
     both at once. Nothing of the record is skipped: each row gets one audit row per move, in
     order, with that move's cause (``causes``, one SQL expression over ``src`` per move), and
     each move a marketplace cares about its event, every event of a move written before any
-    of the next (a reader sees them in the order of the moves). ``rows`` names the rows (an
-    ``id`` column, plus what the causes and ``event_sql`` read, aliased ``src``);
+    of the next (a reader sees them in the order of the moves). ``rows`` names the rows (its
+    ``key`` column, one row per value, matched to the table's column of that name: the
+    reconciler names batches, not their hundred thousand payouts, plus what the causes and
+    ``event_sql`` read, aliased ``src``);
     ``event_sql``, a jsonb expression over ``src``, is merged into each row's events. Rows
     are locked in id order first, as ``move_where`` locks them, unless the caller says they
     are ``locked`` already (it holds a lock every other mover of these rows takes first); a
@@ -450,12 +453,12 @@ def move_path(
     extra = event_sql or "CAST('{}' AS jsonb)"
     evented = _path_events(lifecycle, steps, event_sql)
     # A lock pass is a lock written per row before the UPDATE writes the row itself.
-    source, ordered = "src", ""
+    source, ordered, match = "src", "", f"t.{key} = src.{key}"
     if not locked:
-        source = "prev"
+        source, match = "prev", "t.id = src._id"
         ordered = (
-            f", prev AS (SELECT src.* FROM src JOIN {lifecycle.table} t ON t.id = src.id"
-            " WHERE t.state = :_s0 ORDER BY t.id FOR UPDATE OF t)"
+            f", prev AS (SELECT t.id AS _id, src.* FROM src JOIN {lifecycle.table} t"
+            f" ON t.{key} = src.{key} WHERE t.state = :_s0 ORDER BY t.id FOR UPDATE OF t)"
         )
     audits = ", ".join(
         f"({n}, CAST(:_s{n} AS text), CAST(:_s{n + 1} AS text), m._cause_{n})"
@@ -465,7 +468,7 @@ def move_path(
         f"""
         WITH src AS ({rows}){ordered}, moved AS (
             UPDATE {lifecycle.table} t SET state = :_s{len(steps)} FROM {source} src
-             WHERE t.id = src.id AND t.state = :_s0
+             WHERE {match} AND t.state = :_s0
             RETURNING t.*, CAST(:_s0 AS text) AS from_state, {extra} AS _event_sql{said}
         ){evented}, audited AS (
             INSERT INTO transitions (entity, entity_id, from_state, to_state, cause, actor)

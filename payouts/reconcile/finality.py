@@ -146,8 +146,9 @@ def _move_payouts(
         session,
         lifecycle.PAYOUT,
         path,
-        rows="SELECT p.id, v.batch_id, v.depth FROM unnest(CAST(:_b AS bigint[]),"
-        " CAST(:_d AS int[])) AS v(batch_id, depth) JOIN payouts p ON p.batch_id = v.batch_id",
+        rows="SELECT * FROM unnest(CAST(:_b AS bigint[]), CAST(:_d AS int[]))"
+        " AS v(batch_id, depth)",
+        key="batch_id",
         params={"_b": [b.id for b in batches], "_d": [depth[b.id] for b in batches]},
         causes=[_CAUSES[step] for step in pairwise(path)],
         actor=actor,
