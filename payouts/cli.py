@@ -843,6 +843,21 @@ def claims_top_up(as_json: Json = False) -> None:
         typer.echo(f"topped up {t.amount} {t.symbol} in {t.tx_hash}")
 
 
+@claims_app.command("rotate-signer")
+def claims_rotate_signer(
+    signer: Annotated[
+        str | None,
+        typer.Argument(help="The new signer's address; unset, PAYOUTS_CLAIMS_SIGNER_KEY's."),
+    ] = None,
+) -> None:
+    """Make the escrow pay the new claim signer's vouchers (sent by the hot wallet, its owner):
+    every voucher of the old one stops paying, and the ledger issues fresh ones."""
+    from payouts.claims import rotation
+
+    sent = rotation.rotate_signer(_runtime(), signer)
+    typer.echo("the escrow already pays that signer" if sent is None else f"rotated in {sent}")
+
+
 @claims_app.command("sweep")
 def claims_sweep(
     older_than: Annotated[

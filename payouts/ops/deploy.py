@@ -7,7 +7,8 @@ What is on chain decides what is sent, so a second run sends nothing:
   deployed; code of another contract, or none on a chain that is not a dev chain, is refused;
 - the escrow likewise, except that its code carries its immutables (owner, chain id, domain
   separator): it is kept when its code is the compiled PayoutClaims' apart from those words.
-  A new one is owned by the deployer and pays the claim signer's vouchers. Nothing is sent to
+  A new one is owned by the hot wallet (it rotates the signer through its nonce lane) and pays
+  the claim signer's vouchers. Nothing is sent to
   it here: tokens reach it by the ledger's top-ups (``payouts.claims.topups``), so the ledger's
   escrow account and the escrow's balance on chain stay equal;
 - on a dev chain (anvil's chain id) a configured token without code (the chain was reset) is
@@ -134,7 +135,10 @@ def deploy(
 
     escrow_args = None
     if not keep_claims:
-        escrow_args = claims_constructor_args(deployer.address, claim_signer or hot_wallet.address)
+        # Owned by the hot wallet: a rotation of the signer then takes its one nonce lane.
+        escrow_args = claims_constructor_args(
+            hot_wallet.address, claim_signer or hot_wallet.address
+        )
     created = _deploy_missing(
         sender, deployer, deploy_batcher=not keep_batcher, tokens=new_tokens, claims=escrow_args
     )

@@ -7,9 +7,11 @@ import json
 from collections.abc import Callable
 
 from click.testing import Result
+from eth_account import Account
 from sqlalchemy import text
 
 import devstack
+from payouts.claims import rotation
 from payouts.ops import measures
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
@@ -99,3 +101,21 @@ def test_a_claim_paid_by_another_key_leaves_the_hot_wallets_lane_alone(
     _ok(operator(rt, "reconcile"))
     _ok(operator(rt, "reconcile"))
     assert scalar(rt, "SELECT count(*) FROM payouts WHERE state = 'finalized'") == 1
+
+
+def test_an_operator_rotates_the_claim_signer(
+    make_runtime: Callable[..., Runtime], operator: Operator
+) -> None:
+    rt = make_runtime()
+    new_signer = Account.create().address
+
+    rotated = _ok(operator(rt, "claims", "rotate-signer", new_signer))
+    again = _ok(operator(rt, "claims", "rotate-signer", new_signer))
+    mine(rt, 1)
+    _ok(operator(rt, "reconcile"))
+
+    assert "rotated in 0x" in rotated.stdout
+    assert "already pays that signer" in again.stdout
+    assert rotation.current_signer(rt) == new_signer
+    # Its gas is booked like any of the hot wallet's transactions.
+    assert scalar(rt, "SELECT count(*) FROM wallet_transactions WHERE journal_id IS NOT NULL") == 1

@@ -47,7 +47,7 @@ def _deploy(
     )
 
 
-def test_the_escrow_is_deployed_owned_by_the_deployer_and_kept_on_a_second_run(
+def test_the_escrow_is_deployed_owned_by_the_hot_wallet_and_kept_on_a_second_run(
     anvil: devstack.Anvil,
 ) -> None:
     chain = ChainClient(anvil.url)
@@ -57,7 +57,7 @@ def test_the_escrow_is_deployed_owned_by_the_deployer_and_kept_on_a_second_run(
 
     assert any(step.startswith("deploy PayoutClaims") for step in first.done)
     assert first.settings()["PAYOUTS_CLAIMS_ADDRESS"] == first.claims_address
-    assert _read_address(chain, first.claims_address, "owner()") == DEPLOYER.address
+    assert _read_address(chain, first.claims_address, "owner()") == HOT_WALLET.address
     assert _read_address(chain, first.claims_address, "signer()") == claim_signer
     nonce = chain.nonce(DEPLOYER.address)
 

@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 import devstack
 from payouts.chain.signer import LocalKeySigner
-from payouts.chain.vouchers import Voucher, set_signer_calldata, sign_voucher
-from payouts.claims import relay, topups
+from payouts.chain.vouchers import Voucher, sign_voucher
+from payouts.claims import relay, rotation, topups
 from payouts.claims.onchain import CLAIM_REORGED_AFTER_FINALITY, CLAIM_UNMATCHED
 from payouts.errors import ChainError
 from payouts.ingest import handlers as ingest
@@ -286,16 +286,10 @@ def test_after_a_signer_rotation_old_vouchers_are_refused_and_fresh_ones_pay_the
     relay.claim_for_creator(rt, _marketplace(rt), first)
     new_key = "0x" + secrets.token_hex(32)
     rotated = make_chain_runtime(claims_signer_key=new_key)
-    rt.chain.rpc(
-        "eth_sendTransaction",
-        [
-            {
-                "from": devstack.DEV_ADDRESSES[0],  # the escrow's owner: the deployer
-                "to": rt.settings.claims_address,
-                "data": set_signer_calldata(rotated.claim_signer.address),
-            }
-        ],
-    )
+    # The hot wallet owns the escrow (deployed by it) and rotates through its lane.
+    assert rotation.rotate_signer(rotated) is not None
+    assert rotation.current_signer(rt) == rotated.claim_signer.address
+    assert rotation.rotate_signer(rotated) is None  # already so: nothing sent
     owed = _payouts(rt, second)["claimable"]
 
     with pytest.raises(ChainError, match=r"WrongSigner|revert"):
