@@ -11,6 +11,7 @@ from payouts.catalog import NATIVE_SYMBOL
 from payouts.chain.client import RpcError
 from payouts.claims import wallet
 from payouts.claims.onchain import ClaimsReport, Escrow, reconcile_claims
+from payouts.errors import InvalidInput
 from payouts.runtime import Runtime
 from payouts.settlement.finality import finality_for
 
@@ -28,6 +29,17 @@ def escrow_of(rt: Runtime) -> Escrow | None:
         assets={str(a.address).lower(): ids[a.symbol] for a in rt.token_assets()},
         native_asset_id=ids.get(NATIVE_SYMBOL),
     )
+
+
+def escrow_address(rt: Runtime) -> str:
+    """The configured escrow's address; refused where none is configured."""
+    if not rt.settings.claims_address:
+        raise InvalidInput(
+            "PAYOUTS_CLAIMS_ADDRESS is not set: nothing is claimable",
+            field="claims_address",
+            code="no_claims_escrow",
+        )
+    return to_checksum_address(rt.settings.claims_address)
 
 
 def wallet_fees(rt: Runtime, *, lane: bool = True) -> wallet.Fees:

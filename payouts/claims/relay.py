@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy import text
 
@@ -24,9 +23,8 @@ from payouts.catalog import creator_id
 from payouts.chain.client import ChainClient
 from payouts.chain.signer import Signer
 from payouts.claims import vouchers, wallet
-from payouts.claims.escrow import send_unmined, wallet_fees
+from payouts.claims.escrow import escrow_address, send_unmined, wallet_fees
 from payouts.claims.onchain import calls_at, claimed_calldata
-from payouts.errors import InvalidInput
 from payouts.runtime import Runtime
 from payouts.settlement.claiming import BY_CLAIM, VoucherIssuer, cumulatives, voucher_json
 from payouts.states import PayoutState
@@ -63,7 +61,7 @@ def claim_for_creator(
 ) -> list[Submitted]:
     """Submit each of the creator's current vouchers that would pay something; ``payer``
     pays the gas (the hot wallet, through its lane, where None)."""
-    escrow = _escrow(rt)
+    escrow = escrow_address(rt)
     issuer = VoucherIssuer(rt.claim_signer, rt.settings.chain_id, escrow)
     ids = rt.asset_ids()
     tokens = {
@@ -77,7 +75,7 @@ def claim_for_creator(
 
 
 def _submit(rt: Runtime, found: list[dict[str, Any]], *, payer: Signer | None) -> list[Submitted]:
-    escrow = _escrow(rt)
+    escrow = escrow_address(rt)
     due = _due(rt, escrow, found)
     if payer is None or payer.address == rt.signer.address:
         return _through_lane(rt, escrow, [[d] for d in due])
@@ -94,16 +92,6 @@ def _due(rt: Runtime, escrow: str, found: list[dict[str, Any]]) -> list[tuple[di
         for v, c in zip(found, claimed, strict=True)
         if int(v["voucher"]["cumulative"]) > c
     ]
-
-
-def _escrow(rt: Runtime) -> str:
-    if not rt.settings.claims_address:
-        raise InvalidInput(
-            "PAYOUTS_CLAIMS_ADDRESS is not set: nothing is claimable",
-            field="claims_address",
-            code="no_claims_escrow",
-        )
-    return to_checksum_address(rt.settings.claims_address)
 
 
 def _through_lane(
@@ -207,7 +195,7 @@ def sweep(rt: Runtime, *, older_than: float | None = None) -> list[Submitted]:
     if not rt.settings.claims_address:
         return []
     age = rt.settings.claims_sweep_after_seconds if older_than is None else older_than
-    escrow = _escrow(rt)
+    escrow = escrow_address(rt)
     issuer = VoucherIssuer(rt.claim_signer, rt.settings.chain_id, escrow)
     symbols = {asset_id: symbol for symbol, asset_id in rt.asset_ids().items()}
     tokens = {a.symbol: str(a.address) for a in rt.token_assets()}

@@ -15,7 +15,7 @@ from eth_utils.crypto import keccak
 from payouts.catalog import NATIVE_SYMBOL, checked_address
 from payouts.chain.vouchers import set_signer_calldata
 from payouts.claims import wallet
-from payouts.claims.escrow import send_unmined, wallet_fees
+from payouts.claims.escrow import escrow_address, send_unmined, wallet_fees
 from payouts.claims.onchain import calls_at
 from payouts.errors import InvalidInput
 from payouts.runtime import Runtime
@@ -26,7 +26,7 @@ SIGNER = "0x" + keccak(text="signer()")[:4].hex()
 
 def current_signer(rt: Runtime) -> str:
     """Whose vouchers the escrow pays now."""
-    escrow = _escrow(rt)
+    escrow = escrow_address(rt)
     [signer] = calls_at(rt.chain, "latest", [(escrow, SIGNER)])
     return to_checksum_address(signer.to_bytes(20, "big"))
 
@@ -34,7 +34,7 @@ def current_signer(rt: Runtime) -> str:
 def rotate_signer(rt: Runtime, signer: str | None = None) -> str | None:
     """Make the escrow pay ``signer``'s vouchers (the configured claim signer's where None);
     the transaction's hash, or None when it already does."""
-    escrow = _escrow(rt)
+    escrow = escrow_address(rt)
     target = checked_address(signer, field="signer") if signer else rt.claim_signer.address
     [owner] = calls_at(rt.chain, "latest", [(escrow, OWNER)])
     if to_checksum_address(owner.to_bytes(20, "big")) != rt.signer.address:
@@ -64,13 +64,3 @@ def rotate_signer(rt: Runtime, signer: str | None = None) -> str | None:
         session.commit()
     send_unmined(rt)
     return stored.tx_hash
-
-
-def _escrow(rt: Runtime) -> str:
-    if not rt.settings.claims_address:
-        raise InvalidInput(
-            "PAYOUTS_CLAIMS_ADDRESS is not set: no escrow to rotate the signer of",
-            field="claims_address",
-            code="no_claims_escrow",
-        )
-    return to_checksum_address(rt.settings.claims_address)
