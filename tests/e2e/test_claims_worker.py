@@ -66,7 +66,14 @@ def test_beat_pushes_some_creators_and_sweeps_the_claims_of_the_others(
     by_claim = scalar(
         rt, "SELECT count(*) FROM payouts WHERE settled_by = 'claim' AND state = 'finalized'"
     )
-    assert by_claim == len(claiming)
+    with rt.uow() as session:
+        how = session.execute(
+            text(
+                "SELECT c.external_id, c.settle_mode, p.settled_by, p.state FROM payouts p"
+                " JOIN creators c ON c.id = p.creator_id ORDER BY c.external_id"
+            )
+        ).all()
+    assert by_claim == len(claiming), how
     assert scalar(rt, "SELECT count(*) FROM batches WHERE state = 'finalized'") >= 1
     with rt.uow() as session:
         paid = dict(
