@@ -288,7 +288,11 @@ def test_after_a_signer_rotation_old_vouchers_are_refused_and_fresh_ones_pay_the
     rotated = make_chain_runtime(claims_signer_key=new_key)
     # The hot wallet owns the escrow (deployed by it) and rotates through its lane.
     assert rotation.rotate_signer(rotated) is not None
-    assert rotation.current_signer(rt) == rotated.claim_signer.address
+    wait_until(
+        lambda: rotation.current_signer(rt) == rotated.claim_signer.address,
+        timeout=10,
+        what="the rotation mined",
+    )
     assert rotation.rotate_signer(rotated) is None  # already so: nothing sent
     owed = _payouts(rt, second)["claimable"]
 
