@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from config.settings import get_settings
 from payouts.ingest import handlers as ingest
+from payouts.money import format_units
 from payouts.notify import handlers as webhooks
 from payouts.ops import handlers as ops
 from payouts.reconcile.handlers import reconcile as reconcile_chain
@@ -819,7 +820,8 @@ def claim(
     if not sent:
         typer.echo(f"creator {creator}: nothing to claim")
     for s in sent:
-        typer.echo(f"{s.recipient}: claiming {s.paying} {s.asset} in {s.tx_hash}")
+        paying = format_units(s.paying, rt.settings.asset(s.asset).decimals)
+        typer.echo(f"{s.recipient}: claiming {paying} {s.asset} in {s.tx_hash}")
 
 
 def _submitted(sent: list[Any]) -> list[dict[str, Any]]:
