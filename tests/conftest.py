@@ -25,11 +25,14 @@ from typer.testing import CliRunner
 import devstack
 from config.settings import Settings, get_settings
 from devstack.postgres import fresh_database
+from payouts.chain.client import ChainClient
 from payouts.cli import app
 from payouts.db import UnitOfWork, engine_for
 from payouts.db.migrate import upgrade
 from payouts.runtime import Runtime
 from tests.savepoints import in_transaction, savepoint_units
+
+CALM_BASE_FEE = 10**9  # wei per gas: where every test's chain starts, whatever came before
 
 _counter = itertools.count()
 
@@ -112,7 +115,12 @@ def anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
 
 @pytest.fixture
 def deployment(anvil: devstack.Anvil) -> devstack.DevDeployment:
-    """A fresh token and batcher per test, so no test sees another's logs."""
+    """A fresh token and batcher per test, so no test sees another's logs, deployed after a
+    block at a calm base fee: a fee spike a test before left on the session's chain would
+    otherwise keep this test's transactions (signed at the fee cap) from being mined."""
+    client = ChainClient(anvil.url)
+    client.rpc("anvil_setNextBlockBaseFeePerGas", [hex(CALM_BASE_FEE)])
+    client.rpc("evm_mine", [])
     return devstack.deploy_dev_contracts(
         anvil.url, devstack.DEV_KEYS[0], devstack.DEV_KEYS[1], mint=10**15
     )

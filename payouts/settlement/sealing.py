@@ -173,7 +173,12 @@ def _recent_outcomes(session: Session, asset_id: int, last: int = 10) -> list[bo
 
 
 def _eligible(
-    session: Session, asset_id: int, min_amount: int, overdue_before: datetime
+    session: Session,
+    asset_id: int,
+    min_amount: int,
+    overdue_before: datetime,
+    *,
+    up_to: int | None = None,
 ) -> tuple[list[Candidate], bool]:
     """The payouts that may go now, in fair order, and whether any of them is overdue.
 
@@ -188,9 +193,15 @@ def _eligible(
              WHERE p.state = {PayoutState.PENDING.sql} AND p.asset_id = :a
                AND c.state = {CreatorState.ACTIVE.sql}
                AND (p.amount >= :min OR p.window_start < :overdue_before)
+               AND p.id <= :up_to
             """
         ),
-        {"a": asset_id, "min": min_amount, "overdue_before": overdue_before},
+        {
+            "a": asset_id,
+            "min": min_amount,
+            "overdue_before": overdue_before,
+            "up_to": 2**63 - 1 if up_to is None else up_to,
+        },
     ).all()
     queue = fair_order(
         Candidate(r.id, r.marketplace_id, r.creator_id, r.recipient, int(r.amount)) for r in rows
@@ -243,7 +254,17 @@ def seal_batches(
     head = chain.block("latest")
     assert head is not None
     claimable = 0
+    up_to: int | None = None
     if claiming is not None:
+        # Only payouts the claiming step below could see may be batched: one the roll-up
+        # commits while this run is between its two steps is of a creator who may want it
+        # claimed, and waits for the next run to decide (ids grow: roll-ups run one at a time).
+        up_to = int(
+            session.execute(
+                text("SELECT coalesce(max(id), 0) FROM payouts WHERE asset_id = :a"),
+                {"a": asset_id},
+            ).scalar_one()
+        )
         fee = head.base_fee_per_gas + policy.priority_fee
         made = make_claimable(
             session,
@@ -262,7 +283,9 @@ def seal_batches(
     gas_balance, gas_money = _gas_money(session, chain, wallet, policy, worst_fee)
     outcomes = _recent_outcomes(session, asset_id)
     min_amount = policy.min_amount(head.base_fee_per_gas + policy.priority_fee)
-    queue, overdue = _eligible(session, asset_id, min_amount, datetime.now(UTC) - overdue_after)
+    queue, overdue = _eligible(
+        session, asset_id, min_amount, datetime.now(UTC) - overdue_after, up_to=up_to
+    )
     # What an operator approved in review is not held again by a rule or a screen.
     approved = holds.approved_payouts(session, [c.payout_id for c in queue])
     queue = _screen_deny_list(session, queue, approved, actor)
