@@ -7,7 +7,8 @@ transaction, and the ledger agrees with the chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -20,6 +21,16 @@ from payouts.settlement import handlers as settlement
 from payouts.submission import handlers as submission
 from payouts.tracking import reports
 from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
+
+
+@pytest.fixture(scope="module")
+def anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
+    """A chain of this module's own. These tests pass alone and on the session's chain after
+    the integration tests before them, but failed in the full suite after the API, browser
+    and e2e tests (a hot-wallet transaction sent here was not mined or not booked); what
+    those leave on the shared chain is not found yet, so this module does not depend on it."""
+    with devstack.Anvil(state_dir=state_dir) as node:
+        yield node
 
 
 def state_of(rt: Runtime, sql: str) -> set[str]:
