@@ -5,8 +5,7 @@ by the reconciler, and the ledger following the chain to the base unit, reorgs i
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from tests.chainkit import (
     MARKETPLACE,
     automine_off,
     mine,
+    own_anvil,
     roll_up_now,
     scalar,
     seed,
@@ -39,15 +39,7 @@ from tests.chainkit import (
 )
 from tests.waiting import wait_until
 
-
-@pytest.fixture(scope="module")
-def anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
-    """A chain of this module's own. These tests pass alone and on the session's chain after
-    the integration tests before them, but failed in the full suite after the API, browser
-    and e2e tests (a hot-wallet transaction sent here was not mined or not booked); what
-    those leave on the shared chain is not found yet, so this module does not depend on it."""
-    with devstack.Anvil(state_dir=state_dir) as node:
-        yield node
+anvil = own_anvil  # this module's chain, not the session's (see own_anvil)
 
 
 SETTLED_BY_CLAIM = "SELECT count(*) FROM payouts WHERE settled_by = 'claim'"

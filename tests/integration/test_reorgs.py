@@ -7,8 +7,7 @@ transaction, and the ledger agrees with the chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from eth_account import Account
@@ -20,17 +19,16 @@ from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
 from payouts.submission import handlers as submission
 from payouts.tracking import reports
-from tests.chainkit import assert_chain_pays_what_the_ledger_says, mine, roll_up_now, scalar, seed
+from tests.chainkit import (
+    assert_chain_pays_what_the_ledger_says,
+    mine,
+    own_anvil,
+    roll_up_now,
+    scalar,
+    seed,
+)
 
-
-@pytest.fixture(scope="module")
-def anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
-    """A chain of this module's own. These tests pass alone and on the session's chain after
-    the integration tests before them, but failed in the full suite after the API, browser
-    and e2e tests (a hot-wallet transaction sent here was not mined or not booked); what
-    those leave on the shared chain is not found yet, so this module does not depend on it."""
-    with devstack.Anvil(state_dir=state_dir) as node:
-        yield node
+anvil = own_anvil  # this module's chain, not the session's (see own_anvil)
 
 
 def state_of(rt: Runtime, sql: str) -> set[str]:
