@@ -362,7 +362,11 @@ def run(servers: stack.Servers, sizes: ClaimsSizes) -> ScenarioResult:
         after = {c: chain.balance(creator_address(c, "hybrid")) for c in range(sizes.creators)}
         escrow_balance = chain.balance(escrow)
         replay_refused = voucher_pays_once(chain, escrow, claim_signer, hybrid)
-    owed = sum(amount for payouts in hours for _, amount in payouts)
+    owed_to: dict[int, int] = defaultdict(int)  # each creator's whole month, summed once
+    for payouts in hours:
+        for creator, amount in payouts:
+            owed_to[creator] += amount
+    owed = sum(owed_to.values())
     push_balances_ok = all(before[c] == pushed.pushed.get(c, 0) for c in range(sizes.creators))
     hybrid_balances_ok = all(
         after[c] == hybrid.pushed.get(c, 0) + hybrid.claimed.get(c, 0)
@@ -370,15 +374,13 @@ def run(servers: stack.Servers, sizes: ClaimsSizes) -> ScenarioResult:
     )
     escrow_ok = escrow_balance == hybrid.escrow_funded - sum(hybrid.claimed.values())
     every_cent_once = all(
-        hybrid.pushed.get(c, 0) + hybrid.cumulative.get(c, 0)
-        == sum(a for payouts in hours for k, a in payouts if k == c)
+        hybrid.pushed.get(c, 0) + hybrid.cumulative.get(c, 0) == owed_to.get(c, 0)
         for c in range(sizes.creators)
     )
     rows = []
     results: dict[str, tuple[float, float]] = {}
     # The least gas that delivers the month's whole value: each owed creator paid once, fresh.
-    owed_creators = {c for payouts in hours for c, _ in payouts}
-    floor = sum(floor_per_payout(creator_address(c, "hybrid"), 10**6, True) for c in owed_creators)
+    floor = sum(floor_per_payout(creator_address(c, "hybrid"), 10**6, True) for c in owed_to)
     floor_per_thousand = floor * 1_000 * WHOLE / owed
     for name, ledger in (("push only", pushed), ("push or claim", hybrid)):
         delivered = ledger.delivered
@@ -414,10 +416,7 @@ def run(servers: stack.Servers, sizes: ClaimsSizes) -> ScenarioResult:
     returning_mean = sum(returning) / len(returning) if returning else float("nan")
     push_per_k, _ = results["push only"]
     hybrid_per_k, hybrid_moved = results["push or claim"]
-    creators_by_value = sorted(
-        (sum(a for payouts in hours for k, a in payouts if k == c) for c in range(sizes.creators)),
-        reverse=True,
-    )
+    creators_by_value = sorted((owed_to.get(c, 0) for c in range(sizes.creators)), reverse=True)
     top_share = sum(creators_by_value[: max(1, sizes.creators // 100)]) / owed
     median_day = creators_by_value[len(creators_by_value) // 2] * 24 / sizes.hours
     return ScenarioResult(
