@@ -169,10 +169,9 @@ def assert_books_balance(rt: Runtime) -> None:
 
 @pytest.fixture(scope="module", name="anvil")
 def own_anvil(state_dir: Path) -> Iterator[devstack.Anvil]:
-    """A chain of the importing module's own, in place of the session's. The claims-on-chain
-    and reorg tests pass alone and after the integration tests before them, but failed in
-    the full suite after the API, browser and e2e tests (a hot-wallet transaction they sent
-    was not mined or not booked); what those leave on the shared chain is not found yet, so
-    these modules do not depend on it."""
+    """A chain of the importing module's own, in place of the session's: the claims-on-chain
+    and reorg tests rewind, reorganise and re-fund that chain, and no other module's blocks
+    or pool should share it with them. (Their failures in the full suite came from anvil
+    mining an automined send in the background; the ``sends_return_mined`` fixture waits.)"""
     with devstack.Anvil(state_dir=state_dir) as node:
         yield node
