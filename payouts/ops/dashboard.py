@@ -198,9 +198,7 @@ def tiles(session: Session) -> dict[str, int]:
     """The counts at the top of the page, cheap enough to read every few seconds: batches by
     state, open exceptions, holds waiting for review (index-sized reads, no ledger scan)."""
     reviewed = " OR ".join(f"rule LIKE '{r}%'" for r in REVIEWED_RULES)
-    by_state = ", ".join(
-        f"count(*) FILTER (WHERE state = {s.sql}) AS {s.value}" for s in TIMELINE
-    )
+    by_state = ", ".join(f"count(*) FILTER (WHERE state = {s.sql}) AS {s.value}" for s in TIMELINE)
     row = session.execute(
         text(
             f"""
@@ -302,4 +300,3 @@ def payouts_of_creator(session: Session, needle: str, *, limit: int = 50) -> lis
         {"addr": by_address, "n": needle, "limit": limit},
     )
     return [{**r._mapping, "amount": int(r.amount)} for r in rows]
-

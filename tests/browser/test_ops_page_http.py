@@ -175,7 +175,10 @@ def _held_for_review(rt: Runtime, creators: int) -> list[int]:
     placed = []
     for payout_id in range(1, creators + 1):
         hold = settlement.place_hold(
-            rt, HoldTarget(payout_id=payout_id), "address on the deny list", rule="deny_list",
+            rt,
+            HoldTarget(payout_id=payout_id),
+            "address on the deny list",
+            rule="deny_list",
             actor="screening",
         )
         placed.append(int(hold["id"]))

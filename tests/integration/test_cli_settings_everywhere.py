@@ -66,7 +66,9 @@ def test_the_cli_hides_secrets_and_passwords(environment: dict[str, str]) -> Non
     result = CliRunner(env=env).invoke(app, ["settings", "--json"])
     assert result.exit_code == 0, result.output
     assert "s3cret" not in result.stdout
-    assert json.loads(result.stdout)["database_url"] == "postgresql+psycopg://app:***@db:5432/payouts"
+    assert (
+        json.loads(result.stdout)["database_url"] == "postgresql+psycopg://app:***@db:5432/payouts"
+    )
 
 
 def test_the_api_factory_reads_them(environment: dict[str, str]) -> None:

@@ -86,8 +86,7 @@ def _credit_states(rt: Runtime, ids: list[int]) -> list[str]:
         return list(
             session.execute(
                 text(
-                    "SELECT state FROM credit_states WHERE credit_id = ANY(:ids)"
-                    " ORDER BY credit_id"
+                    "SELECT state FROM credit_states WHERE credit_id = ANY(:ids) ORDER BY credit_id"
                 ),
                 {"ids": ids},
             ).scalars()

@@ -164,8 +164,9 @@ def runway(request: Request, _: Signed) -> JSONResponse:
             "horizon_hours": horizon,
             "x": [now + int(h * 3600) for h in steps],
             "series": {
-                r.asset: [100.0 if r.hours is None else max(0.0, 100 - 100 * h / r.hours)
-                          for h in steps]
+                r.asset: [
+                    100.0 if r.hours is None else max(0.0, 100 - 100 * h / r.hours) for h in steps
+                ]
                 for r in runways
             },
             "assets": [
@@ -216,9 +217,7 @@ def search(
     except PayoutsError as exc:
         error = f"not found: {exc}" if isinstance(exc, NotFound) else str(exc)
         return _page(request, "_trace.html", status_for(exc), error=error, q=needle)
-    return _page(
-        request, "_found.html", kind=kind, found=found, q=needle, decimals=_decimals(rt)
-    )
+    return _page(request, "_found.html", kind=kind, found=found, q=needle, decimals=_decimals(rt))
 
 
 def _kind_of(needle: str) -> str:
@@ -250,7 +249,6 @@ def exception_form(request: Request, _: Signed, exception_id: int) -> HTMLRespon
 @router.get("/review/{hold_id:int}")
 def review_form(request: Request, _: Signed, hold_id: int) -> HTMLResponse:
     return _form(request, "_review_form.html", lambda: ops.get_hold(runtime(request), hold_id))
-
 
 
 async def _act(

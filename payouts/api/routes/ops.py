@@ -64,6 +64,7 @@ class Decision(Protocol):
         self, rt: Runtime, hold_id: int, resolution: str, *, actor: str, dry_run: bool
     ) -> dict[str, Any]: ...
 
+
 ACTOR = "ops-api"
 
 
