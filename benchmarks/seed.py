@@ -118,7 +118,9 @@ def _seed_creators(session: Session, marketplace_id: int, asset_id: int, count: 
         text(
             """
             INSERT INTO accounts (kind, owner_id, asset_id)
-            SELECT 'creator_payable', id, :a FROM creators WHERE marketplace_id = :m
+            SELECT k.kind, c.id, :a FROM creators c
+             CROSS JOIN (VALUES ('creator_payable'), ('creator_dust')) k(kind)
+             WHERE c.marketplace_id = :m
             """
         ),
         {"m": marketplace_id, "a": asset_id},

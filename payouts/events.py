@@ -146,22 +146,58 @@ def emit_many(session: Session, rows: Sequence[tuple[int, str, str, dict[str, An
 # a ``from_state`` column) and ``o`` (the row before it). Amounts leave as strings of base
 # units; the creator is the marketplace's own id for them, never our key; a batch is its
 # public id, as ``GET /v1/payouts`` shows them. ``:_event`` adds what only the caller knows.
+def _payout_payload(fields: dict[str, str]) -> str:
+    """A payout event's payload: the same keys in the same order wherever it is written."""
+    return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+
+_PAYOUT_FIELDS = {
+    "payout_id": "m.id",
+    "status": "m.state",
+    "previous_status": "m.from_state",
+    "creator_id": "cr.external_id",
+    "amount": "CAST(m.amount AS text)",
+    "asset": "a.symbol",
+    "recipient": "m.recipient",
+    "batch_id": "CAST(b.public_id AS text)",
+    "tx_hash": "CASE WHEN b.id IS NOT NULL THEN coalesce(b.tx_hash, ("
+    " SELECT x.tx_hash FROM tx_attempts x WHERE x.batch_id = b.id"
+    f" AND x.state IN {sql_in(TxAttemptState.BROADCAST, TxAttemptState.MINED)}"
+    " ORDER BY x.id DESC LIMIT 1)) END",
+    "block_number": "b.block_number",
+    "cause": "{cause}",
+    "url": "'/v1/payouts/' || m.id",
+}
 _PAYOUT = f"""
-    SELECT cr.marketplace_id, {{type}}, 'payout:' || m.id, jsonb_build_object(
-               'payout_id', m.id, 'status', m.state, 'previous_status', m.from_state,
-               'creator_id', cr.external_id, 'amount', CAST(m.amount AS text),
-               'asset', a.symbol, 'recipient', m.recipient,
-               'batch_id', CAST(b.public_id AS text),
-               'tx_hash', CASE WHEN b.id IS NOT NULL THEN coalesce(b.tx_hash, (
-                   SELECT x.tx_hash FROM tx_attempts x WHERE x.batch_id = b.id
-                      AND x.state IN {sql_in(TxAttemptState.BROADCAST, TxAttemptState.MINED)}
-                    ORDER BY x.id DESC LIMIT 1)) END,
-               'block_number', b.block_number, 'cause', {{cause}},
-               'url', '/v1/payouts/' || m.id) || CAST(:_event AS jsonb){{extra}}, m.id
+    SELECT cr.marketplace_id, {{type}}, 'payout:' || m.id,
+           {_payout_payload(_PAYOUT_FIELDS)} || CAST(:_event AS jsonb){{extra}}, m.id
       FROM {{source}} m {{old}}
       JOIN creators cr ON cr.id = m.creator_id
       JOIN assets a ON a.id = m.asset_id
       LEFT JOIN batches b ON b.id = coalesce(m.batch_id, {{o}}.batch_id)
+"""
+# A payout the statement has just created: pending, in no batch, and its creator's and
+# asset's names already at hand in the source, so the payload needs no join.
+_NEW_PAYOUT = f"""
+    INSERT INTO events (marketplace_id, type, subject, payload)
+    SELECT m.marketplace_id, 'payout.created', 'payout:' || m.payout_id,
+           {
+    _payout_payload(
+        _PAYOUT_FIELDS
+        | {
+            "payout_id": "m.payout_id",
+            "status": f"'{PayoutState.PENDING}'",
+            "previous_status": "NULL",
+            "creator_id": "m.external_id",
+            "asset": "m.symbol",
+            "batch_id": "NULL",
+            "tx_hash": "NULL",
+            "block_number": "NULL",
+            "url": "'/v1/payouts/' || m.payout_id",
+        }
+    )
+} || CAST(:_event AS jsonb)
+      FROM {{source}} m WHERE {{where}} ORDER BY m.payout_id
 """
 _HOLD = """
     SELECT cr.marketplace_id, {type}, 'hold:' || m.id, jsonb_build_object(
@@ -236,6 +272,15 @@ def insert_sql(
           FROM ({select}) e(marketplace_id, type, subject, payload, row_id)
          WHERE type IS NOT NULL ORDER BY row_id, marketplace_id
     """
+
+
+def created_payouts_sql(*, source: str, where: str, cause: str) -> str:
+    """``INSERT INTO events`` of ``payout.created`` for each row of ``source`` that ``where``
+    selects: rows of payouts the same statement inserts, with the columns ``payout_id``,
+    ``marketplace_id``, ``external_id`` (the creator), ``amount``, ``symbol`` and
+    ``recipient``. The payload is the one ``insert_sql`` writes for a new payout; the
+    roll-up's hundred thousand at a time skip its joins to creators, assets and batches."""
+    return _NEW_PAYOUT.format(source=source, where=where, cause=cause)
 
 
 def for_move(entity: str, to_state: str, from_states: Sequence[str]) -> str | None:

@@ -361,8 +361,10 @@ def _stage(
 
 
 def _ensure_creators_and_accounts(session: Session, marketplace_id: int) -> None:
-    """The creators the staged earnings name and their payable accounts, and the marketplace's
-    funding account, created where missing: one anti-join upsert each, in key order."""
+    """The creators the staged earnings name with their payable and carry accounts, and the
+    marketplace's funding account, created where missing: one anti-join upsert each, in key
+    order. The carry account (``creator_dust``) comes with the payable one, once in a
+    creator's life, so the hourly roll-up does not create a hundred thousand of them."""
     session.execute(
         text(
             """
@@ -383,10 +385,11 @@ def _ensure_creators_and_accounts(session: Session, marketplace_id: int) -> None
         text(
             """
             INSERT INTO accounts (kind, owner_id, asset_id)
-            SELECT 'creator_payable', n.owner_id, n.asset_id FROM (
+            SELECT k.kind, n.owner_id, n.asset_id FROM (
                 SELECT DISTINCT c.id AS owner_id, s.asset_id FROM earnings_stage s
                   JOIN creators c ON c.marketplace_id = :m AND c.external_id = s.creator
             ) n
+            CROSS JOIN (VALUES ('creator_payable'), ('creator_dust')) k(kind)
              WHERE NOT EXISTS (SELECT FROM accounts a WHERE a.kind = 'creator_payable'
                                   AND a.owner_id = n.owner_id AND a.asset_id = n.asset_id)
             UNION ALL

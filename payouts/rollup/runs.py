@@ -189,9 +189,10 @@ _CANDIDATES = """
         SELECT creator_id, asset_id, sum(amount) AS credited, count(*) AS credits
           FROM claimed_credits GROUP BY creator_id, asset_id
     ), rules AS (
-        SELECT * FROM unnest(CAST(:assets AS bigint[]), CAST(:mins AS numeric[]),
-                             CAST(:units AS numeric[]), CAST(:in_flight AS bigint[]))
-                      AS r(asset_id, min_payout, unit, in_flight)
+        SELECT r.*, (SELECT a.symbol FROM assets a WHERE a.id = r.asset_id) AS symbol
+          FROM unnest(CAST(:assets AS bigint[]), CAST(:mins AS numeric[]),
+                      CAST(:units AS numeric[]), CAST(:in_flight AS bigint[]))
+               AS r(asset_id, min_payout, unit, in_flight)
     ), carrying AS (
         -- Paid on what they carry alone (an address set since, a hold ended).
         SELECT d.owner_id AS creator_id, d.asset_id, 0 AS credited, 0 AS credits
@@ -208,7 +209,8 @@ _CANDIDATES = """
         SELECT * FROM sums UNION ALL SELECT * FROM carrying
     ), owed AS (
         SELECT s.creator_id, s.asset_id, s.credited, s.credits, c.payout_address,
-               p.id AS payable_account, d.id AS carry_account, r.in_flight,
+               c.marketplace_id, c.external_id, r.symbol, p.id AS payable_account,
+               d.id AS carry_account, b.account_id IS NULL AS no_balance, r.in_flight,
                CASE WHEN c.payout_address IS NOT NULL
                      AND (c.hold_until IS NULL OR c.hold_until <= now())
                     THEN div(s.credited + coalesce(-b.balance, 0), r.unit) * r.unit
@@ -227,17 +229,19 @@ _CANDIDATES = """
           FROM owed o
     ), candidates AS MATERIALIZED (
         -- nextval is volatile, so PostgreSQL draws it after the sort: ids in creator order.
-        SELECT creator_id, asset_id, credited, credits, payout_address, payable_account,
-               in_flight, amount, amount - credited AS carry_change,
+        SELECT creator_id, asset_id, credited, credits, payout_address AS recipient,
+               marketplace_id, external_id, symbol, payable_account, in_flight, amount,
+               amount - credited AS carry_change,
                CASE WHEN amount > 0 THEN nextval('payouts_id_seq') END AS payout_id,
-               carry_account IS NULL AND amount <> credited AS new_carry,
+               carry_account IS NULL AND amount <> credited AS new_carry, no_balance,
                CASE WHEN carry_account IS NOT NULL OR amount = credited THEN carry_account
                     ELSE nextval('accounts_id_seq') END AS carry_account
           FROM paid ORDER BY asset_id, creator_id
     )"""
 
 # The whole run after its claim, in one statement: the carry accounts still missing, the
-# payouts with their payout.created events and one audit row each, one journal (per creator:
+# payouts with their payout.created events and one audit row each (both written from the
+# candidates, which hold all they say), one journal (per creator:
 # Dr payable what was credited = Cr in flight what is paid + Cr carry what the carried balance
 # grows by, negative when a payout takes carried dust out; in flight one leg per asset), the
 # carried balances, the run's counts. A carry account created meanwhile by another
@@ -254,14 +258,15 @@ _ROLLUP = f"""
     ), created AS (
         INSERT INTO payouts (id, creator_id, asset_id, amount, recipient, window_start,
                              rollup_run_id)
-        SELECT payout_id, creator_id, asset_id, amount, payout_address, :start, :run
+        SELECT payout_id, creator_id, asset_id, amount, recipient, :start, :run
           FROM candidates WHERE amount > 0
-        RETURNING *, CAST(NULL AS text) AS from_state
     ), evented AS ({
-    events.insert_sql("payout", "'payout.created'", source="created", cause="'rolled up'")
+    events.created_payouts_sql(source="candidates", where="m.amount > 0", cause="'rolled up'")
 }), audited AS ({
     lifecycle.created_sql(
-        lifecycle.PAYOUT, source="created", cause="'rolled up in run ' || rollup_run_id"
+        lifecycle.PAYOUT,
+        source="(SELECT payout_id AS id FROM candidates WHERE amount > 0) n",
+        cause="'rolled up in run ' || CAST(:run AS text)",
     )
 }), legs AS (
         SELECT payable_account AS account_id, credited AS amount, payout_id
@@ -277,14 +282,17 @@ _ROLLUP = f"""
     ), carried AS (
         INSERT INTO account_balances (account_id, balance)
         SELECT carry_account, carry_change FROM candidates
-         WHERE carry_change <> 0 AND NOT new_carry
+         WHERE carry_change <> 0 AND NOT no_balance
         ON CONFLICT (account_id)
         DO UPDATE SET balance = account_balances.balance + EXCLUDED.balance
     ), first_carried AS (
-        -- A carry account created above has no balance yet: a plain insert, which skips
-        -- the upsert's probe and speculative insertion (a tenth of the statement).
+        -- A carry account without a balance yet (created above, or with the payable one
+        -- at ingest): a plain insert, which skips the upsert's probe and speculative
+        -- insertion (a tenth of the statement). A balance another transaction wrote
+        -- meanwhile fails it on the unique key, and the retried run upserts.
         INSERT INTO account_balances (account_id, balance)
-        SELECT carry_account, carry_change FROM candidates WHERE new_carry
+        SELECT carry_account, carry_change FROM candidates
+         WHERE carry_change <> 0 AND no_balance
     ), totals AS (
         SELECT count(*) FILTER (WHERE amount > 0) AS payouts,
                coalesce(sum(credits) FILTER (WHERE amount > 0), 0) AS credits,

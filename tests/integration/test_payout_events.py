@@ -118,6 +118,16 @@ def test_a_payout_tells_created_batched_submitted_confirmed_then_finalized_at_fi
         )
         assert created["url"] == f"/v1/payouts/{payout_id}"
         assert created["creator_id"].startswith("c1-")  # the marketplace's own id
+        # The roll-up writes a new payout's payload without the joins of the other moves:
+        # the same keys, nothing yet of a batch.
+        recipient = row(f"SELECT recipient FROM payouts WHERE id = {payout_id}")
+        assert created == {
+            "payout_id": int(payout_id), "status": "pending", "previous_status": None,
+            "creator_id": created["creator_id"], "amount": amount, "asset": "USDC",
+            "recipient": recipient, "batch_id": None, "tx_hash": None, "block_number": None,
+            "cause": "rolled up", "url": f"/v1/payouts/{payout_id}",
+        }  # fmt: skip
+        assert set(created) <= set(batched)
         assert batched["batch_id"] == public_id
         assert (submitted["status"], submitted["tx_hash"]) == ("submitted", sent.tx_hash)
         assert (confirmed["block_number"], confirmed["confirmations"]) == (block, 2)

@@ -23,6 +23,7 @@ from payouts.cli import app
 from payouts.db import unit_of_work
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
+from payouts.ledger.accounts import AccountKind, ensure_accounts
 from payouts.rollup import handlers as rollups
 from payouts.rollup.windows import RollupResult
 from payouts.runtime import Runtime
@@ -240,6 +241,60 @@ def test_a_rounded_payout_carries_its_dust_into_the_next_window(ledger_runtime: 
     assert amounts == [10_000, 10_100, 12_300]
     credited = _scalar(ledger_runtime, "SELECT sum(amount) FROM credits")
     assert sum(amounts) + _dust(ledger_runtime, "alice") == credited == 32_400
+    _check_ok(ledger_runtime)
+
+
+def _accounts_of(rt: Runtime, external_id: str) -> list[str]:
+    with rt.uow() as session:
+        return list(
+            session.execute(
+                text(
+                    "SELECT a.kind FROM accounts a JOIN creators c ON c.id = a.owner_id"
+                    " WHERE c.external_id = :x AND a.kind LIKE 'creator_%' ORDER BY a.kind"
+                ),
+                {"x": external_id},
+            ).scalars()
+        )
+
+
+def test_a_new_creator_gets_its_carry_account_with_its_payable_one(
+    ledger_runtime: Runtime,
+) -> None:
+    """Created once at ingest, not by the hourly roll-up; it holds no balance until a
+    roll-up carries something, and then the balance the roll-up reads is its entries'."""
+    _give_addresses(ledger_runtime, "newcomer")
+    _earn(ledger_runtime, ("newcomer", 12_345))
+    assert _accounts_of(ledger_runtime, "newcomer") == ["creator_dust", "creator_payable"]
+    assert _scalar(ledger_runtime, "SELECT count(*) FROM account_balances") == 0
+    assert rollups.rollup(ledger_runtime, window_start=_window()).total == 12_300
+    assert _dust(ledger_runtime, "newcomer") == 45
+    _check_ok(ledger_runtime)
+
+
+def test_a_creator_from_before_carry_accounts_came_with_payable_ones_still_carries(
+    ledger_runtime: Runtime,
+) -> None:
+    """A ledger written before ingest made carry accounts holds creators with a payable
+    account only: the roll-up creates the carry account the first time it carries."""
+    _give_addresses(ledger_runtime, "veteran")
+    with ledger_runtime.uow() as session:
+        ledger_runtime.sync_assets(session)
+        creator, asset = session.execute(
+            text(
+                "SELECT c.id, a.id FROM creators c, assets a"
+                " WHERE c.external_id = 'veteran' AND a.symbol = 'USDC'"
+            )
+        ).one()
+        ensure_accounts(session, [(AccountKind.CREATOR_PAYABLE, creator, asset)])
+        session.commit()
+    _earn(ledger_runtime, ("veteran", 12_345))
+    assert _accounts_of(ledger_runtime, "veteran") == ["creator_payable"]
+    assert rollups.rollup(ledger_runtime, window_start=_window()).total == 12_300
+    assert _accounts_of(ledger_runtime, "veteran") == ["creator_dust", "creator_payable"]
+    assert _dust(ledger_runtime, "veteran") == 45
+    _earn(ledger_runtime, ("veteran", 10_055))
+    assert rollups.rollup(ledger_runtime, window_start=_window() + HOUR).total == 10_100
+    assert _dust(ledger_runtime, "veteran") == 0
     _check_ok(ledger_runtime)
 
 
