@@ -329,16 +329,20 @@ def listing(
     return page, (page[-1]["id"] if len(rows) > limit else None)
 
 
+def approved_sql(payout_id: str) -> str:
+    """SQL true when an operator approved in review the payout whose id is the SQL
+    expression ``payout_id``: a rule does not hold it again, wherever it is screened."""
+    rules = " OR ".join(f"h.rule LIKE '{r}%'" for r in REVIEWED_RULES)
+    return (
+        f"EXISTS (SELECT 1 FROM holds h WHERE h.payout_id = {payout_id}"
+        f" AND h.state = {HoldState.RELEASED.sql} AND ({rules}))"
+    )
+
+
 def approved_payouts(session: Session, payout_ids: Sequence[int]) -> frozenset[int]:
     """Payouts an operator approved in review: a rule does not hold them again."""
     rows = session.execute(
-        text(
-            f"""
-            SELECT DISTINCT payout_id FROM holds
-             WHERE payout_id = ANY(:ids) AND state = {HoldState.RELEASED.sql}
-               AND ({" OR ".join(f"rule LIKE '{r}%'" for r in REVIEWED_RULES)})
-            """
-        ),
+        text(f"SELECT p FROM unnest(CAST(:ids AS bigint[])) p WHERE {approved_sql('p')}"),
         {"ids": list(payout_ids)},
     ).scalars()
     return frozenset(int(p) for p in rows)

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts import lifecycle
+from payouts import holds, lifecycle
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.chain.signer import TypedDataSigner
@@ -54,8 +54,9 @@ _SETTLEABLE = f"""
     FROM payouts p JOIN creators c ON c.id = p.creator_id
    WHERE p.state = {PayoutState.PENDING.sql} AND p.asset_id = :a
      AND c.state = {CreatorState.ACTIVE.sql}
-     AND NOT EXISTS (SELECT 1 FROM ({DENIED}) d JOIN deny_list l ON l.id = d.id
-                      WHERE d.address = p.recipient AND l.listed)
+     AND (NOT EXISTS (SELECT 1 FROM ({DENIED}) d JOIN deny_list l ON l.id = d.id
+                       WHERE d.address = p.recipient AND l.listed)
+          OR {holds.approved_sql("p.id")})
 """
 
 # A voucher's cumulative per recipient of the asset: what ever became claimable.

@@ -268,6 +268,29 @@ def test_a_recipient_the_token_refuses_is_held_not_made_claimable(
     assert queued["rule"] == "token_deny"
 
 
+def test_a_deny_listed_recipient_approved_in_review_is_still_paid_by_claim(rt: Runtime) -> None:
+    """The deny list holds a claim creator's payout as it holds any; an operator who
+    approves it in review changes who may be paid, not how the creator asked to be paid: the
+    next run makes it claimable, it never enters a batch."""
+    listed = Account.create().address
+    _creators(rt, "m", {"listed": "claim"}, listed=listed)
+    settlement.import_deny_list(rt, [f"{listed},sanctions screening"], source="t", actor="test")
+    _earn(rt, "m", {"listed": LARGE})
+    roll_up_now(rt)
+
+    settlement.settle(rt, actor="test")
+    assert _payouts(rt)["listed"].state == "held"
+    [queued], _ = settlement.list_holds(rt, review=True)
+    assert queued["rule"] == "deny_list"
+
+    settlement.release_hold(rt, queued["id"], "cleared by compliance", actor="ops")
+    plan = settlement.settle(rt, actor="test")["USDC"]
+    assert (plan.claimable, plan.sealed) == (1, [])
+    payout = _payouts(rt)["listed"]
+    assert (payout.state, payout.settled_by, payout.batch_id) == ("claimable", "claim", None)
+    assert_books_balance(rt)
+
+
 def test_claims_count_against_the_limits_as_batches_do(
     make_chain_runtime: Callable[..., Runtime],
 ) -> None:
