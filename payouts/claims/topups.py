@@ -4,8 +4,10 @@ claimable, so no creator's claim waits on the platform.
 What the escrow must cover per asset is every payout now ``claimable`` (claimed ones are paid
 already). What it holds is the ledger's escrow account plus the top-ups stored but not yet
 mined. When that falls short, the hot wallet sends the escrow what is claimable plus the
-configured headroom less what it holds, at most what the wallet has: never more than it holds,
-and whatever it cannot send stays visible as the escrow's shortfall (a metric and an alert).
+configured headroom less what it holds, at most what the wallet has left once its batches
+and top-ups not yet on chain are counted out (``sealing.committed_out``): a top-up never takes
+the tokens of a batch sealed before it, and whatever it cannot send stays visible as the
+escrow's shortfall (a metric and an alert).
 Top-ups take the hot wallet's nonce lane (``payouts.claims.wallet``); one at a time, under an
 advisory lock, so two workers never both top up for the same shortfall.
 """
@@ -22,6 +24,7 @@ from payouts.chain import codec
 from payouts.claims import wallet
 from payouts.claims.escrow import escrow_of, send_unmined, wallet_fees
 from payouts.runtime import Runtime
+from payouts.settlement.sealing import committed_out
 from payouts.states import PayoutState
 
 TOPUP_LOCK = 0x746F70757073  # "topups"
@@ -97,9 +100,10 @@ def top_up(rt: Runtime, *, actor: str = "claims") -> list[TopUp]:
         for cover in covers(session):
             if cover.shortfall == 0:
                 continue
-            available = int(
+            balance = int(
                 rt.chain.call(cover.token, codec.balance_of_calldata(rt.signer.address)), 16
             )
+            available = balance - committed_out(session, cover.asset_id, rt.signer.address)
             amount = topup_amount(
                 cover.claimable, cover.held, rt.settings.claims_topup_headroom_bps, available
             )

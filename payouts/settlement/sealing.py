@@ -121,21 +121,33 @@ class SettlementPlan:
     claimable: int = 0  # payouts made claimable instead (settled by claim)
 
 
+def committed_out(session: Session, asset_id: int, wallet: str) -> int:
+    """What the wallet's transactions not yet on chain will take of the asset: its batches
+    not yet mined and its escrow top-ups stored but not yet booked. Both come out of the one
+    balance, in nonce order: neither settlement nor a top-up may count these tokens again."""
+    return int(
+        session.execute(
+            text(
+                "SELECT (SELECT coalesce(sum(total), 0) FROM batches WHERE asset_id = :a"
+                f" AND payer = :w AND state IN {sql_in(*BATCH_UNMINED)})"
+                " + (SELECT coalesce(sum(amount), 0) FROM wallet_transactions"
+                " WHERE asset_id = :a AND sender = :w AND purpose = 'topup'"
+                " AND block_number IS NULL)"
+            ),
+            {"a": asset_id, "w": wallet},
+        ).scalar_one()
+    )
+
+
 def _spendable(
     session: Session, chain: ChainClient, asset: Asset, asset_id: int, wallet: str, spender: str
 ) -> int:
-    """What the wallet can still pay: min(balance, allowance) less batches not yet on chain."""
+    """What the wallet can still pay: min(balance, allowance) less what its transactions not
+    yet on chain will take (``committed_out``)."""
     assert asset.address is not None
     balance = int(chain.call(asset.address, codec.balance_of_calldata(wallet)), 16)
     allowance = int(chain.call(asset.address, codec.allowance_calldata(wallet, spender)), 16)
-    committed = session.execute(
-        text(
-            "SELECT coalesce(sum(total), 0) FROM batches"
-            f" WHERE asset_id = :a AND payer = :w AND state IN {sql_in(*BATCH_UNMINED)}"
-        ),
-        {"a": asset_id, "w": wallet},
-    ).scalar_one()
-    return max(0, min(balance, allowance) - int(committed))
+    return max(0, min(balance, allowance) - committed_out(session, asset_id, wallet))
 
 
 def _gas_money(

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from eth_abi import encode
 from pydantic import SecretStr
 from sqlalchemy import text
 
 import devstack
+from payouts.chain import codec
 from payouts.chain.signer import LocalKeySigner
 from payouts.chain.vouchers import Voucher, sign_voucher
 from payouts.claims import relay, rotation, topups
@@ -24,6 +26,7 @@ from payouts.ops import measures, metrics
 from payouts.reconcile import handlers as reconciler
 from payouts.runtime import Runtime
 from payouts.settlement import handlers as settlement
+from payouts.submission import handlers as submission
 from payouts.tracking import handlers as tracking
 from tests.chainkit import (
     MARKETPLACE,
@@ -350,6 +353,99 @@ def test_an_escrow_that_runs_short_shows_it_and_pays_nothing_it_does_not_hold(
     mine(rt, 3)
     reconciler.reconcile(rt)
     assert token_balance(rt, token, recipients[creators[0]]) == before + paid.paying
+
+
+def _pending_total(rt: Runtime, creators: list[str]) -> int:
+    return scalar(
+        rt,
+        "SELECT coalesce(sum(p.amount), 0) FROM payouts p JOIN creators c ON c.id = p.creator_id"
+        f" WHERE c.external_id IN ({', '.join(repr(c) for c in creators)})",
+    )
+
+
+def test_a_top_up_never_takes_the_tokens_of_a_batch_sealed_before_it(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    """The hot wallet pays batches and tops the escrow up from one balance: a top-up counts
+    out the batches sealed and not yet mined (and they, the top-ups on their way), so the
+    batch still pays in full and what the wallet cannot cover stays the escrow's shortfall."""
+    rt = make_chain_runtime(confirmation_depth=1, finality_depth=2)
+    token = str(rt.settings.assets[0].address)
+    hot = rt.signer.address
+    recipients = seed(rt, creators=4)
+    creators = sorted(recipients)
+    claimers, pushers = creators[:3], creators[3:]
+    _claiming(rt, claimers)
+    assert roll_up_now(rt) == 4
+    push_total, claim_total = _pending_total(rt, pushers), _pending_total(rt, claimers)
+    keep = push_total + claim_total // 10  # the batch's tokens and a tenth of the claimable
+    assert claim_total * 12_000 // 10_000 > keep  # a top-up would want more than all of it
+    away = token_balance(rt, token, hot) - keep
+    transfer = encode(["address", "uint256"], [devstack.DEV_ADDRESSES[0], away])
+    data = "0x" + (codec.ERC20_TRANSFER + transfer).hex()
+    rt.chain.rpc("eth_sendTransaction", [{"from": hot, "to": token, "data": data}])
+    assert token_balance(rt, token, hot) == keep
+
+    plan = settlement.settle(rt, actor="test")["USDC"]
+    assert plan.claimable == 3
+    [sealed] = plan.sealed
+    [top_up] = topups.top_up(rt)
+    assert top_up.amount == claim_total // 10
+
+    submission.submit(rt, sealed.batch_id, actor="test")
+    mine(rt, 2)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
+    assert value(rt, "SELECT state FROM batches") == "finalized"
+    for creator in pushers:
+        assert token_balance(rt, token, recipients[creator]) == _pending_total(rt, [creator])
+    assert token_balance(rt, token, hot) == 0
+    [cover] = measures.escrow_cover(rt)
+    assert cover.shortfall == claim_total - claim_total // 10
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
+
+
+def test_a_top_up_on_its_way_is_not_spent_again_by_a_batch(
+    make_chain_runtime: Callable[..., Runtime],
+) -> None:
+    """Settlement counts out a top-up stored and sent but not yet mined: the batch it seals
+    meanwhile fits in what the wallet keeps after it, so both land."""
+    rt = make_chain_runtime(confirmation_depth=1, finality_depth=2)
+    token = str(rt.settings.assets[0].address)
+    hot = rt.signer.address
+    claimers = sorted(seed(rt, creators=2, seed=1))
+    _claiming(rt, claimers)
+    roll_up_now(rt)
+    assert settlement.settle(rt, actor="test")["USDC"].claimable == 2
+    wanted = _pending_total(rt, claimers) * 12_000 // 10_000
+    pushed = seed(rt, creators=2, seed=2)
+    pushers = sorted(pushed)
+    wait_until(lambda: roll_up_now(rt) == 2, timeout=10, what="a new window")
+    smallest = min(_pending_total(rt, [c]) for c in pushers)
+    keep = wanted + smallest  # the top-up, then room for one pusher's payout, not both
+    away = token_balance(rt, token, hot) - keep
+    transfer = encode(["address", "uint256"], [devstack.DEV_ADDRESSES[0], away])
+    data = "0x" + (codec.ERC20_TRANSFER + transfer).hex()
+    rt.chain.rpc("eth_sendTransaction", [{"from": hot, "to": token, "data": data}])
+
+    with automine_off(rt):
+        [top_up] = topups.top_up(rt)
+        assert top_up.amount == wanted
+        plan = settlement.settle(rt, actor="test")["USDC"]
+        [sealed] = plan.sealed
+        assert sealed.total == smallest
+        submission.submit(rt, sealed.batch_id, actor="test")
+        mine(rt, 1)
+    mine(rt, 2)
+    reconciler.reconcile(rt)
+    reconciler.reconcile(rt)
+    assert value(rt, "SELECT state FROM batches") == "finalized"
+    assert token_balance(rt, token, hot) == 0
+    [cover] = measures.escrow_cover(rt)
+    assert cover.shortfall == 0
+    checked = tracking.check(rt)
+    assert checked.ok, [r for r in checked.results if not r.ok]
 
 
 def test_a_reorg_that_removes_a_top_up_unbooks_it_until_the_same_bytes_land_again(
