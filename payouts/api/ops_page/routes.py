@@ -120,9 +120,22 @@ def pipeline(request: Request, _: Signed) -> HTMLResponse:
 @router.get("/sections/books")
 def books(request: Request, _: Signed) -> HTMLResponse:
     """Ledger paid next to what the chain shows, per asset: ``payouts status``'s comparison,
-    which reads the whole ledger, so it refreshes less often than the counts."""
+    which reads the whole ledger, so it refreshes less often than the counts; and the claims
+    escrow's balance on chain against what is claimable (the escrow-short alert's figures)."""
     rt = runtime(request)
-    return _page(request, "_books.html", status=tracking.status(rt), decimals=_decimals(rt))
+    # The claims escrow's balance is read from the node: a node away costs this line only.
+    try:
+        escrow, escrow_error = measures.escrow_cover(rt), None
+    except ChainError as exc:
+        escrow, escrow_error = [], f"chain unavailable: {exc}"
+    return _page(
+        request,
+        "_books.html",
+        status=tracking.status(rt),
+        escrow=escrow,
+        escrow_error=escrow_error,
+        decimals=_decimals(rt),
+    )
 
 
 @router.get("/sections/batches")
