@@ -76,6 +76,13 @@ class InvariantViolation(PayoutsError):
     code = "invariant_violation"
 
 
+class EscrowChanged(IllegalTransition):
+    """The configured claims escrow is not the one the ledger's claims are for: its vouchers
+    would pay again what the other one paid."""
+
+    code = "claims_escrow_changed"
+
+
 class DatabaseError(PayoutsError):
     code = "database_error"
 

@@ -206,6 +206,7 @@ def sweep(rt: Runtime, *, older_than: float | None = None) -> list[Submitted]:
             # A voucher the hot wallet sent is not mined yet: its address would look unpaid
             # and go twice, the second paying nothing but gas.
             return []
+        issuer.bind(session)
         stale = session.execute(text(STALE), {"age": age}).all()
         by_asset: dict[int, list[str]] = {}
         for row in stale:

@@ -111,6 +111,7 @@ def current(
 ) -> list[dict[str, Any]]:
     """The current voucher of every (recipient, asset) of one creator (or of everyone),
     signed now, with what is still claimable and what was claimed of it."""
+    issuer.bind(session)
     out = []
     for row in _rows(session, creator_id, sorted(tokens)):
         token = tokens[row.asset_id]

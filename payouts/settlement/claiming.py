@@ -32,6 +32,7 @@ from payouts.chain import codec
 from payouts.chain.client import ChainClient
 from payouts.chain.signer import TypedDataSigner
 from payouts.chain.vouchers import SignedVoucher, Voucher, sign_voucher
+from payouts.errors import EscrowChanged
 from payouts.ledger.accounts import AccountKind, account_id
 from payouts.ledger.journals import open_journal
 from payouts.settlement.policy import ClaimPolicy, SettleBy, SettleMode
@@ -74,6 +75,28 @@ class VoucherIssuer:
     signer: TypedDataSigner
     chain_id: int
     escrow: str
+
+    def bind(self, session: Session) -> None:
+        """Refuse to sign for this escrow unless it is the one the ledger's claims are for:
+        the first to sign binds it (``claims_escrows``, one per chain, never changed). A
+        cumulative is what the address was ever made able to claim, and another escrow
+        would pay it again from zero."""
+        session.execute(
+            text(
+                "INSERT INTO claims_escrows (chain_id, address) VALUES (:c, :e)"
+                " ON CONFLICT (chain_id) DO NOTHING"
+            ),
+            {"c": self.chain_id, "e": self.escrow},
+        )
+        bound = session.execute(
+            text("SELECT address FROM claims_escrows WHERE chain_id = :c"), {"c": self.chain_id}
+        ).scalar_one()
+        if str(bound).lower() != self.escrow.lower():
+            raise EscrowChanged(
+                f"the ledger's claims are for escrow {bound} on chain {self.chain_id}, not"
+                f" {self.escrow}: its vouchers would pay again what {bound} paid; set"
+                " PAYOUTS_CLAIMS_ADDRESS back (moving claims to another escrow is not supported)"
+            )
 
     def issue(self, token: str, cumulative: Mapping[str, int]) -> dict[str, SignedVoucher]:
         """A signed voucher per recipient; signing is the one step per address, not per row."""
@@ -143,6 +166,7 @@ def make_claimable(
     session.execute(
         text("SELECT pg_advisory_xact_lock(:k, :a)"), {"k": CLAIMABLE_LOCK, "a": asset_id}
     )
+    claiming.issuer.bind(session)
     existing_from, fresh_from = claiming.policy.thresholds(fee_per_gas)
     holders = _holders(session, chain, token, asset_id, existing_from, fresh_from)
     ids = _lock_claimable(session, asset_id, existing_from, fresh_from, holders)

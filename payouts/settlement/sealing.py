@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from payouts import holds, lifecycle
 from payouts.chain import codec
 from payouts.chain.client import ChainClient
+from payouts.errors import EscrowChanged
 from payouts.exception_queue import record_exception, resolve_exception
 from payouts.holds import NewHold
 from payouts.money import Asset
@@ -119,6 +120,10 @@ class SettlementPlan:
     wallet_available: int
     reason: str  # why sealing stopped
     claimable: int = 0  # payouts made claimable instead (settled by claim)
+
+
+# Settlement by claim stopped: the configured escrow is not the ledger's (``EscrowChanged``).
+ESCROW_CHANGED = "claims_escrow_changed"
 
 
 def committed_out(session: Session, asset_id: int, wallet: str) -> int:
@@ -278,19 +283,30 @@ def seal_batches(
             ).scalar_one()
         )
         fee = head.base_fee_per_gas + policy.priority_fee
-        made = make_claimable(
-            session,
-            chain,
-            token=asset.address,
-            asset_id=asset_id,
-            claiming=claiming,
-            fee_per_gas=fee,
-            actor=actor,
-            screen=_claim_screen(
-                session, chain, asset_id, asset.address, deny_check, limits, actor
-            ),
-        )
-        claimable = made.payouts
+        try:
+            made = make_claimable(
+                session,
+                chain,
+                token=asset.address,
+                asset_id=asset_id,
+                claiming=claiming,
+                fee_per_gas=fee,
+                actor=actor,
+                screen=_claim_screen(
+                    session, chain, asset_id, asset.address, deny_check, limits, actor
+                ),
+            )
+            claimable = made.payouts
+        except EscrowChanged as exc:
+            # Claims stop, payouts do not: everything goes by push, as without an escrow,
+            # and the operator is told why until the escrow is set back.
+            issuer = claiming.issuer
+            record_exception(
+                session,
+                ESCROW_CHANGED,
+                f"{issuer.chain_id}:{issuer.escrow}",
+                {"configured": issuer.escrow, "chain_id": issuer.chain_id, "reason": str(exc)},
+            )
     worst_fee = min(policy.max_fee_per_gas, 2 * head.base_fee_per_gas + policy.priority_fee)
     gas_balance, gas_money = _gas_money(session, chain, wallet, policy, worst_fee)
     outcomes = _recent_outcomes(session, asset_id)

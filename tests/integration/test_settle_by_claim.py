@@ -24,7 +24,7 @@ from payouts.chain.vouchers import SignedVoucher, Voucher
 from payouts.claims import handlers as claims
 from payouts.claims import vouchers
 from payouts.db.models import Creator, Payout
-from payouts.errors import DatabaseRefused
+from payouts.errors import DatabaseRefused, EscrowChanged
 from payouts.ingest import handlers as ingest
 from payouts.ingest.earnings import Earning
 from payouts.runtime import Runtime
@@ -288,6 +288,45 @@ def test_a_deny_listed_recipient_approved_in_review_is_still_paid_by_claim(rt: R
     assert (plan.claimable, plan.sealed) == (1, [])
     payout = _payouts(rt)["listed"]
     assert (payout.state, payout.settled_by, payout.batch_id) == ("claimable", "claim", None)
+    assert_books_balance(rt)
+
+
+def test_another_escrow_than_the_ledgers_signs_nothing_and_payouts_go_by_push(
+    rt: Runtime, make_chain_runtime: Callable[..., Runtime]
+) -> None:
+    """A cumulative is all an address was ever made able to claim; a new escrow has paid it
+    nothing, so its vouchers would pay everything again. The ledger is bound to the escrow
+    its claims are for: pointed at another, it signs no voucher, settlement tells the
+    operator and pushes what it would have made claimable, and nothing stalls."""
+    market = _creators(rt, "m", {"claimer": "claim"})
+    _earn(rt, "m", {"claimer": TINY})
+    roll_up_now(rt)
+    assert settlement.settle(rt, actor="test")["USDC"].claimable == 1
+    other = Account.create().address
+    moved = make_chain_runtime(
+        claims_address=other,
+        assets=[a.model_dump(mode="json", exclude_unset=True) for a in rt.settings.assets],
+    )
+
+    with pytest.raises(EscrowChanged) as refused:
+        claims.creator_claim(moved, market, "claimer")
+    assert str(rt.settings.claims_address) in str(refused.value)
+    assert other in str(refused.value)
+    assert claims.creator_claim(rt, market, "claimer")["claims"]  # the ledger's escrow still signs
+
+    _earn(moved, "m", {"claimer": LARGE}, tag="later-")
+    wait_until(lambda: roll_up_now(moved) == 1, timeout=10, what="a new window")
+    plan = settlement.settle(moved, actor="test")["USDC"]
+    assert plan.claimable == 0
+    [sealed] = plan.sealed
+    assert sealed.total == LARGE
+    with rt.uow() as session:
+        opened = session.execute(
+            text("SELECT kind, detail FROM exceptions WHERE state = 'open'")
+        ).all()
+    assert [(kind, detail["configured"]) for kind, detail in opened] == [
+        ("claims_escrow_changed", other)
+    ]
     assert_books_balance(rt)
 
 
