@@ -72,6 +72,35 @@ def test_a_transfer_naming_a_missing_batch_or_payout_is_refused(
         assert session.execute(text("SELECT count(*) FROM onchain_transfers")).scalar_one() == 2
 
 
+def _many_transfers(rows: int, last_payout: str) -> str:
+    """``rows`` transfers in one statement (a reconciliation's size, planned for itself above a
+    thousand): every other one tied to no payout, the rest to ``:p``, the last to
+    ``last_payout``."""
+    return (
+        "INSERT INTO onchain_transfers (batch_id, position, payout_id, recipient, amount,"
+        " tx_hash, log_index, block_number, block_hash, succeeded)"
+        f" SELECT :b, g, CASE WHEN g = {rows} THEN {last_payout}"
+        " WHEN g % 2 = 0 THEN NULL ELSE :p END, recipient, amount, '0xaa', g, 1, '0xbb', true"
+        f" FROM payouts, generate_series(1, {rows}) g WHERE id = :p"
+    )
+
+
+def test_a_large_statement_is_checked_by_one_join_and_still_refuses_an_orphan(
+    ledger_runtime: Runtime, uow: UnitOfWork
+) -> None:
+    """Above a thousand rows the check is planned for the statement's size (migration 0026):
+    the orphan at the end is found past the transfers tied to no payout, and the same
+    statement without it is taken whole."""
+    payout_id = _one_payout(ledger_runtime)
+    batch_id = _batch_of(uow, payout_id)
+    params = {"b": batch_id, "p": payout_id}
+    match = r"onchain_transfers: payout_id \d+ names no row of payouts"
+    assert _refused(uow, _many_transfers(1500, ":p + 1000"), params, match) == "23503"
+    with uow() as session:
+        session.execute(text(_many_transfers(1500, ":p")), params)
+        assert session.execute(text("SELECT count(*) FROM onchain_transfers")).scalar_one() == 1500
+
+
 @pytest.mark.parametrize(
     ("sql", "match"),
     [
