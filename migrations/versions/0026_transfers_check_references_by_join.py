@@ -19,19 +19,20 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from alembic import op
-
 revision = "0026"
 down_revision = "0025"
 branch_labels = None
 depends_on = None
 
 KEYS = (("batch_id", "batches"), ("payout_id", "payouts"))
-LARGE = 1000  # rows of one statement above which it is planned for its own size
+_HERE = Path(__file__)
+# 0021's writer of a check function and its size threshold, reused as they were.
+_0021 = runpy.run_path(str(_HERE.with_name("0021_large_statements_check_references_by_join.py")))
+LARGE: int = _0021["LARGE"]
 
 
 def _sized(column: str, referenced: str) -> str:
-    """PL/pgSQL refusing the statement when a non-null ``column`` names no row."""
+    """0021's sized check, but a NULL (a transfer tied to no payout) names nothing."""
     return f"""
             IF large THEN
                 EXECUTE 'SELECT n.{column} FROM new_rows n WHERE n.{column} IS NOT NULL'
@@ -49,28 +50,18 @@ def _sized(column: str, referenced: str) -> str:
             END IF;"""
 
 
-def _replace(checks: str, declared: str) -> None:
-    op.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION check_onchain_transfers_references() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        DECLARE
-            missing bigint;{declared}
-        BEGIN{checks}
-            RETURN NULL;
-        END $$;
-        """
-    )
-
-
 def upgrade() -> None:
-    _replace(
+    _0021["_replace"](
+        "onchain_transfers",
         "".join(_sized(column, referenced) for column, referenced in KEYS),
         f"\n            large boolean := (SELECT count(*) > {LARGE} FROM new_rows);",
     )
 
 
 def downgrade() -> None:
-    path = Path(__file__).with_name("0019_transfer_references_per_statement.py")
-    missing = runpy.run_path(str(path))["_missing"]
-    _replace("".join(missing(column, referenced) for column, referenced in KEYS), "")
+    missing = runpy.run_path(str(_HERE.with_name("0019_transfer_references_per_statement.py")))
+    _0021["_replace"](
+        "onchain_transfers",
+        "".join(missing["_missing"](column, referenced) for column, referenced in KEYS),
+        "",
+    )
