@@ -88,6 +88,8 @@ class VoucherIssuer:
             ),
             {"c": self.chain_id, "e": self.escrow},
         )
+        # A statement of its own: its snapshot sees the row of a concurrent first binder,
+        # whose commit the insert above waited for.
         bound = session.execute(
             text("SELECT address FROM claims_escrows WHERE chain_id = :c"), {"c": self.chain_id}
         ).scalar_one()

@@ -122,10 +122,6 @@ class SettlementPlan:
     claimable: int = 0  # payouts made claimable instead (settled by claim)
 
 
-# Settlement by claim stopped: the configured escrow is not the ledger's (``EscrowChanged``).
-ESCROW_CHANGED = "claims_escrow_changed"
-
-
 def committed_out(session: Session, asset_id: int, wallet: str) -> int:
     """What the wallet's transactions not yet on chain will take of the asset: its batches
     not yet mined and its escrow top-ups stored but not yet booked. Both come out of the one
@@ -303,7 +299,7 @@ def seal_batches(
             issuer = claiming.issuer
             record_exception(
                 session,
-                ESCROW_CHANGED,
+                exc.code,
                 f"{issuer.chain_id}:{issuer.escrow}",
                 {"configured": issuer.escrow, "chain_id": issuer.chain_id, "reason": str(exc)},
             )
