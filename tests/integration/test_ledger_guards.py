@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from payouts.db import UnitOfWork, unit_of_work, units_of_work
 from payouts.ingest import handlers as ingest
@@ -254,6 +256,51 @@ def test_a_journal_with_no_entries_is_refused_at_commit(
             session.commit()
         assert _sqlstate(raised.value) == CHECK_VIOLATION
     assert _count(units_of_work(db_url), "journals") == 0
+
+
+def test_the_balance_check_reads_a_journals_entries_by_index_whatever_the_history(
+    db_url: str, committed_books: Books
+) -> None:
+    """A ledger of a few large journals made a generic plan of the commit-time check scan
+    every entry ever written for each new journal (migration 0027). Its plans, as
+    auto_explain reports them to this session, read ``entries`` by index every time, past
+    the five calls after which PL/pgSQL would settle on a generic plan."""
+    with unit_of_work(db_url) as session:
+        for n in range(3):
+            legs = [Leg(committed_books.hot_usdc, 1 + i) for i in range(1000)]
+            legs.append(Leg(committed_books.funding_usdc, -sum(leg.amount for leg in legs)))
+            post(session, "test", f"large journal {n}", legs)
+        session.commit()
+        session.execute(text("ANALYZE entries"))
+        session.commit()
+    plans: list[str] = []
+    engine = create_engine(db_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        conn.connection.dbapi_connection.add_notice_handler(  # type: ignore[union-attr]
+            lambda notice: plans.append(notice.message_primary or "")
+        )
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_nested_statements = on",
+            "SET auto_explain.log_level = notice",
+            "SET client_min_messages = notice",
+        ):
+            conn.execute(text(setting))
+        conn.commit()
+        for n in range(8):
+            with Session(conn) as session:
+                post(
+                    session,
+                    "test",
+                    f"small journal {n}",
+                    [Leg(committed_books.hot_usdc, 5), Leg(committed_books.funding_usdc, -5)],
+                )
+                session.commit()
+    engine.dispose()
+    checks = [plan for plan in plans if "FROM entries WHERE journal_id = NEW.id" in plan]
+    assert len(checks) == 8
+    assert all("Index" in plan and "Seq Scan on entries" not in plan for plan in checks), checks
 
 
 def test_post_refuses_a_journal_of_only_zero_legs(uow: UnitOfWork, books: Books) -> None:
