@@ -163,7 +163,9 @@ def run(servers: stack.Servers, sizes: ReconcileSizes) -> ScenarioResult:
             f"with one receipt per transaction ({len(hashes)} receipts). Floor: the hot "
             "wallet's Transfer logs of the same blocks (0 to the head) read with one raw "
             "`eth_getLogs` (httpx POST, `json.loads`) and decoded by slicing lowercase hex and "
-            "parsing integers, on the same anvil; no SQL (`benchmarks/floors.py`)."
+            "parsing integers, on the same anvil; no SQL (`benchmarks/floors.py`). That read "
+            "is made once, untimed, before anything is measured, so the reconciler, its "
+            "baseline and the floor all read blocks the node has served before."
         ),
         tables=[
             Table(

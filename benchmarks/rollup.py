@@ -336,7 +336,7 @@ def run(servers: stack.Servers, sizes: RollupSizes, templates: Templates) -> Sce
         setup=(
             f"{sizes.credits:,} accrued credits over {sizes.creators:,} creators, seeded in "
             f"{fmt_seconds(seed_seconds)} by `benchmarks/seed.py` (generate_series, ledger "
-            "guards on), rolled up by `rollup.handlers.rollup` into "
+            "guards on; then vacuumed and analysed), rolled up by `rollup.handlers.rollup` into "
             f"{fast.payouts:,} payouts. Baseline: a Python loop per creator (read its credits, "
             "sum, insert the payout, move the credits, post the legs), on a copy of the same "
             "ledger. Each ran in a fresh process (peak RSS is that process's). Floor: one "
