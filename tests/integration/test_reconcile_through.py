@@ -62,7 +62,12 @@ def test_a_batch_final_when_first_confirmed_records_both_moves_in_order(
     assert len(lives) == 3
     for life in lives.values():
         assert [e["type"] for e in life] == PAYOUT_LIFE
-        confirmed, finalized = (e["data"] for e in life[-2:])
+        submitted, confirmed, finalized = (e["data"] for e in life[-3:])
+        # The same payload as a move of its own writes, plus what the reconciler adds.
+        assert set(confirmed) == set(finalized) == set(submitted) | {"confirmations"}
+        assert {k: confirmed[k] for k in ("payout_id", "creator_id", "amount", "asset")} == {
+            k: submitted[k] for k in ("payout_id", "creator_id", "amount", "asset")
+        }
         assert (confirmed["status"], confirmed["previous_status"]) == ("confirmed", "submitted")
         assert (finalized["status"], finalized["previous_status"]) == ("finalized", "confirmed")
         assert confirmed["confirmations"] == finalized["confirmations"] == depth
