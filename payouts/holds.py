@@ -303,7 +303,7 @@ def listing(
     """Newest first; ``review``: only what rules placed (the review queue)."""
     if state is not None and state not in tuple(HoldState):
         raise InvalidInput(f"state must be one of {', '.join(HoldState)}", field="state")
-    reviewed = " OR ".join(f"h.rule LIKE '{r}%'" for r in REVIEWED_RULES)
+    reviewed = reviewed_sql("h.rule")
     rows = session.execute(
         text(
             _SELECT
@@ -329,13 +329,18 @@ def listing(
     return page, (page[-1]["id"] if len(rows) > limit else None)
 
 
+def reviewed_sql(rule: str) -> str:
+    """SQL true when ``rule`` (an SQL expression) names a rule whose holds an operator
+    reviews (``REVIEWED_RULES``)."""
+    return " OR ".join(f"{rule} LIKE '{r}%'" for r in REVIEWED_RULES)
+
+
 def approved_sql(payout_id: str) -> str:
     """SQL true when an operator approved in review the payout whose id is the SQL
     expression ``payout_id``: a rule does not hold it again, wherever it is screened."""
-    rules = " OR ".join(f"h.rule LIKE '{r}%'" for r in REVIEWED_RULES)
     return (
         f"EXISTS (SELECT 1 FROM holds h WHERE h.payout_id = {payout_id}"
-        f" AND h.state = {HoldState.RELEASED.sql} AND ({rules}))"
+        f" AND h.state = {HoldState.RELEASED.sql} AND ({reviewed_sql('h.rule')}))"
     )
 
 

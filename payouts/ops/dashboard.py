@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from payouts.holds import REVIEWED_RULES
+from payouts.holds import reviewed_sql
 from payouts.lifecycle import payout_credits_join
 from payouts.states import BatchState as B
 from payouts.states import ExceptionState, HoldState, sql_in
@@ -197,7 +197,7 @@ CHARTS = {"throughput": throughput, "finality": finality, "gas": gas}
 def tiles(session: Session) -> dict[str, int]:
     """The counts at the top of the page, cheap enough to read every few seconds: batches by
     state, open exceptions, holds waiting for review (index-sized reads, no ledger scan)."""
-    reviewed = " OR ".join(f"rule LIKE '{r}%'" for r in REVIEWED_RULES)
+    reviewed = reviewed_sql("rule")
     by_state = ", ".join(f"count(*) FILTER (WHERE state = {s.sql}) AS {s.value}" for s in TIMELINE)
     row = session.execute(
         text(
